@@ -1,0 +1,257 @@
+"""The experiment spec: the one description of an IMP experiment that every part of the system shares.
+
+It imports pydantic and nothing heavier, so the API can validate and echo a spec (with every
+paper default filled in) without importing torch. Unknown keys are refused so that a typo such
+as ``"learning_rte"`` is an error that names the field rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lth_core.paper_defaults import DATASET_SHAPES, MODEL_NAMES, PAPER_DEFAULTS
+
+ModelName = Literal["lenet_300_100", "conv2", "conv4", "conv6", "vgg19", "resnet18"]
+DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "synthetic"]
+ControlName = Literal["random_reinit", "random_prune"]
+LayerKind = Literal["conv", "fc", "output", "shortcut"]
+LAYER_KINDS: tuple[str, ...] = ("conv", "fc", "output", "shortcut")
+
+# Bounds that keep a spec within what one experiment can sensibly ask for. The service may
+# apply tighter, configurable limits of its own; these only reject nonsense.
+MAX_ITERATIONS = 10_000_000
+MAX_LEVELS = 100
+MAX_BATCH_SIZE = 65_536
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SyntheticSpec(_Strict):
+    """A generated, learnable classification problem for tests and quick checks."""
+
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = Field(10, ge=2, le=1000)
+    train_size: int = Field(2000, ge=2, le=1_000_000)
+    test_size: int = Field(500, ge=1, le=1_000_000)
+    noise: float = Field(1.0, ge=0.0, le=100.0)
+
+    @field_validator("input_shape")
+    @classmethod
+    def _positive_shape(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(d < 1 or d > 512 for d in v):
+            raise ValueError("every dimension of input_shape must be between 1 and 512")
+        return v
+
+
+class DatasetSpec(_Strict):
+    name: DatasetName
+    validation_size: int = Field(
+        5000, ge=1, description="Examples held out of the training set for early stopping."
+    )
+    train_subset: int | None = Field(
+        None, ge=1, description="Cap on training examples (after the validation split)."
+    )
+    augment: bool = Field(False, description="Random flips and 4-pixel pad-and-crop (CIFAR).")
+    root: str | None = Field(
+        None, description="Where the files are (or are downloaded to); default: standard places."
+    )
+    synthetic: SyntheticSpec | None = None
+
+    @model_validator(mode="after")
+    def _synthetic_only_for_synthetic(self) -> DatasetSpec:
+        if self.name == "synthetic":
+            if self.synthetic is None:
+                self.synthetic = SyntheticSpec()
+            if self.validation_size >= self.synthetic.train_size:
+                raise ValueError(
+                    "validation_size must be smaller than synthetic.train_size "
+                    f"({self.validation_size} >= {self.synthetic.train_size})"
+                )
+        elif self.synthetic is not None:
+            raise ValueError("'synthetic' settings apply only to dataset name 'synthetic'")
+        return self
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        if self.synthetic is not None:
+            return self.synthetic.input_shape
+        return DATASET_SHAPES[self.name][0]
+
+    @property
+    def num_classes(self) -> int:
+        if self.synthetic is not None:
+            return self.synthetic.num_classes
+        return DATASET_SHAPES[self.name][1]
+
+
+class TrainingSpec(_Strict):
+    optimizer: Literal["adam", "sgd"]
+    learning_rate: float = Field(gt=0.0, le=10.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)
+    iterations: int = Field(ge=1, le=MAX_ITERATIONS)
+    warmup_iterations: int = Field(0, ge=0, description="Linear learning-rate warmup from 0.")
+    lr_milestones: list[int] = Field(
+        default_factory=list, description="Iterations at which the learning rate is multiplied."
+    )
+    lr_gamma: float = Field(0.1, gt=0.0, le=1.0)
+    eval_every: int = Field(100, ge=1, description="Evaluate on validation and test this often.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before each hidden fc layer.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingSpec:
+        if self.eval_every > self.iterations:
+            raise ValueError(
+                f"eval_every ({self.eval_every}) must not exceed iterations ({self.iterations})"
+            )
+        if self.warmup_iterations > self.iterations:
+            raise ValueError(
+                f"warmup_iterations ({self.warmup_iterations}) must not exceed "
+                f"iterations ({self.iterations})"
+            )
+        ms = self.lr_milestones
+        if any(m <= 0 or m >= self.iterations for m in ms):
+            raise ValueError("every lr_milestones entry must lie strictly between 0 and iterations")
+        if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
+            raise ValueError("lr_milestones must be strictly increasing")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError("momentum applies to optimizer 'sgd' only (Adam has its own betas)")
+        return self
+
+
+class PruningRates(_Strict):
+    """Fraction of the *remaining* weights removed per level, by layer kind (layer-wise)."""
+
+    conv: float = Field(0.0, ge=0.0, lt=1.0)
+    fc: float = Field(0.0, ge=0.0, lt=1.0)
+    output: float = Field(0.0, ge=0.0, lt=1.0)
+    shortcut: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class PruningSpec(_Strict):
+    levels: int = Field(20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0.")
+    strategy: Literal["layerwise", "global"]
+    schedule: Literal["iterative", "oneshot"] = "iterative"
+    rates: PruningRates = Field(default_factory=PruningRates)
+    global_rate: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Fraction pruned per level across all layers (global)."
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Layer kinds (conv, fc, output, shortcut) or weight names never pruned.",
+    )
+
+    @field_validator("exclude")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name or len(name) > 200 or not all(c.isalnum() or c in "._" for c in name):
+                raise ValueError(f"exclude entry {name!r} is neither a layer kind nor a weight name")
+        return v
+
+
+class ResetSpec(_Strict):
+    mode: Literal["init", "rewind", "finetune"] = Field(
+        "init",
+        description="init: back to theta_0 (winning ticket); rewind: to iteration k of the dense "
+        "run; finetune: keep trained weights (the classic pruning baseline).",
+    )
+    rewind_iteration: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _rewind_needs_k(self) -> ResetSpec:
+        if self.mode != "rewind" and self.rewind_iteration:
+            raise ValueError("rewind_iteration applies to mode 'rewind' only")
+        return self
+
+
+class MaskSource(_Strict):
+    """Train from a mask found by an earlier experiment (ticket transfer)."""
+
+    experiment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    level: int = Field(ge=0, le=MAX_LEVELS)
+
+
+class ExperimentSpec(_Strict):
+    name: str = Field("", max_length=200)
+    model: ModelName
+    dataset: DatasetSpec
+    training: TrainingSpec
+    pruning: PruningSpec
+    reset: ResetSpec = Field(default_factory=ResetSpec)
+    controls: list[ControlName] = Field(default_factory=lambda: ["random_reinit"])
+    seed: int = Field(0, ge=0, le=2**62)
+    ticket_tolerance: float = Field(
+        0.0, ge=0.0, le=1.0, description="Accuracy (0-1) a ticket may lose against the dense net."
+    )
+    mask: MaskSource | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_paper_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        model = data.get("model")
+        if not isinstance(model, str) or model not in PAPER_DEFAULTS:
+            return data  # the field validator reports the bad model name
+        return _merge(PAPER_DEFAULTS[model], data)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        if not self.name:
+            self.name = f"{self.model}-{self.dataset.name}"
+        if len(set(self.controls)) != len(self.controls):
+            raise ValueError("controls must not repeat")
+        if self.reset.rewind_iteration >= self.training.iterations:
+            raise ValueError(
+                f"reset.rewind_iteration ({self.reset.rewind_iteration}) must be below "
+                f"training.iterations ({self.training.iterations})"
+            )
+        return self
+
+    @property
+    def run_kinds(self) -> list[str]:
+        """The runs of one pruned level: the ticket, then each control."""
+        return ["ticket", *self.controls]
+
+    def runs_at_level(self, level: int) -> list[str]:
+        """Controls need a mask to control for: the dense level 0 has only the ticket run."""
+        return ["ticket"] if level == 0 and self.mask is None else self.run_kinds
+
+
+def _merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """User values over paper defaults, recursively for nested sections."""
+    out = copy.deepcopy(defaults)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_spec(data: dict[str, Any]) -> ExperimentSpec:
+    """The one entry point for turning user JSON into a spec; raises pydantic.ValidationError."""
+    return ExperimentSpec.model_validate(data)
+
+
+__all__ = [
+    "LAYER_KINDS",
+    "MODEL_NAMES",
+    "ControlName",
+    "DatasetSpec",
+    "ExperimentSpec",
+    "MaskSource",
+    "PruningRates",
+    "PruningSpec",
+    "ResetSpec",
+    "SyntheticSpec",
+    "TrainingSpec",
+    "parse_spec",
+]
