@@ -19,6 +19,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def main() -> None:
+    """Keeps `lth` a group of subcommands however many are registered."""
+
+
 for module in (run, server, client):
     module.register(app)
 

@@ -8,6 +8,7 @@ as ``"learning_rte"`` is an error that names the field rather than a silently ig
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -118,7 +119,7 @@ class TrainingSpec(_Strict):
         ms = self.lr_milestones
         if any(m <= 0 or m >= self.iterations for m in ms):
             raise ValueError("every lr_milestones entry must lie strictly between 0 and iterations")
-        if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(ms)):
             raise ValueError("lr_milestones must be strictly increasing")
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("momentum applies to optimizer 'sgd' only (Adam has its own betas)")
@@ -135,7 +136,9 @@ class PruningRates(_Strict):
 
 
 class PruningSpec(_Strict):
-    levels: int = Field(20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0.")
+    levels: int = Field(
+        20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0."
+    )
     strategy: Literal["layerwise", "global"]
     schedule: Literal["iterative", "oneshot"] = "iterative"
     rates: PruningRates = Field(default_factory=PruningRates)
@@ -152,7 +155,9 @@ class PruningSpec(_Strict):
     def _names(cls, v: list[str]) -> list[str]:
         for name in v:
             if not name or len(name) > 200 or not all(c.isalnum() or c in "._" for c in name):
-                raise ValueError(f"exclude entry {name!r} is neither a layer kind nor a weight name")
+                raise ValueError(
+                    f"exclude entry {name!r} is neither a layer kind nor a weight name"
+                )
         return v
 
 
