@@ -1,0 +1,87 @@
+"""Dependencies shared by the routes: settings, a database session, the caller, the id.
+
+Issue 6 (API keys) replaces :func:`get_owner`; every route already passes the owner down to
+the repository, which restricts reads and writes to that owner's experiments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.orm import Session
+
+from service.errors import NotFound, Unavailable, Unprocessable, detail
+from store import artifacts
+from store.db import get_engine, session_factory
+from store.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """A session per request; routes commit explicitly (before enqueueing or deleting files)."""
+    try:
+        engine = get_engine(settings)
+    except OSError as exc:  # e.g. the SQLite directory cannot be created
+        raise Unavailable(
+            f"the database cannot be opened: {exc}", error_type="database_unavailable"
+        ) from exc
+    session = session_factory(engine)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_owner() -> str | None:
+    """The caller's identity; None until authentication exists (everything is visible)."""
+    return None
+
+
+OwnerDep = Annotated[str | None, Depends(get_owner)]
+
+
+def experiment_id(
+    experiment_id: Annotated[str, Path(description="The experiment's id (32 hex digits).")],
+) -> str:
+    """The normalized id; anything that is not an id cannot name an experiment: 404."""
+    try:
+        return artifacts.normalize_id(experiment_id)
+    except artifacts.InvalidId:
+        raise NotFound(f"no experiment with id {experiment_id[:80]!r}") from None
+
+
+ExperimentIdDep = Annotated[str, Depends(experiment_id)]
+
+
+async def json_body(request: Request) -> Any:
+    """The request body parsed as JSON, read here so the route itself can stay synchronous."""
+    raw = await request.body()
+    if not raw.strip():
+        raise Unprocessable(
+            "the request needs a JSON body (the experiment spec)",
+            error_type="invalid_json",
+            details=[detail(["body"], "Field required", "missing")],
+        )
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise Unprocessable(
+            f"the body is not valid JSON: {exc}",
+            error_type="invalid_json",
+            details=[detail(["body"], "Invalid JSON", "json_invalid")],
+        ) from None
+
+
+JsonBodyDep = Annotated[Any, Depends(json_body)]

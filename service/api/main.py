@@ -1,0 +1,12 @@
+"""All routers of the API, in one place."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.routes import artifacts, experiments, health
+
+api_router = APIRouter()
+api_router.include_router(experiments.router)
+api_router.include_router(artifacts.router)
+api_router.include_router(health.router)

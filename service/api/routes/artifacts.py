@@ -1,0 +1,139 @@
+"""Downloads and curves of a finished (or finishing) experiment, read from its artifact dir.
+
+Files are written atomically by the engine, so a file that exists is whole and can be served
+as is. A file that is missing is either not written yet (409 while the experiment is active)
+or never will be (404 once it has finished), and the message says which.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from service.api.deps import ExperimentIdDep, OwnerDep, SessionDep, SettingsDep
+from service.errors import ApiError, Conflict, NotFound, error_responses
+from service.schemas import LevelMetrics, RunMetrics
+from store import artifacts, experiments
+from store.models import Experiment
+
+router = APIRouter(prefix="/experiments/{experiment_id}", tags=["artifacts"])
+
+LevelPath = Annotated[int, Path(ge=0, le=999, description="Pruning level (0 is dense).")]
+
+_SAFETENSORS = {
+    200: {
+        "description": "A safetensors file.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def _experiment(session: Session, experiment_id: str, owner: str | None) -> Experiment:
+    experiment = experiments.get(session, experiment_id, owner=owner)
+    if experiment is None:
+        raise NotFound(f"no experiment with id {experiment_id}")
+    return experiment
+
+
+def _check_level(experiment: Experiment, level: int) -> None:
+    last = int(experiment.spec.get("pruning", {}).get("levels", 0))
+    if level > last:
+        raise NotFound(
+            f"experiment {experiment.id} has levels 0..{last}; there is no level {level}",
+            error_type="no_such_level",
+        )
+
+
+def _missing(experiment: Experiment, what: str) -> ApiError:
+    if experiment.is_finished:
+        return NotFound(
+            f"{what} does not exist: experiment {experiment.id} {experiment.status} before "
+            "producing it",
+            error_type="artifact_missing",
+        )
+    return Conflict(
+        f"{what} is not ready yet: experiment {experiment.id} is {experiment.status}; "
+        "try again once the level has finished",
+        error_type="artifact_not_ready",
+    )
+
+
+@router.get(
+    "/levels/{level}/metrics",
+    response_model=LevelMetrics,
+    summary="Training curves of a level's ticket run and controls",
+    responses=error_responses(404, 409, 422, 503),
+)
+def level_metrics(
+    experiment_id: ExperimentIdDep,
+    level: LevelPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+) -> LevelMetrics:
+    experiment = _experiment(session, experiment_id, owner)
+    _check_level(experiment, level)
+    runs: dict[str, RunMetrics] = {}
+    for kind, data in artifacts.read_runs(settings, experiment.id, level).items():
+        try:
+            runs[kind] = RunMetrics.model_validate({**data, "kind": kind})
+        except ValidationError:
+            continue  # a file this version cannot read is left out, not a 500
+    if not runs:
+        raise _missing(experiment, f"metrics of level {level}")
+    finished = any(lv.level == level for lv in experiment.levels)
+    return LevelMetrics(experiment_id=experiment.id, level=level, finished=finished, runs=runs)
+
+
+@router.get(
+    "/levels/{level}/mask",
+    response_class=FileResponse,
+    summary="A level's mask: one bool tensor per prunable weight, named as in state_dict",
+    responses={**_SAFETENSORS, **error_responses(404, 409, 422, 503)},
+)
+def level_mask(
+    experiment_id: ExperimentIdDep,
+    level: LevelPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+) -> FileResponse:
+    experiment = _experiment(session, experiment_id, owner)
+    _check_level(experiment, level)
+    path = artifacts.mask_path(settings, experiment.id, level)
+    if not path.is_file():
+        raise _missing(experiment, f"the mask of level {level}")
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"{experiment.id}-level{level:03d}-mask.safetensors",
+    )
+
+
+@router.get(
+    "/ticket",
+    response_class=FileResponse,
+    summary="The winning ticket: masks (mask/<name>) and initial weights (init/<name>)",
+    description="The spec and the ticket level's metrics are in the file's metadata, so "
+    "`safetensors.torch.load_file` alone is enough to use it.",
+    responses={**_SAFETENSORS, **error_responses(404, 409, 503)},
+)
+def ticket(
+    experiment_id: ExperimentIdDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+) -> FileResponse:
+    experiment = _experiment(session, experiment_id, owner)
+    path = artifacts.ticket_path(settings, experiment.id)
+    if not path.is_file():
+        raise _missing(experiment, "the winning ticket")
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"{experiment.id}-ticket.safetensors",
+    )

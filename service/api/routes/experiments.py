@@ -1,0 +1,193 @@
+"""Submitting, reading, listing, cancelling and deleting experiments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from pydantic import ValidationError
+
+from lth_core.spec import parse_spec
+from service.api.deps import (
+    ExperimentIdDep,
+    JsonBodyDep,
+    OwnerDep,
+    SessionDep,
+    SettingsDep,
+)
+from service.errors import Conflict, NotFound, Unprocessable, detail, error_responses, invalid_spec
+from service.mask_reuse import check_mask_source
+from service.presenters import experiment_out
+from service.schemas import ExperimentList, ExperimentOut, StatusName
+from store import artifacts, experiments, queue
+from store.models import Status
+
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+_SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "An experiment spec. Only `model` is required: the paper's settings "
+        "for that model fill in everything left out.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ExperimentSpecInput"}}
+        },
+    }
+}
+
+
+def _not_found(experiment_id: str) -> NotFound:
+    return NotFound(f"no experiment with id {experiment_id}")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExperimentOut,
+    summary="Submit an experiment",
+    responses={
+        201: {
+            "description": "Queued (or, with a reused Idempotency-Key, the experiment that key "
+            "created).",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404, 409, 422, 503),
+    },
+    openapi_extra=_SPEC_BODY,
+)
+def submit_experiment(
+    body: JsonBodyDep,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retrying a POST with the same key returns the first experiment "
+            "instead of creating another; the same key with a different spec is refused.",
+        ),
+    ] = None,
+) -> ExperimentOut:
+    """Validates the spec, stores a queued experiment, then hands its id to the workers."""
+    if not isinstance(body, dict):
+        raise Unprocessable(
+            "the body must be a JSON object (the experiment spec)",
+            error_type="invalid_spec",
+            details=[detail(["body"], "Input should be an object", "dict_type")],
+        )
+    try:
+        spec = parse_spec(body)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+    spec_json = spec.model_dump(mode="json")
+    mask = check_mask_source(session, settings, spec, owner)
+    if mask is not None:
+        spec_json["mask"] = mask
+    try:
+        experiment, created = experiments.create(
+            session, spec_json, owner=owner, idempotency_key=idempotency_key
+        )
+    except experiments.IdempotencyConflict as exc:
+        raise Unprocessable(
+            f"Idempotency-Key already used for experiment {exc.existing.id} with a different "
+            "spec; use a new key for a new experiment",
+            error_type="idempotency_key_reused",
+            details=[detail(["header", "Idempotency-Key"], "reused", "idempotency_key_reused")],
+        ) from None
+    session.commit()
+    if created:
+        queue.enqueue(experiment.id, settings)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/experiments/{experiment.id}"
+    return experiment_out(experiment)
+
+
+@router.get(
+    "",
+    response_model=ExperimentList,
+    summary="List experiments, newest first",
+    responses=error_responses(422, 503),
+)
+def list_experiments(
+    session: SessionDep,
+    owner: OwnerDep,
+    status_filter: Annotated[
+        StatusName | None, Query(alias="status", description="Only experiments in this state.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
+) -> ExperimentList:
+    rows, total = experiments.list_experiments(
+        session, owner=owner, status=status_filter, limit=limit, offset=offset
+    )
+    return ExperimentList(
+        items=[experiment_out(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get(
+    "/{experiment_id}",
+    response_model=ExperimentOut,
+    summary="Get an experiment: status, progress, finished levels, ticket",
+    responses=error_responses(404, 503),
+)
+def get_experiment(
+    experiment_id: ExperimentIdDep, session: SessionDep, owner: OwnerDep
+) -> ExperimentOut:
+    experiment = experiments.get(session, experiment_id, owner=owner)
+    if experiment is None:
+        raise _not_found(experiment_id)
+    return experiment_out(experiment)
+
+
+@router.post(
+    "/{experiment_id}/cancel",
+    response_model=ExperimentOut,
+    summary="Cancel an experiment",
+    responses=error_responses(404, 409, 503),
+)
+def cancel_experiment(
+    experiment_id: ExperimentIdDep, session: SessionDep, owner: OwnerDep
+) -> ExperimentOut:
+    """A queued experiment is cancelled at once and never starts; a running one stops at its
+    next evaluation and keeps the levels it finished. Cancelling twice is harmless.
+    """
+    experiment = experiments.request_cancel(session, experiment_id, owner=owner)
+    session.commit()
+    if experiment is None:
+        raise _not_found(experiment_id)
+    if experiment.status in (Status.SUCCEEDED, Status.FAILED):
+        raise Conflict(
+            f"experiment {experiment_id} already {experiment.status}; nothing to cancel",
+            error_type="already_finished",
+        )
+    return experiment_out(experiment)
+
+
+@router.delete(
+    "/{experiment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a finished experiment and its artifacts",
+    responses={204: {"description": "Deleted."}, **error_responses(404, 409, 503)},
+)
+def delete_experiment(
+    experiment_id: ExperimentIdDep, session: SessionDep, settings: SettingsDep, owner: OwnerDep
+) -> Response:
+    experiment = experiments.get(session, experiment_id, owner=owner)
+    if experiment is None:
+        raise _not_found(experiment_id)
+    if not experiments.delete_experiment(session, experiment_id):
+        session.rollback()
+        raise Conflict(
+            f"experiment {experiment_id} is {experiment.status}; only succeeded, failed or "
+            "cancelled experiments can be deleted (cancel it first)",
+            error_type="not_finished",
+        )
+    session.commit()
+    artifacts.remove_experiment_dir(settings, experiment_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,191 @@
+"""One JSON shape for every error, and the handlers that produce it.
+
+Clients (and the CLI) can rely on ``{"error": {"type", "message", "details"}}`` whatever went
+wrong: a bad spec, an unknown id, an artifact that is not there yet, or a database outage.
+``type`` is a stable machine-readable code; ``message`` is for people; ``details`` lists
+field-level problems with their location (e.g. ``["body", "training", "learning_rate"]``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="Path to the offending value, e.g. body.training.")
+    msg: str
+    type: str
+
+
+class ErrorInfo(BaseModel):
+    type: str = Field(description="Stable machine-readable code, e.g. not_found, invalid_spec.")
+    message: str = Field(description="What went wrong and, where it helps, what to do.")
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+_DESCRIPTIONS = {
+    404: "Not found",
+    409: "Conflict with the experiment's current state",
+    422: "Invalid input; details name each offending field",
+    500: "Internal error",
+    503: "A dependency (database or broker) is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these status codes, all with the error shape."""
+    return {
+        code: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(code, "Error")}
+        for code in codes
+    }
+
+
+class ApiError(Exception):
+    """An error the API answers deliberately; raised anywhere below a route."""
+
+    status_code = 400
+    error_type = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str | None = None,
+        details: Sequence[ErrorDetail] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type or self.error_type
+        self.details = list(details)
+        self.headers = headers
+
+
+class NotFound(ApiError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    error_type = "conflict"
+
+
+class Unprocessable(ApiError):
+    status_code = 422
+    error_type = "invalid_request"
+
+
+class Unavailable(ApiError):
+    status_code = 503
+    error_type = "unavailable"
+
+
+def detail(loc: Iterable[str | int], msg: str, type_: str) -> ErrorDetail:
+    return ErrorDetail(loc=list(loc), msg=msg, type=type_)
+
+
+def details_from_pydantic(
+    errors: Iterable[dict[str, Any]], prefix: Sequence[str | int] = ()
+) -> list[ErrorDetail]:
+    """Field errors without the offending input echoed back (it may be huge or secret)."""
+    return [
+        detail([*prefix, *err.get("loc", ())], str(err.get("msg", "")), str(err.get("type", "")))
+        for err in errors
+    ]
+
+
+def summarize(details: Sequence[ErrorDetail], what: str) -> str:
+    """'<what>: training.learning_rate: Input should be ... (and 2 more problems)'."""
+    if not details:
+        return what
+    first = details[0]
+    path = ".".join(str(p) for p in first.loc if p not in ("body",)) or "body"
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return f"{what}: {path}: {first.msg}{more}"
+
+
+def invalid_spec(error: ValidationError) -> Unprocessable:
+    details = details_from_pydantic(error.errors(include_input=False), prefix=["body"])
+    return Unprocessable(
+        summarize(details, "invalid experiment spec"), error_type="invalid_spec", details=details
+    )
+
+
+def _body(error_type: str, message: str, details: Sequence[ErrorDetail] = ()) -> dict[str, Any]:
+    info = ErrorInfo(type=error_type, message=message, details=list(details))
+    return ErrorResponse(error=info).model_dump(mode="json")
+
+
+_DB_OUTAGES = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Routes every error the app can raise to the one JSON shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            _body(exc.error_type, exc.message, exc.details),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = details_from_pydantic(exc.errors())
+        return JSONResponse(
+            _body("invalid_request", summarize(details, "invalid request"), details),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return JSONResponse(
+            _body(kinds.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    for outage in _DB_OUTAGES:
+
+        @app.exception_handler(outage)
+        async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+            log.warning("database unavailable: %s", exc)
+            return JSONResponse(
+                _body(
+                    "database_unavailable",
+                    "the database is unavailable; retry shortly",
+                ),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            _body("internal_error", "internal error; the server log has the details"),
+            status_code=500,
+        )

@@ -1,0 +1,54 @@
+"""The FastAPI application: ``create_app()`` for tests and servers, ``app`` for uvicorn.
+
+Creating the app touches no database or broker; the engine (and its tables) is created on
+first use, so the API starts even while the database is down and answers 503 until it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.main import api_router
+from service.errors import install_error_handlers
+from service.openapi import install_openapi, operation_id
+from store.db import get_engine
+from store.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Lottery Ticket Hypothesis experiments as a service: submit an iterative magnitude pruning "
+    "experiment, watch its levels finish, download masks and the winning ticket."
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            get_engine(settings)  # creates missing tables early; not fatal if the DB is down
+        except Exception as exc:
+            log.warning("database not reachable at start (requests will answer 503): %s", exc)
+        yield
+
+    app = FastAPI(
+        title="lth",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(api_router)
+    install_openapi(app)
+    return app
+
+
+app = create_app()

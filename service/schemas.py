@@ -1,0 +1,129 @@
+"""Response bodies: the published shape of everything the API returns.
+
+Values written by the engine (level summaries, run curves) are typed leniently (optional
+fields, extra keys ignored) so that a newer engine adding a field never breaks reading an
+experiment; the spec is returned as stored, described by the ExperimentSpec schema.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+StatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+SpecJson = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"allOf": [{"$ref": "#/components/schemas/ExperimentSpec"}]}),
+]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class RunSummary(_Lenient):
+    """A run's headline numbers (accuracies are fractions in [0, 1])."""
+
+    weights_remaining: float | None = Field(None, description="Fraction of prunable weights left.")
+    early_stop_iteration: int | None = None
+    early_stop_val_loss: float | None = None
+    early_stop_test_accuracy: float | None = None
+    final_test_accuracy: float | None = None
+
+
+class LayerCount(_Lenient):
+    remaining: int
+    total: int
+
+
+class LevelSummary(RunSummary):
+    """One finished level: the ticket's numbers, each control's, and per-layer weight counts."""
+
+    level: int
+    controls: dict[str, RunSummary] = Field(default_factory=dict)
+    layers: dict[str, LayerCount] = Field(default_factory=dict)
+
+
+class Progress(BaseModel):
+    """Where a run stands: the level being trained, which run of it, and its iteration."""
+
+    level: int | None = Field(None, description="Level being trained (0 is the dense network).")
+    levels: int = Field(description="Levels in the experiment: pruning.levels + 1.")
+    levels_finished: int
+    kind: str | None = Field(None, description="Run being trained: ticket or a control.")
+    iteration: int | None = None
+    iterations: int | None = None
+    metrics: dict[str, float] | None = Field(
+        None, description="The latest evaluation (losses and accuracies) of the current run."
+    )
+
+
+class Ticket(RunSummary):
+    """The winning ticket: the sparsest level within ticket_tolerance of the dense network."""
+
+    level: int
+    url: str = Field(description="Where to download it (safetensors).")
+
+
+class ExperimentError(BaseModel):
+    type: str
+    message: str
+
+
+class ExperimentOut(BaseModel):
+    id: str
+    name: str
+    status: StatusName
+    owner: str | None = None
+    spec: SpecJson = Field(description="The spec with every default filled in.")
+    progress: Progress
+    levels: list[LevelSummary] = Field(description="Finished levels, in order.")
+    ticket: Ticket | None = Field(None, description="Null until level 0 has finished.")
+    error: ExperimentError | None = Field(None, description="Why it failed.")
+    cancel_requested: bool
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ExperimentList(BaseModel):
+    items: list[ExperimentOut]
+    total: int = Field(description="Experiments matching the filter, over all pages.")
+    limit: int
+    offset: int
+
+
+class CurvePoint(_Lenient):
+    iteration: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+
+
+class RunMetrics(RunSummary):
+    kind: str
+    iterations: int | None = None
+    seconds: float | None = None
+    curve: list[CurvePoint] = Field(default_factory=list)
+
+
+class LevelMetrics(BaseModel):
+    experiment_id: str
+    level: int
+    finished: bool = Field(description="True once every run of the level has finished.")
+    runs: dict[str, RunMetrics] = Field(description="Finished runs by kind (ticket, controls).")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: dict[str, str]

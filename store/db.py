@@ -1,0 +1,128 @@
+"""The SQLAlchemy engine and sessions, tuned so the API and workers can share one database.
+
+SQLite is the zero-setup default and must be safe with a worker in another process: WAL lets
+readers proceed during a write, ``busy_timeout`` makes a writer wait for the lock instead of
+failing, and explicit ``BEGIN`` replaces pysqlite's own transaction guessing so that SQLAlchemy's
+transactions (and savepoints) mean what they say. PostgreSQL gets ``pool_pre_ping`` so a
+restarted server costs a reconnect, not an error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.settings import Settings, get_settings
+
+
+def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
+    """An engine for ``url`` with the per-dialect settings described in the module docstring."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(_postgres_driver(parsed), pool_pre_ping=True)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds},
+    )
+    busy_ms = int(busy_timeout_seconds * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _postgres_driver(url: URL) -> URL:
+    """A plain ``postgresql://`` URL means psycopg 3 in SQLAlchemy 2.1; use whichever is installed.
+
+    The project depends on psycopg2-binary, so users' ordinary URLs must work with it.
+    """
+    if url.drivername != "postgresql":
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return url.set(drivername="postgresql+psycopg")
+    return url.set(drivername="postgresql+psycopg2")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit (responses are built after it)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def init_db(engine: Engine) -> None:
+    """Creates missing tables; idempotent, safe to call from every process at start."""
+    from store.models import Base
+
+    Base.metadata.create_all(engine)
+
+
+_ENGINES: dict[tuple[str, float], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    """The process-wide engine for the settings' database, created (with its tables) once.
+
+    One engine per URL keeps one connection pool per process, as SQLAlchemy intends.
+    """
+    settings = settings or get_settings()
+    key = (settings.resolved_database_url, settings.db_busy_timeout_seconds)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = make_engine(key[0], busy_timeout_seconds=key[1])
+            init_db(engine)
+            _ENGINES[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Closes every cached engine: for tests, and for forked children (never share a pool)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+@contextmanager
+def session_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """One unit of work for the worker: commits on success, rolls back on any exception.
+
+    Keep it short: a session open across a training run would hold a database transaction
+    (and, on SQLite, possibly the write lock) for the whole run.
+    """
+    session = session_factory(get_engine(settings))()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,319 @@
+"""Repository functions for experiments and their levels: every read and write the API and the
+worker make, in one place, each taking the caller's Session (the caller commits).
+
+State changes are single conditional UPDATEs (``... WHERE status IN (...)``) rather than
+read-modify-write, so the API and a worker racing on one row cannot overwrite each other, and
+on SQLite the first statement of a writing transaction takes the write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from lth_core.results import choose_ticket
+from store.models import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    Experiment,
+    Level,
+    Status,
+    new_id,
+    utcnow,
+)
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key reused with a different spec: replaying would be a lie."""
+
+    def __init__(self, existing: Experiment) -> None:
+        super().__init__(f"idempotency key already used for experiment {existing.id}")
+        self.existing = existing
+
+
+def _owned(query: Select[Any], owner: str | None) -> Select[Any]:
+    """Restricts to one owner's rows; ``None`` means no restriction (no auth, or an admin)."""
+    return query if owner is None else query.where(Experiment.owner == owner)
+
+
+def get(session: Session, experiment_id: str, *, owner: str | None = None) -> Experiment | None:
+    """The experiment with its levels loaded, or None (also when it belongs to someone else)."""
+    query = _owned(
+        select(Experiment)
+        .where(Experiment.id == experiment_id)
+        .options(selectinload(Experiment.levels)),
+        owner,
+    )
+    return session.scalars(query).one_or_none()
+
+
+def find_by_idempotency_key(session: Session, owner: str | None, key: str) -> Experiment | None:
+    query = select(Experiment).where(
+        func.coalesce(Experiment.owner, "") == (owner or ""),
+        Experiment.idempotency_key == key,
+    )
+    return session.scalars(query.options(selectinload(Experiment.levels))).one_or_none()
+
+
+def create(
+    session: Session,
+    spec: dict[str, Any],
+    *,
+    owner: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Experiment, bool]:
+    """A new queued experiment for a validated spec, or the one this idempotency key made.
+
+    Returns ``(experiment, created)``. Raises IdempotencyConflict when the key was used for a
+    different spec. Two concurrent requests with one key are settled by the unique index: the
+    loser rolls back its savepoint and returns the winner's row.
+    """
+    if idempotency_key is not None:
+        existing = find_by_idempotency_key(session, owner, idempotency_key)
+        if existing is not None:
+            return _replay(existing, spec), False
+    now = utcnow()
+    experiment = Experiment(
+        id=new_id(),
+        name=str(spec.get("name") or spec.get("model") or "experiment"),
+        status=Status.QUEUED,
+        spec=spec,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        progress={},
+        cancel_requested=False,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(experiment)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = find_by_idempotency_key(session, owner, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, spec), False
+    experiment.levels = []
+    return experiment, True
+
+
+def _replay(existing: Experiment, spec: dict[str, Any]) -> Experiment:
+    if existing.spec != spec:
+        raise IdempotencyConflict(existing)
+    return existing
+
+
+def list_experiments(
+    session: Session,
+    *,
+    owner: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Experiment], int]:
+    """One page of experiments, newest first, and the total matching the filters."""
+    base = _owned(select(Experiment), owner)
+    if status is not None:
+        base = base.where(Experiment.status == status)
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    page = session.scalars(
+        base.options(selectinload(Experiment.levels))
+        .order_by(Experiment.created_at.desc(), Experiment.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(page), total
+
+
+def request_cancel(
+    session: Session, experiment_id: str, *, owner: str | None = None
+) -> Experiment | None:
+    """Cancels: a queued experiment becomes cancelled at once (it never starts); a running one
+    gets ``cancel_requested`` and stops at its next evaluation (the worker marks it cancelled).
+    A finished experiment is left as it is. Returns the experiment, or None if unknown.
+    """
+    now = utcnow()
+    owned = [Experiment.id == experiment_id]
+    if owner is not None:
+        owned.append(Experiment.owner == owner)
+    session.execute(
+        update(Experiment)
+        .where(*owned, Experiment.status == Status.QUEUED)
+        .values(
+            status=Status.CANCELLED,
+            cancel_requested=True,
+            finished_at=now,
+            updated_at=now,
+            claim_token=None,
+        )
+    )
+    session.execute(
+        update(Experiment)
+        .where(*owned, Experiment.status == Status.RUNNING)
+        .values(cancel_requested=True, updated_at=now)
+    )
+    session.expire_all()
+    return get(session, experiment_id, owner=owner)
+
+
+def delete_experiment(session: Session, experiment_id: str) -> bool:
+    """Deletes a finished experiment's row and its levels; False if it is missing or active.
+
+    Removing the artifacts is the caller's job, after commit (a rolled-back delete must not
+    have lost files).
+    """
+    result = session.execute(
+        delete(Experiment).where(
+            Experiment.id == experiment_id, Experiment.status.in_(FINISHED_STATUSES)
+        )
+    )
+    session.expire_all()
+    return bool(result.rowcount)
+
+
+def record_progress(session: Session, experiment_id: str, progress: dict[str, Any]) -> bool:
+    """Replaces the live progress of an experiment.
+
+    The API reads these keys (all optional): ``level``, ``kind`` (ticket or a control),
+    ``iteration``, ``iterations`` (of the current run) and ``metrics`` (the latest evaluation
+    record: iteration, train_loss, val_loss, val_accuracy, test_accuracy). Others are kept
+    and ignored.
+    """
+    result = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id)
+        .values(progress=dict(progress), updated_at=utcnow())
+    )
+    return bool(result.rowcount)
+
+
+def record_level(
+    session: Session, experiment_id: str, level: int, summary: dict[str, Any]
+) -> Level:
+    """Stores a finished level's summary (insert, or replace if recorded before: a redelivered
+    task recording the same level twice leaves one row) and refreshes the ticket level.
+    """
+    values = {
+        "experiment_id": experiment_id,
+        "level": level,
+        "summary": dict(summary),
+        "created_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        insert = (sqlite if dialect == "sqlite" else postgresql).insert(Level).values(**values)
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[Level.experiment_id, Level.level],
+                set_={"summary": insert.excluded.summary},
+            )
+        )
+    else:  # pragma: no cover - other dialects: portable but racier
+        existing = session.scalars(
+            select(Level).where(Level.experiment_id == experiment_id, Level.level == level)
+        ).one_or_none()
+        if existing is None:
+            session.add(Level(**values))
+        else:
+            existing.summary = dict(summary)
+        session.flush()
+    session.expire_all()
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise LookupError(f"no experiment {experiment_id}")
+    experiment.ticket_level = compute_ticket_level(experiment.spec, experiment.levels)
+    experiment.updated_at = utcnow()
+    session.flush()
+    return next(lv for lv in experiment.levels if lv.level == level)
+
+
+def compute_ticket_level(spec: dict[str, Any], levels: Sequence[Level]) -> int | None:
+    """The winning ticket's level by lth_core's rule (None until level 0 is known)."""
+    summaries = [dict(lv.summary, level=lv.level) for lv in sorted(levels, key=lambda x: x.level)]
+    if not summaries:
+        return None
+    return choose_ticket(summaries, float(spec.get("ticket_tolerance", 0.0)))
+
+
+def ticket_summary(experiment: Experiment) -> dict[str, Any] | None:
+    """The winning ticket level's summary, or None while there is none."""
+    if experiment.ticket_level is None:
+        return None
+    for lv in experiment.levels:
+        if lv.level == experiment.ticket_level:
+            return dict(lv.summary, level=lv.level)
+    return None
+
+
+def mark_running(session: Session, experiment_id: str, *, claim_token: str | None = None) -> bool:
+    """Claims an active experiment for a worker: status running, a new claim token, a fresh
+    heartbeat, one more attempt. False if it is finished (or cancelled) or unknown.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status.in_(ACTIVE_STATUSES))
+        .values(
+            status=Status.RUNNING,
+            claim_token=claim_token,
+            heartbeat_at=now,
+            attempts=Experiment.attempts + 1,
+            started_at=func.coalesce(Experiment.started_at, now),
+            updated_at=now,
+        )
+    )
+    return bool(result.rowcount)
+
+
+def _finish(
+    session: Session,
+    experiment_id: str,
+    status: Status,
+    claim_token: str | None,
+    **values: Any,
+) -> bool:
+    now = utcnow()
+    conditions = [Experiment.id == experiment_id, Experiment.status.in_(ACTIVE_STATUSES)]
+    if claim_token is not None:
+        conditions.append(Experiment.claim_token == claim_token)
+    result = session.execute(
+        update(Experiment)
+        .where(*conditions)
+        .values(status=status, finished_at=now, updated_at=now, claim_token=None, **values)
+    )
+    return bool(result.rowcount)
+
+
+def mark_succeeded(session: Session, experiment_id: str, *, claim_token: str | None = None) -> bool:
+    """Final state; with ``claim_token`` only the current claimant may finish it."""
+    return _finish(session, experiment_id, Status.SUCCEEDED, claim_token)
+
+
+def mark_failed(
+    session: Session,
+    experiment_id: str,
+    error_type: str,
+    error_message: str,
+    *,
+    claim_token: str | None = None,
+) -> bool:
+    return _finish(
+        session,
+        experiment_id,
+        Status.FAILED,
+        claim_token,
+        error_type=error_type[:200],
+        error_message=error_message[:10_000],
+    )
+
+
+def mark_cancelled(session: Session, experiment_id: str, *, claim_token: str | None = None) -> bool:
+    return _finish(session, experiment_id, Status.CANCELLED, claim_token, cancel_requested=True)

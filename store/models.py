@@ -1,0 +1,183 @@
+"""The tables: ``experiments`` (one row per submitted spec) and ``levels`` (one per finished level).
+
+The database is the system of record. The broker carries only ids, and artifacts on disk are
+found from the id, so a lost message or a restarted process never loses what a row says.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class Status(StrEnum):
+    """Lifecycle of an experiment; the last three are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATUSES: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+ACTIVE_STATUSES: frozenset[str] = frozenset({Status.QUEUED, Status.RUNNING})
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC: the only kind of datetime stored."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh experiment id: 32 lowercase hex digits (safe in paths and URLs)."""
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC.
+
+    SQLite has no timezone type and returns naive values; storing naive UTC there and
+    re-attaching UTC on the way out gives both dialects the same behaviour.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; store timezone-aware UTC values")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, recursively.
+
+    A diverged run reports a NaN loss; JSON has no NaN and PostgreSQL refuses it, and a
+    lost progress update or level would be far worse than a missing number.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+class FiniteJSON(TypeDecorator[Any]):
+    """JSON that stores NaN/inf as null (see :func:`finite_json`), identically on both dialects."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return finite_json(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Experiment(Base):
+    """One submitted experiment: its spec, where it stands, and who may see it."""
+
+    __tablename__ = "experiments"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="ck_experiments_status",
+        ),
+        Index("ix_experiments_created_at", "created_at"),
+        Index("ix_experiments_status_created_at", "status", "created_at"),
+        Index("ix_experiments_owner_created_at", "owner", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=Status.QUEUED)
+    spec: Mapped[dict[str, Any]] = mapped_column(FiniteJSON)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    progress: Mapped[dict[str, Any]] = mapped_column(FiniteJSON, default=dict)
+    error_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ticket_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    levels: Mapped[list[Level]] = relationship(
+        back_populates="experiment",
+        order_by="Level.level",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+# NULL owners compare distinct in a plain UNIQUE; coalesce makes "no owner" one owner. Rows
+# without an idempotency key stay distinct because their NULL keys do.
+Index(
+    "uq_experiments_owner_idempotency_key",
+    func.coalesce(Experiment.owner, ""),
+    Experiment.idempotency_key,
+    unique=True,
+)
+
+
+class Level(Base):
+    """A finished pruning level: the summary the engine wrote to ``summary.json``."""
+
+    __tablename__ = "levels"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "level", name="uq_levels_experiment_level"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(FiniteJSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="levels")

@@ -1,0 +1,76 @@
+"""Settings for every process of the service, read once from ``LTH_*`` environment variables.
+
+One class serves the API, the worker and the CLI so that they cannot disagree about where the
+database, the broker or the artifacts are.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each field maps to ``LTH_<FIELD_NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LTH_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path(".lth"),
+        description="Root of everything on disk: the SQLite database (by default), the embedded "
+        "broker and experiments/<id>/ artifacts.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the system of record; unset means SQLite at "
+        "DATA_DIR/lth.db. PostgreSQL example: postgresql://user@host:5432/lth.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker URL (e.g. redis://127.0.0.1:6379/0); unset means the embedded "
+        "broker under DATA_DIR that needs no server.",
+    )
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a running worker refreshes its claim."
+    )
+    heartbeat_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A queued or running experiment without a heartbeat this long is considered "
+        "orphaned and is re-enqueued by the reconciler.",
+    )
+    task_time_limit_seconds: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="Hard time limit of one worker task; the broker's visibility timeout must "
+        "be longer.",
+    )
+    db_busy_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="SQLite only: how long a writer waits for another process's write lock.",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The URL actually used: the configured one, or the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'lth.db'}"
+
+    @property
+    def experiments_dir(self) -> Path:
+        """Where each experiment's artifact directory lives."""
+        return self.data_dir / "experiments"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; cached so every caller sees the same values.
+
+    Tests change the environment and call ``get_settings.cache_clear()`` to re-read it.
+    """
+    return Settings()

@@ -1,0 +1,188 @@
+"""Finished levels through the API: levels and ticket in the experiment, curves, mask and
+ticket downloads, and mask reuse. The artifacts come from one real run of lth_core's engine,
+placed and recorded the way the worker does it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from fastapi.testclient import TestClient
+from safetensors import safe_open
+from safetensors.numpy import load as load_safetensors
+from safetensors.numpy import load_file
+from test_service_support import EngineRun, assert_error, finish_like_worker, submit, tiny_spec
+
+from store import artifacts, experiments
+from store.db import session_scope
+from store.settings import Settings
+
+# Fixtures (settings, client, pg_database, engine_run) shared by the service tests.
+pytest_plugins = ("test_service_support",)
+
+
+def _finished(client: TestClient, settings: Settings, run: EngineRun) -> str:
+    experiment_id = submit(client, tiny_spec())["id"]
+    finish_like_worker(settings, experiment_id, run)
+    return experiment_id
+
+
+def test_finished_experiment_shows_levels_and_ticket(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    experiment_id = _finished(client, settings, engine_run)
+    body = client.get(f"/experiments/{experiment_id}").json()
+    assert body["status"] == "succeeded" and body["finished_at"] is not None
+    assert [lv["level"] for lv in body["levels"]] == [0, 1]
+    assert body["progress"]["levels_finished"] == body["progress"]["levels"] == 2
+    level1 = body["levels"][1]
+    engine1 = engine_run.summaries[1]
+    for field in ("weights_remaining", "early_stop_iteration", "early_stop_test_accuracy"):
+        assert level1[field] == engine1[field]
+    assert set(level1["controls"]) == {"random_reinit"}
+    assert body["levels"][0]["controls"] == {}
+    ticket = body["ticket"]
+    from lth_core.results import choose_ticket
+
+    assert ticket["level"] == choose_ticket(engine_run.summaries, 0.0)
+    assert ticket["url"] == f"/experiments/{experiment_id}/ticket"
+
+
+def test_metrics_are_the_runs_curves(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    experiment_id = _finished(client, settings, engine_run)
+    metrics = client.get(f"/experiments/{experiment_id}/levels/1/metrics").json()
+    assert metrics["finished"] is True and set(metrics["runs"]) == {"ticket", "random_reinit"}
+    on_disk = json.loads(
+        artifacts.run_path(settings, experiment_id, 1, "random_reinit").read_text()
+    )
+    served = metrics["runs"]["random_reinit"]
+    assert [p["iteration"] for p in served["curve"]] == [p["iteration"] for p in on_disk["curve"]]
+    assert served["curve"][-1]["test_accuracy"] == on_disk["curve"][-1]["test_accuracy"]
+    assert served["early_stop_iteration"] == on_disk["early_stop_iteration"]
+    level0 = client.get(f"/experiments/{experiment_id}/levels/0/metrics").json()
+    assert set(level0["runs"]) == {"ticket"}
+    assert_error(client.get(f"/experiments/{experiment_id}/levels/2/metrics"), 404, "no_such_level")
+    assert_error(client.get(f"/experiments/{experiment_id}/levels/-1/metrics"), 422)
+
+
+def test_mask_download_matches_the_level(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    experiment_id = _finished(client, settings, engine_run)
+    response = client.get(f"/experiments/{experiment_id}/levels/1/mask")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert "level001-mask.safetensors" in response.headers["content-disposition"]
+    mask = load_safetensors(response.content)
+    summary = engine_run.summaries[1]
+    assert set(mask) == set(summary["layers"])
+    for name, tensor in mask.items():
+        assert tensor.dtype == np.bool_
+        assert int(tensor.sum()) == summary["layers"][name]["remaining"]
+        assert tensor.size == summary["layers"][name]["total"]
+    remaining = sum(int(t.sum()) for t in mask.values()) / sum(t.size for t in mask.values())
+    assert remaining == summary["weights_remaining"]
+    assert_error(client.get(f"/experiments/{experiment_id}/levels/5/mask"), 404, "no_such_level")
+
+
+def test_ticket_download_is_self_contained(
+    client: TestClient, settings: Settings, engine_run: EngineRun, tmp_path
+) -> None:
+    experiment_id = _finished(client, settings, engine_run)
+    response = client.get(f"/experiments/{experiment_id}/ticket")
+    assert response.status_code == 200
+    path = tmp_path / "ticket.safetensors"
+    path.write_bytes(response.content)
+    tensors = load_file(path)
+    with safe_open(path, framework="numpy") as fh:
+        metadata = fh.metadata()
+    body = client.get(f"/experiments/{experiment_id}").json()
+    ticket_level = body["ticket"]["level"]
+    assert int(metadata["level"]) == ticket_level
+    assert json.loads(metadata["spec"]) == body["spec"]
+    assert json.loads(metadata["metrics"])["level"] == ticket_level
+    theta0 = load_file(engine_run.out_dir / "init.safetensors")
+    for name, weights in theta0.items():  # reset.mode "init": the ticket starts from theta_0
+        np.testing.assert_array_equal(tensors[f"init/{name}"], weights)
+    level_mask = load_file(artifacts.mask_path(settings, experiment_id, ticket_level))
+    for name, mask in level_mask.items():
+        np.testing.assert_array_equal(tensors[f"mask/{name}"], mask)
+
+
+def test_missing_artifacts_say_why(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    experiment_id = submit(client)["id"]
+    for path in ("ticket", "levels/0/mask", "levels/0/metrics"):
+        error = assert_error(
+            client.get(f"/experiments/{experiment_id}/{path}"), 409, "artifact_not_ready"
+        )
+        assert "queued" in error["message"]
+    client.post(f"/experiments/{experiment_id}/cancel")
+    for path in ("ticket", "levels/1/mask", "levels/1/metrics"):
+        error = assert_error(
+            client.get(f"/experiments/{experiment_id}/{path}"), 404, "artifact_missing"
+        )
+        assert "cancelled" in error["message"]
+
+
+def test_mask_reuse_from_a_finished_level(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    source = _finished(client, settings, engine_run)
+    dashed = f"{source[:8]}-{source[8:12]}-{source[12:16]}-{source[16:20]}-{source[20:]}"
+    spec = tiny_spec(seed=3, mask={"experiment_id": dashed, "level": 1})
+    response = client.post("/experiments", json=spec)
+    assert response.status_code == 201, response.text
+    stored = response.json()["spec"]["mask"]
+    assert stored == {"experiment_id": source, "level": 1}  # canonical id for the worker
+    assert artifacts.mask_path(settings, stored["experiment_id"], 1).is_file()
+
+
+def test_mask_reuse_refuses_what_cannot_fit(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    source = _finished(client, settings, engine_run)
+
+    def post(mask: dict, **changes) -> dict:
+        return client.post("/experiments", json=tiny_spec(mask=mask, **changes))
+
+    error = assert_error(
+        post({"experiment_id": "f" * 32, "level": 0}), 404, "mask_source_not_found"
+    )
+    assert error["details"][0]["loc"] == ["body", "mask", "experiment_id"]
+    error = assert_error(
+        post({"experiment_id": source, "level": 4}), 422, "mask_level_out_of_range"
+    )
+    assert error["details"][0]["loc"] == ["body", "mask", "level"]
+
+    other_shape = tiny_spec()["dataset"]
+    other_shape["synthetic"]["input_shape"] = [1, 14, 14]
+    error = assert_error(
+        post({"experiment_id": source, "level": 1}, dataset=other_shape), 422, "mask_incompatible"
+    )
+    assert "input_shape" in error["message"]
+    other_classes = tiny_spec()["dataset"]
+    other_classes["synthetic"]["num_classes"] = 5
+    error = assert_error(
+        post({"experiment_id": source, "level": 1}, dataset=other_classes), 422, "mask_incompatible"
+    )
+    assert "num_classes" in error["message"]
+    error = assert_error(
+        post({"experiment_id": source, "level": 1}, model="conv2"), 422, "mask_incompatible"
+    )
+    assert error["details"][0]["loc"] == ["body", "model"]
+
+    running = submit(client)["id"]
+    with session_scope(settings) as session:
+        experiments.mark_running(session, running)
+    error = assert_error(
+        post({"experiment_id": running, "level": 1}), 409, "mask_level_not_finished"
+    )
+    assert "not finished yet" in error["message"]
+    client.post(f"/experiments/{running}/cancel")
+    with session_scope(settings) as session:
+        experiments.mark_cancelled(session, running)
+    assert_error(post({"experiment_id": running, "level": 1}), 422, "mask_level_unavailable")
