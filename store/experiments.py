@@ -8,6 +8,7 @@ on SQLite the first statement of a writing transaction takes the write lock.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,6 +132,25 @@ def list_experiments(
         .offset(offset)
     ).all()
     return list(page), total
+
+
+def count_active(session: Session, owner: str | None) -> int:
+    """Queued and running experiments of one owner (``None``: those without an owner)."""
+    mine = func.coalesce(Experiment.owner, "") == (owner or "")
+    query = select(func.count()).where(mine, Experiment.status.in_(ACTIVE_STATUSES))
+    return session.scalar(query) or 0
+
+
+def lock_owner(session: Session, owner: str | None) -> None:
+    """Serializes one owner's submissions until the transaction ends (PostgreSQL), so two
+    concurrent submits cannot both pass the per-owner limit. SQLite needs nothing: its writers
+    are already serialized by the database lock, which the insert takes before the count.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"lth-owner:{owner or ''}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def request_cancel(

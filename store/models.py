@@ -181,3 +181,27 @@ class Level(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     experiment: Mapped[Experiment] = relationship(back_populates="levels")
+
+
+class ApiKey(Base):
+    """An API key: who it speaks for and whether it is an admin; never the key itself.
+
+    Only a SHA-256 digest of the key is stored. The key carries 256 random bits, so a fast
+    hash is enough (no password stretching needed) and a stolen table reveals no usable key.
+    ``id`` is the key's public prefix: it names the key in ``lth keys list``/``revoke`` and
+    lets a request's key be found by id and then compared in constant time.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_revoked_at", "revoked_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -54,6 +54,57 @@ class Settings(BaseSettings):
         description="SQLite only: how long a writer waits for another process's write lock.",
     )
 
+    api_host: str = Field(
+        "127.0.0.1",
+        description="Address the API is bound to (`lth api --host` sets it). With no API keys "
+        "the API answers everyone only on a loopback address; elsewhere it refuses to start.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (413 above it)."
+    )
+    max_levels: int = Field(30, ge=0, description="Most pruning levels one experiment may ask for.")
+    max_iterations: int = Field(
+        250_000,
+        ge=1,
+        description="Most training iterations of one run (one level's ticket or control).",
+    )
+    max_total_iterations: int = Field(
+        10_000_000,
+        ge=1,
+        description="Most training iterations of a whole experiment: every run of every level. "
+        "The paper's VGG-19 (20 levels, one control) needs about 4.6 million.",
+    )
+    max_batch_size: int = Field(1024, ge=1, description="Largest training batch.")
+    max_train_examples: int = Field(
+        1_000_000,
+        ge=1,
+        description="Largest dataset.train_subset and synthetic train_size + test_size.",
+    )
+    max_dataset_values: int = Field(
+        200_000_000,
+        ge=1,
+        description="Synthetic data only: examples x values per example, held in memory "
+        "(CIFAR-10 is about 184 million).",
+    )
+    max_eval_ratio: float = Field(
+        4.0,
+        gt=0,
+        description="Most examples evaluated (validation + test, every eval_every iterations) "
+        "per training example: keeps evaluation from dominating a run. The paper's settings "
+        "are at most 2.5.",
+    )
+    max_active_per_owner: int = Field(
+        10, ge=1, description="Most queued + running experiments one owner may have (429 above)."
+    )
+    quota_retry_after_seconds: int = Field(
+        60, ge=1, description="Retry-After sent with a 429 for the per-owner limit."
+    )
+    allow_dataset_root: bool = Field(
+        False,
+        description="Accept dataset.root (a path on the worker's machine) from API clients. Off: "
+        "a remote user must not choose which server files a worker reads.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The URL actually used: the configured one, or the SQLite file in the data dir."""

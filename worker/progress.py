@@ -1,0 +1,69 @@
+"""Progress from the engine into the database, throttled so training never waits on SQL.
+
+The engine reports at most one event per evaluation interval; on a fast GPU that can still be
+many per second, so a write happens only when ``min_interval`` has passed (carrying the latest
+evaluation's metrics), when a run starts (so a new level or control shows up at once), and at
+a run's final evaluation. Writing progress is best effort: a failed write
+is logged and skipped, never allowed to abort a level.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ProgressWriter:
+    """A ``progress`` callback for ``lth_core.experiment.Experiment``."""
+
+    def __init__(
+        self,
+        write: Callable[[dict[str, Any]], None],
+        *,
+        levels: int,
+        min_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write = write
+        self._levels = levels
+        self._min_interval = min_interval
+        self._clock = clock
+        self._last_write = float("-inf")
+        self._last_run: tuple[int, str] | None = None
+        self._metrics: dict[str, float] | None = None
+
+    def snapshot(self, level: int, kind: str, iteration: int, iterations: int) -> dict[str, Any]:
+        """The progress document (the API shows ``level``, ``levels``, ``iteration``...)."""
+        return {
+            "level": level,
+            "levels": self._levels,
+            "kind": kind,
+            "iteration": iteration,
+            "iterations": iterations,
+            "metrics": self._metrics,
+        }
+
+    def __call__(self, event: Any) -> None:
+        run = (event.level, event.kind)
+        new_run = run != self._last_run
+        if new_run:
+            self._last_run = run
+            self._metrics = None
+        if event.record is not None:
+            self._metrics = dict(event.record)
+        now = self._clock()
+        last = event.record is not None and event.iteration >= event.iterations
+        if not (new_run or last) and now - self._last_write < self._min_interval:
+            return
+        self.write(self.snapshot(event.level, event.kind, event.iteration, event.iterations))
+
+    def write(self, progress: dict[str, Any]) -> None:
+        self._last_write = self._clock()
+        try:
+            self._write(progress)
+        except Exception:
+            log.warning("could not record progress; continuing", exc_info=True)

@@ -1,0 +1,148 @@
+"""Re-sends work the broker lost: the database, not the broker, is the system of record.
+
+Redis here keeps nothing on disk, and both transports drop the message a dead worker was
+working on (Redis only re-delivers it after the visibility timeout, hours later). So every
+worker runs this loop, at start and then periodically:
+
+1. A claim whose holder stopped heart-beating is cleared (compare-and-set, so of several
+   reconcilers only one wins) and the experiment is sent again; the next worker resumes it.
+2. An experiment cancelled while nobody held it is marked cancelled.
+3. Unclaimed active experiments (queued, or running between levels) should each have a message
+   waiting. If any has waited longer than the grace and the queues hold fewer messages than
+   there are such experiments, messages were lost (a flushed or restarted Redis): the overdue
+   ones are sent again. Comparing counts keeps a long but healthy queue from being flooded with
+   duplicates; a duplicate that does slip through finds the claim taken or the level done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import claims
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Embedded broker: processed message files older than this are deleted.
+PROCESSED_RETENTION_SECONDS = 24 * 3600.0
+
+
+@dataclass
+class Report:
+    """What one pass did (ids per action)."""
+
+    taken_over: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.taken_over or self.cancelled or self.resent)
+
+
+class Reconciler:
+    """One reconciliation policy over a database, a sender and a queue-depth probe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        send: Callable[[str], None],
+        queue_depth: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.send = send
+        self.queue_depth = queue_depth
+
+    @property
+    def interval(self) -> float:
+        """Half the heartbeat timeout: a dead holder is noticed within 1.5 timeouts."""
+        return max(0.2, self.settings.heartbeat_timeout_seconds / 2)
+
+    def reconcile_once(self) -> Report:
+        report = Report()
+        timeout = self.settings.heartbeat_timeout_seconds
+        with self.sessions.begin() as session:
+            report.taken_over = claims.take_over_dead(session, timeout_seconds=timeout)
+        for experiment_id in report.taken_over:
+            self._send(experiment_id, report.resent)
+        with self.sessions.begin() as session:
+            report.cancelled = claims.cancel_unclaimed(session)
+        with self.sessions.begin() as session:
+            overdue = claims.waiting(session, grace_seconds=timeout)
+            expected = claims.count_waiting(session)
+        overdue = [i for i in overdue if i not in report.resent]
+        if overdue and self.queue_depth() < expected:
+            for experiment_id in overdue:
+                with self.sessions.begin() as session:
+                    still_waiting = claims.touch_waiting(session, experiment_id)
+                if still_waiting:
+                    self._send(experiment_id, report.resent)
+        if report:
+            log.warning(
+                "reconciler: took over %s, cancelled %s, re-sent %s",
+                report.taken_over,
+                report.cancelled,
+                report.resent,
+            )
+        return report
+
+    def _send(self, experiment_id: str, sent: list[str]) -> None:
+        try:
+            self.send(experiment_id)
+        except Exception:
+            log.warning("reconciler could not send %s; will retry", experiment_id, exc_info=True)
+            return
+        sent.append(experiment_id)
+
+    def prune_processed(self) -> None:
+        """Deletes old message files of the embedded broker (kept only to make takes atomic)."""
+        from store.broker import broker_dir, is_embedded
+
+        if not is_embedded(self.settings):
+            return
+        cutoff = time.time() - PROCESSED_RETENTION_SECONDS
+        for path in (broker_dir(self.settings) / "processed").glob("*.msg"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass
+
+
+class ReconcilerThread:
+    """Runs a Reconciler in a daemon thread of the worker's main process until stopped."""
+
+    def __init__(self, reconciler: Reconciler, engine: Engine | None = None) -> None:
+        self.reconciler = reconciler
+        self._engine = engine
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lth-reconciler", daemon=True)
+
+    def start(self) -> ReconcilerThread:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.reconciler.reconcile_once()
+                self.reconciler.prune_processed()
+            except Exception:  # database or broker down: try again next interval
+                log.warning("reconciler pass failed; retrying", exc_info=True)
+            if self._stop.wait(self.reconciler.interval):
+                return
