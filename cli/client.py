@@ -32,15 +32,26 @@ err_console = Console(stderr=True)
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="LTH_URL", help="Base URL of the lth service.")
 ]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="LTH_API_KEY",
+        help="API key (from `lth keys create`); prefer LTH_API_KEY: options show in `ps`.",
+        show_default=False,
+    ),
+]
 
 
 class ClientError(Exception):
     """A request that failed, with the message to show."""
 
 
-def _client(url: str, timeout: float = 30.0) -> httpx.Client:
+def _client(url: str, api_key: str | None = None, timeout: float = 30.0) -> httpx.Client:
+    """An HTTP client for the service, sending ``Authorization: Bearer`` when a key is given
+    (``--api-key``, else LTH_API_KEY)."""
     headers = {"Accept": "application/json"}
-    key = os.environ.get("LTH_API_KEY")
+    key = api_key or os.environ.get("LTH_API_KEY")
     if key:
         headers["Authorization"] = f"Bearer {key}"
     return httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
@@ -146,6 +157,7 @@ def register(app: typer.Typer) -> None:
     def submit(
         spec_file: Annotated[Path, typer.Argument(help="Experiment spec (JSON).", exists=True)],
         url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
         wait: Annotated[bool, typer.Option("--wait", help="Follow it until it finishes.")] = False,
         interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
         idempotency_key: Annotated[
@@ -158,7 +170,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise _fail(f"{spec_file} is not JSON: {exc}") from None
         try:
-            with _client(url) as client:
+            with _client(url, api_key) as client:
                 experiment = submit_spec(client, spec, idempotency_key or uuid.uuid4().hex)
                 console.print(f"submitted {experiment['id']} ({experiment['status']})")
                 if not wait:
@@ -178,11 +190,12 @@ def register(app: typer.Typer) -> None:
     def status(
         experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
         url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
     ) -> None:
         """Show an experiment: status, progress, finished levels and the ticket."""
         try:
-            with _client(url) as client:
+            with _client(url, api_key) as client:
                 experiment = _call(client, "GET", f"/experiments/{experiment_id}").json()
         except ClientError as exc:
             raise _fail(str(exc)) from None
@@ -194,6 +207,7 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls(
         url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
         status_filter: Annotated[
             str | None, typer.Option("--status", help="Only this status.")
         ] = None,
@@ -205,7 +219,7 @@ def register(app: typer.Typer) -> None:
         if status_filter:
             params["status"] = status_filter
         try:
-            with _client(url) as client:
+            with _client(url, api_key) as client:
                 page = _call(client, "GET", "/experiments", params=params).json()
         except ClientError as exc:
             raise _fail(str(exc)) from None
@@ -231,10 +245,11 @@ def register(app: typer.Typer) -> None:
     def cancel(
         experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
         url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
     ) -> None:
         """Cancel: a queued experiment never starts; a running one stops at its next evaluation."""
         try:
-            with _client(url) as client:
+            with _client(url, api_key) as client:
                 e = _call(client, "POST", f"/experiments/{experiment_id}/cancel").json()
         except ClientError as exc:
             raise _fail(str(exc)) from None
@@ -252,6 +267,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--ticket", help="The winning ticket (default).")
         ] = False,
         url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
     ) -> None:
         """Download a level's mask (--level K) or the winning ticket (--ticket) as safetensors."""
         if level is not None and ticket:
@@ -263,7 +279,7 @@ def register(app: typer.Typer) -> None:
             default = f"{experiment_id}-level{level:03d}-mask"
         target = output or Path(f"{default}.safetensors")
         try:
-            with _client(url, timeout=300.0) as client:
+            with _client(url, api_key, timeout=300.0) as client:
                 size = download_to(client, path, target)
         except ClientError as exc:
             raise _fail(str(exc)) from None

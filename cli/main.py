@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import client, run, server
+from cli import client, keys, run, server
 
 app = typer.Typer(
     name="lth",
@@ -26,7 +26,7 @@ def main() -> None:
     """Keeps `lth` a group of subcommands however many are registered."""
 
 
-for module in (run, server, client):
+for module in (run, server, client, keys):
     module.register(app)
 
 

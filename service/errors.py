@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,12 @@ class ErrorResponse(BaseModel):
 
 
 _DESCRIPTIONS = {
-    404: "Not found",
+    401: "No API key, or one that is not valid (unknown or revoked)",
+    404: "Not found (also an experiment that belongs to someone else)",
     409: "Conflict with the experiment's current state",
+    413: "Request body over the size limit",
     422: "Invalid input; details name each offending field",
+    429: "Too many queued and running experiments for this owner; see Retry-After",
     500: "Internal error",
     503: "A dependency (database or broker) is unavailable",
 }
@@ -79,6 +83,16 @@ class ApiError(Exception):
 class NotFound(ApiError):
     status_code = 404
     error_type = "not_found"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    error_type = "unauthorized"
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+    error_type = "too_many_active"
 
 
 class Conflict(ApiError):
@@ -140,6 +154,22 @@ _DB_OUTAGES = (
 )
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path.
+
+    Starlette's own 405 lists only the first route that matched the path, but one path (an
+    experiment) has a route per method (GET, DELETE), and ``Allow`` must name them all.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE and isinstance(route, BaseRoute):
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Routes every error the app can raise to the one JSON shape."""
 
@@ -160,12 +190,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(
             _body(kinds.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     for outage in _DB_OUTAGES:

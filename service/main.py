@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.main import api_router
+from service.body_limit import BodyLimitMiddleware
 from service.errors import install_error_handlers
 from service.openapi import install_openapi, operation_id
 from store.db import get_engine
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
     install_openapi(app)
     return app

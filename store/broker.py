@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 #: The one task the API sends: run (the next level of) experiment ``args[0]``.
 RUN_EXPERIMENT_TASK = "lth.run_experiment"
 
+#: Sent by a worker running a level, one per control run of that level, so that idle workers
+#: can train them in parallel: args ``[experiment_id, level, kind]``.
+RUN_CONTROL_TASK = "lth.run_control"
+
 #: Queues. Every worker consumes DEFAULT_QUEUE; GPU_QUEUE / CPU_QUEUE let a sender insist on a
 #: kind of device (a GPU worker consumes ``lth`` and ``lth.gpu``; a CPU worker ``lth`` and
 #: ``lth.cpu``, or only ``lth.cpu`` on a cluster whose GPU workers should get all default work).
@@ -109,7 +113,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_default_queue": DEFAULT_QUEUE,
         "task_create_missing_queues": True,
-        "task_routes": {RUN_EXPERIMENT_TASK: {"queue": DEFAULT_QUEUE}},
+        "task_routes": {
+            RUN_EXPERIMENT_TASK: {"queue": DEFAULT_QUEUE},
+            RUN_CONTROL_TASK: {"queue": DEFAULT_QUEUE},
+        },
         # Pidbox (remote control) needs fanout; the filesystem transport's is file-based and
         # slow to poll, and the embedded worker is supervised by `lth serve` instead.
         "worker_enable_remote_control": not is_embedded(settings),

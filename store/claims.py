@@ -300,3 +300,15 @@ def cancel_unclaimed(session: Session, now: datetime | None = None) -> list[str]
         )
     ).all()
     return [i for i in ids if finish_unclaimed(session, i, Status.CANCELLED, now=now)]
+
+
+def wants_work(session: Session, experiment_id: str) -> bool:
+    """True while the experiment exists, is active and nobody asked to cancel it.
+
+    A control run on another worker holds no experiment claim; it checks this at every
+    evaluation so that a cancelled, failed or deleted experiment stops it there.
+    """
+    row = session.execute(
+        select(Experiment.status, Experiment.cancel_requested).where(Experiment.id == experiment_id)
+    ).one_or_none()
+    return row is not None and row.status in ACTIVE_STATUSES and not row.cancel_requested

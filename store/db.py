@@ -77,6 +77,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def init_db(engine: Engine) -> None:
     """Creates missing tables; idempotent, safe to call from every process at start."""
+    import store.run_claims  # noqa: F401  (registers the worker's run_claims table)
     from store.models import Base
 
     Base.metadata.create_all(engine)

@@ -64,7 +64,10 @@ def test_metrics_are_the_runs_curves(
     level0 = client.get(f"/experiments/{experiment_id}/levels/0/metrics").json()
     assert set(level0["runs"]) == {"ticket"}
     assert_error(client.get(f"/experiments/{experiment_id}/levels/2/metrics"), 404, "no_such_level")
-    assert_error(client.get(f"/experiments/{experiment_id}/levels/-1/metrics"), 422)
+    # A level the experiment does not have is a 404 whatever the number (issue 6).
+    assert_error(
+        client.get(f"/experiments/{experiment_id}/levels/-1/metrics"), 404, "no_such_level"
+    )
 
 
 def test_mask_download_matches_the_level(

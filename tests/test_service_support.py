@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from store import broker, experiments
 from store.db import dispose_engines, session_scope
-from store.models import Experiment, Level
+from store.models import ApiKey, Experiment, Level
 from store.settings import Settings
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -86,6 +86,7 @@ def _empty(s: Settings) -> None:
     with session_scope(s) as session:
         session.execute(delete(Level))
         session.execute(delete(Experiment))
+        session.execute(delete(ApiKey))
 
 
 @pytest.fixture

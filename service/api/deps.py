@@ -1,7 +1,7 @@
-"""Dependencies shared by the routes: settings, a database session, the caller, the id.
+"""Dependencies shared by the routes: settings, a database session, the id, the JSON body.
 
-Issue 6 (API keys) replaces :func:`get_owner`; every route already passes the owner down to
-the repository, which restricts reads and writes to that owner's experiments.
+The caller (API key, owner) is resolved in :mod:`service.auth`; every route passes the owner
+down to the repository, which restricts reads and writes to that owner's experiments.
 """
 
 from __future__ import annotations
@@ -42,14 +42,6 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def get_owner() -> str | None:
-    """The caller's identity; None until authentication exists (everything is visible)."""
-    return None
-
-
-OwnerDep = Annotated[str | None, Depends(get_owner)]
 
 
 def experiment_id(

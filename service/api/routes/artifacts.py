@@ -9,20 +9,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from service.api.deps import ExperimentIdDep, OwnerDep, SessionDep, SettingsDep
+from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
+from service.api.strict_query import reject_unknown_query
+from service.auth import OwnerDep, get_principal
 from service.errors import ApiError, Conflict, NotFound, error_responses
 from service.schemas import LevelMetrics, RunMetrics
 from store import artifacts, experiments
 from store.models import Experiment
 
-router = APIRouter(prefix="/experiments/{experiment_id}", tags=["artifacts"])
+# Every route needs a caller, resolved before the id or body is even looked at.
+router = APIRouter(
+    prefix="/experiments/{experiment_id}",
+    tags=["artifacts"],
+    dependencies=[Depends(get_principal), Depends(reject_unknown_query)],
+)
 
-LevelPath = Annotated[int, Path(ge=0, le=999, description="Pruning level (0 is dense).")]
+# Any integer is a well-formed level; one the experiment does not have is a 404, like any
+# other artifact that does not exist (the bound is checked against the spec, not here).
+LevelPath = Annotated[int, Path(description="Pruning level (0 is dense).")]
 
 _SAFETENSORS = {
     200: {
@@ -41,7 +50,7 @@ def _experiment(session: Session, experiment_id: str, owner: str | None) -> Expe
 
 def _check_level(experiment: Experiment, level: int) -> None:
     last = int(experiment.spec.get("pruning", {}).get("levels", 0))
-    if level > last:
+    if not 0 <= level <= last:
         raise NotFound(
             f"experiment {experiment.id} has levels 0..{last}; there is no level {level}",
             error_type="no_such_level",
@@ -66,7 +75,7 @@ def _missing(experiment: Experiment, what: str) -> ApiError:
     "/levels/{level}/metrics",
     response_model=LevelMetrics,
     summary="Training curves of a level's ticket run and controls",
-    responses=error_responses(404, 409, 422, 503),
+    responses=error_responses(401, 404, 409, 422, 503),
 )
 def level_metrics(
     experiment_id: ExperimentIdDep,
@@ -93,7 +102,7 @@ def level_metrics(
     "/levels/{level}/mask",
     response_class=FileResponse,
     summary="A level's mask: one bool tensor per prunable weight, named as in state_dict",
-    responses={**_SAFETENSORS, **error_responses(404, 409, 422, 503)},
+    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 422, 503)},
 )
 def level_mask(
     experiment_id: ExperimentIdDep,
@@ -120,7 +129,7 @@ def level_mask(
     summary="The winning ticket: masks (mask/<name>) and initial weights (init/<name>)",
     description="The spec and the ticket level's metrics are in the file's metadata, so "
     "`safetensors.torch.load_file` alone is enough to use it.",
-    responses={**_SAFETENSORS, **error_responses(404, 409, 503)},
+    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 503)},
 )
 def ticket(
     experiment_id: ExperimentIdDep,

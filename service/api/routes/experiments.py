@@ -4,25 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import ValidationError
 
 from lth_core.spec import parse_spec
-from service.api.deps import (
-    ExperimentIdDep,
-    JsonBodyDep,
-    OwnerDep,
-    SessionDep,
-    SettingsDep,
+from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
+from service.api.strict_query import reject_unknown_query
+from service.auth import OwnerDep, PrincipalDep, get_principal
+from service.errors import (
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+    detail,
+    error_responses,
+    invalid_spec,
 )
-from service.errors import Conflict, NotFound, Unprocessable, detail, error_responses, invalid_spec
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
+from service.quotas import check_active_limit
 from service.schemas import ExperimentList, ExperimentOut, StatusName
+from service.spec_limits import check_spec_limits
 from store import artifacts, experiments, queue
 from store.models import Status
 
-router = APIRouter(prefix="/experiments", tags=["experiments"])
+# Every route needs a caller, resolved before the id or body is even looked at.
+router = APIRouter(
+    prefix="/experiments",
+    tags=["experiments"],
+    dependencies=[Depends(get_principal), Depends(reject_unknown_query)],
+)
 
 _SPEC_BODY = {
     "requestBody": {
@@ -51,7 +62,7 @@ def _not_found(experiment_id: str) -> NotFound:
             "created).",
             "headers": {"Location": {"schema": {"type": "string"}}},
         },
-        **error_responses(404, 409, 422, 503),
+        **error_responses(401, 404, 409, 413, 422, 429, 503),
     },
     openapi_extra=_SPEC_BODY,
 )
@@ -60,7 +71,7 @@ def submit_experiment(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    owner: OwnerDep,
+    principal: PrincipalDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -83,10 +94,13 @@ def submit_experiment(
         spec = parse_spec(body)
     except ValidationError as exc:
         raise invalid_spec(exc) from None
+    check_spec_limits(spec, settings)
     spec_json = spec.model_dump(mode="json")
-    mask = check_mask_source(session, settings, spec, owner)
+    mask = check_mask_source(session, settings, spec, principal.visible_owner)
     if mask is not None:
         spec_json["mask"] = mask
+    owner = principal.owner
+    experiments.lock_owner(session, owner)
     try:
         experiment, created = experiments.create(
             session, spec_json, owner=owner, idempotency_key=idempotency_key
@@ -98,6 +112,12 @@ def submit_experiment(
             error_type="idempotency_key_reused",
             details=[detail(["header", "Idempotency-Key"], "reused", "idempotency_key_reused")],
         ) from None
+    if created:
+        try:
+            check_active_limit(session, settings, owner)
+        except TooManyRequests:
+            session.rollback()
+            raise
     session.commit()
     if created:
         queue.enqueue(experiment.id, settings)
@@ -111,7 +131,7 @@ def submit_experiment(
     "",
     response_model=ExperimentList,
     summary="List experiments, newest first",
-    responses=error_responses(422, 503),
+    responses=error_responses(401, 422, 503),
 )
 def list_experiments(
     session: SessionDep,
@@ -134,7 +154,7 @@ def list_experiments(
     "/{experiment_id}",
     response_model=ExperimentOut,
     summary="Get an experiment: status, progress, finished levels, ticket",
-    responses=error_responses(404, 503),
+    responses=error_responses(401, 404, 503),
 )
 def get_experiment(
     experiment_id: ExperimentIdDep, session: SessionDep, owner: OwnerDep
@@ -149,7 +169,7 @@ def get_experiment(
     "/{experiment_id}/cancel",
     response_model=ExperimentOut,
     summary="Cancel an experiment",
-    responses=error_responses(404, 409, 503),
+    responses=error_responses(401, 404, 409, 503),
 )
 def cancel_experiment(
     experiment_id: ExperimentIdDep, session: SessionDep, owner: OwnerDep
@@ -173,7 +193,7 @@ def cancel_experiment(
     "/{experiment_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a finished experiment and its artifacts",
-    responses={204: {"description": "Deleted."}, **error_responses(404, 409, 503)},
+    responses={204: {"description": "Deleted."}, **error_responses(401, 404, 409, 503)},
 )
 def delete_experiment(
     experiment_id: ExperimentIdDep, session: SessionDep, settings: SettingsDep, owner: OwnerDep

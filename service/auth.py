@@ -1,0 +1,74 @@
+"""Who is calling: the ``Authorization: Bearer <key>`` of a request, checked against the keys.
+
+Secure by default. With at least one active key, every experiment endpoint needs a valid one.
+With none, the API answers everyone only when it is bound to a loopback address (one person's
+laptop); bound anywhere else it answers no one (and ``lth api`` refuses to start). The key
+itself never reaches a log line or an error message: errors say only what kind of problem it is.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.api.deps import SessionDep, SettingsDep
+from service.errors import Unauthorized
+from service.security import is_loopback
+from store import api_keys
+from store.api_keys import OPEN_ACCESS, Principal
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `lth keys create --owner NAME`, sent as "
+    "`Authorization: Bearer <key>`. Not needed by a server on a loopback address that has no keys.",
+)
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_INVALID = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def get_principal(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller, or a 401 that does not say whether a key exists, was revoked or is mistyped."""
+    presented = credentials.credentials if credentials is not None else None
+    if presented is None and "authorization" in request.headers:
+        raise Unauthorized("the Authorization header must be `Bearer <key>`", headers=_INVALID)
+    if presented is not None:
+        principal = api_keys.authenticate(session, presented)
+        if principal is None:
+            raise Unauthorized(
+                "the API key is not valid (unknown, revoked or mistyped)", headers=_INVALID
+            )
+        return principal
+    if api_keys.any_active(session):
+        raise Unauthorized(
+            "this API needs a key: send `Authorization: Bearer <key>` (an administrator "
+            "creates one with `lth keys create --owner NAME`)",
+            headers=_CHALLENGE,
+        )
+    if not is_loopback(settings.api_host):
+        raise Unauthorized(
+            f"this server is bound to {settings.api_host}, not a loopback address, and has no "
+            "API keys, so it answers no one; an administrator must create a key first "
+            "(`lth keys create --owner NAME`)",
+            headers=_CHALLENGE,
+        )
+    return OPEN_ACCESS
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def visible_owner(principal: PrincipalDep) -> str | None:
+    """Whose experiments the caller may see: its own, or everyone's (admin, open mode)."""
+    return principal.visible_owner
+
+
+OwnerDep = Annotated[str | None, Depends(visible_owner)]

@@ -1,0 +1,118 @@
+"""The service's own bounds on a spec, tighter than what the engine accepts and configurable.
+
+The engine's spec refuses nonsense; these refuse work that would exhaust a shared service: a
+run of millions of iterations, a hundred levels, evaluations that cost more than training, a
+synthetic dataset of terabytes, a path on the worker's disk chosen by a remote user. Each
+refusal is a 422 of type ``limit_exceeded`` naming the field, the limit and its setting, so a
+user knows what to change and an operator knows what to raise.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lth_core.spec import ExperimentSpec
+from service.errors import Unprocessable, detail
+from store.settings import Settings
+
+# Test-set sizes of the real datasets: each evaluation runs over the whole test set.
+_TEST_SIZES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 10_000}
+
+
+def total_iterations(spec: ExperimentSpec) -> int:
+    """Training iterations of every run of every level (level 0 has controls only with a mask)."""
+    per_level = len(spec.run_kinds)
+    runs = len(spec.runs_at_level(0)) + spec.pruning.levels * per_level
+    return runs * spec.training.iterations
+
+
+def eval_ratio(spec: ExperimentSpec) -> float:
+    """Examples evaluated per training example: (validation + test) / eval_every / batch_size."""
+    dataset = spec.dataset
+    test = dataset.synthetic.test_size if dataset.synthetic else _TEST_SIZES[dataset.name]
+    evaluated = dataset.validation_size + test
+    return evaluated / spec.training.eval_every / spec.training.batch_size
+
+
+def check_spec_limits(spec: ExperimentSpec, settings: Settings) -> None:
+    """Raises a 422 ``limit_exceeded`` for the first bound the spec goes past."""
+    training, dataset = spec.training, spec.dataset
+    _at_most(["pruning", "levels"], spec.pruning.levels, settings.max_levels, "LTH_MAX_LEVELS")
+    _at_most(
+        ["training", "iterations"],
+        training.iterations,
+        settings.max_iterations,
+        "LTH_MAX_ITERATIONS",
+    )
+    _at_most(
+        ["training", "batch_size"],
+        training.batch_size,
+        settings.max_batch_size,
+        "LTH_MAX_BATCH_SIZE",
+    )
+    if dataset.train_subset is not None:
+        _at_most(
+            ["dataset", "train_subset"],
+            dataset.train_subset,
+            settings.max_train_examples,
+            "LTH_MAX_TRAIN_EXAMPLES",
+        )
+    if dataset.synthetic is not None:
+        synthetic = dataset.synthetic
+        examples = synthetic.train_size + synthetic.test_size
+        loc = ["dataset", "synthetic", "train_size"]
+        _at_most(
+            loc,
+            examples,
+            settings.max_train_examples,
+            "LTH_MAX_TRAIN_EXAMPLES",
+            what="synthetic train_size + test_size",
+        )
+        values = examples * math.prod(synthetic.input_shape)
+        _at_most(
+            loc,
+            values,
+            settings.max_dataset_values,
+            "LTH_MAX_DATASET_VALUES",
+            what="synthetic examples x values per example",
+        )
+    if dataset.root is not None and not settings.allow_dataset_root:
+        raise _refused(
+            ["dataset", "root"],
+            "dataset.root names a path on the worker's machine and is not accepted through "
+            "the API (the operator can allow it with LTH_ALLOW_DATASET_ROOT=true)",
+        )
+    total = total_iterations(spec)
+    if total > settings.max_total_iterations:
+        raise _refused(
+            ["training", "iterations"],
+            f"the experiment would train {total:,} iterations in all ({training.iterations:,} "
+            f"per run x {total // training.iterations} runs over {spec.pruning.levels + 1} "
+            f"levels); the limit is {settings.max_total_iterations:,} "
+            "(LTH_MAX_TOTAL_ITERATIONS): use fewer iterations, levels or controls",
+        )
+    ratio = eval_ratio(spec)
+    if ratio > settings.max_eval_ratio:
+        needed = math.ceil(training.eval_every * ratio / settings.max_eval_ratio - 1e-9)
+        raise _refused(
+            ["training", "eval_every"],
+            f"evaluating every {training.eval_every} iterations would evaluate {ratio:.1f} "
+            f"examples per training example; the limit is {settings.max_eval_ratio:g} "
+            f"(LTH_MAX_EVAL_RATIO): set eval_every to at least {needed}",
+        )
+
+
+def _at_most(
+    loc: list[str], value: int, limit: int, setting: str, *, what: str | None = None
+) -> None:
+    if value > limit:
+        name = what or ".".join(loc)
+        raise _refused(loc, f"{name} is {value:,}; the limit is {limit:,} ({setting})")
+
+
+def _refused(loc: list[str], message: str) -> Unprocessable:
+    return Unprocessable(
+        f"spec over a service limit: {message}",
+        error_type="limit_exceeded",
+        details=[detail(["body", *loc], message, "limit_exceeded")],
+    )

@@ -1,0 +1,141 @@
+"""The database going away and coming back, through a TCP proxy in front of PostgreSQL.
+
+While it is down: ``/readyz`` says so, every request answers 503 with a message (also those
+that need a key checked), nothing half-done is stored. When it is back: every queued
+experiment is still there and still in the broker, and a retried submission lands once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+from test_service_support import assert_error, tiny_spec
+
+from service.main import create_app
+from store import api_keys, broker
+from store.db import dispose_engines, session_scope
+from store.settings import Settings
+
+pytest_plugins = ("test_service_support",)
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; ``down()`` drops every connection and stops
+    listening (the database is gone), ``up()`` listens again on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        self.port = server.getsockname()[1]
+        server.listen(16)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def down(self) -> None:
+        with self._lock:
+            if self._server is not None:
+                with contextlib.suppress(OSError):  # wakes the accept() blocked on it
+                    self._server.shutdown(socket.SHUT_RDWR)
+                self._server.close()
+                self._server = None
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._conns.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxied(pg_database: str, tmp_path: Path) -> Iterator[tuple[Settings, TcpProxy]]:
+    url = make_url(pg_database)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.up()
+    settings = Settings(
+        data_dir=tmp_path, database_url=url.set(port=proxy.port).render_as_string(False)
+    )
+    try:
+        yield settings, proxy
+    finally:
+        proxy.down()
+        dispose_engines()
+        broker.close_clients()
+
+
+def test_database_down_then_back_loses_nothing(proxied: tuple[Settings, TcpProxy]) -> None:
+    settings, proxy = proxied
+    with session_scope(settings) as session:
+        _, key = api_keys.create_key(session, "alice")
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(settings)) as client:
+        queued = [
+            client.post("/experiments", json=tiny_spec(seed=i), headers=auth).json()["id"]
+            for i in range(2)
+        ]
+        proxy.down()
+        retry = {**auth, "Idempotency-Key": "during-outage"}
+        for method, path, kwargs in [
+            ("GET", "/experiments", {"headers": auth}),
+            ("GET", f"/experiments/{queued[0]}", {"headers": auth}),
+            ("GET", f"/experiments/{queued[0]}/ticket", {"headers": auth}),
+            ("POST", f"/experiments/{queued[0]}/cancel", {"headers": auth}),
+            ("POST", "/experiments", {"headers": retry, "json": tiny_spec(seed=9)}),
+            ("GET", "/experiments", {}),  # even deciding that a key is needed takes the DB
+        ]:
+            response = client.request(method, path, **kwargs)
+            error = assert_error(response, 503, "database_unavailable")
+            assert "database is unavailable" in error["message"]
+            assert response.headers["Retry-After"]
+        error = assert_error(client.get("/readyz"), 503, "not_ready")
+        assert ["database"] in [d["loc"] for d in error["details"]]
+        assert client.get("/healthz").status_code == 200
+
+        proxy.up()
+        listing = client.get("/experiments", headers=auth).json()
+        assert {e["id"]: e["status"] for e in listing["items"]} == dict.fromkeys(queued, "queued")
+        assert broker.queue_depth(settings) == 2  # both still on their way to a worker
+        # The client's retry of the refused submission lands exactly once.
+        first = client.post("/experiments", json=tiny_spec(seed=9), headers=retry)
+        again = client.post("/experiments", json=tiny_spec(seed=9), headers=retry)
+        assert first.status_code == again.status_code == 201
+        assert first.json()["id"] == again.json()["id"]
+        assert client.get("/experiments", headers=auth).json()["total"] == 3
+        assert client.get("/readyz").status_code == 200

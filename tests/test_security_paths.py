@@ -1,0 +1,110 @@
+"""Ids and level numbers never steer a filesystem path; no pickle where a user's bytes reach."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from test_service_support import EngineRun, finish_like_worker, submit, tiny_spec
+
+from store import artifacts
+from store.settings import Settings
+
+pytest_plugins = ("test_service_support",)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRAVERSALS = [
+    "..",
+    "../..",
+    "..%2F..%2Fsecret",
+    "%2e%2e%2f%2e%2e%2fsecret",
+    "....//....//secret",
+    "..%5c..%5csecret",
+    "%2Fetc%2Fpasswd",
+    "a" * 31 + "%00",
+    "A" * 32,  # upper case is not an id either
+    "0" * 31 + "/",
+    "0" * 32 + "%2F..",
+    "%252e%252e%252fsecret",
+]
+
+
+@pytest.fixture
+def planted(settings: Settings) -> Path:
+    """A file just outside the experiments directory that traversal would reach."""
+    secret = settings.data_dir / "secret"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_bytes(b"SECRET-BYTES")
+    (settings.data_dir / "ticket.safetensors").write_bytes(b"SECRET-BYTES")
+    return secret
+
+
+def test_ids_that_are_not_ids_never_reach_the_disk(client: TestClient, planted: Path) -> None:
+    for bad in TRAVERSALS:
+        for method, suffix in [
+            ("GET", ""),
+            ("GET", "/ticket"),
+            ("GET", "/levels/0/mask"),
+            ("GET", "/levels/0/metrics"),
+            ("POST", "/cancel"),
+            ("DELETE", ""),
+        ]:
+            response = client.request(method, f"/experiments/{bad}{suffix}")
+            assert response.status_code in (404, 405, 422), (bad, suffix, response.text)
+            assert b"SECRET-BYTES" not in response.content
+    assert planted.read_bytes() == b"SECRET-BYTES"  # DELETE removed nothing
+
+
+def test_level_numbers_never_reach_the_disk(
+    client: TestClient, settings: Settings, engine_run: EngineRun, planted: Path
+) -> None:
+    experiment_id = submit(client)["id"]
+    finish_like_worker(settings, experiment_id, engine_run)
+    for level in ("..", "..%2F..", "0%2F..%2F..", "-0", "1e1", "0x1", "１", "1.5", "%00", " 0"):
+        for what in ("mask", "metrics"):
+            response = client.get(f"/experiments/{experiment_id}/levels/{level}/{what}")
+            assert response.status_code in (200, 404, 422), (level, response.text)
+            assert b"SECRET-BYTES" not in response.content
+
+
+def test_mask_reuse_ids_are_validated(client: TestClient) -> None:
+    for bad in ("..", "../../x", "a" * 33, "x/y", "0" * 32 + "/.."):
+        spec = tiny_spec(mask={"experiment_id": bad, "level": 0})
+        assert client.post("/experiments", json=spec).status_code in (404, 422)
+
+
+def test_paths_are_built_only_from_valid_ids_and_levels(settings: Settings) -> None:
+    for bad in ("..", "../x", "/etc", "a" * 31, "a" * 33, "A" * 32, "0" * 31 + "\x00"):
+        with pytest.raises(artifacts.InvalidId):
+            artifacts.experiment_dir(settings, bad)
+    good = "0" * 32
+    for level in (-1, 1000, True, 1.0, "0"):
+        with pytest.raises(ValueError):
+            artifacts.mask_path(settings, good, level)  # type: ignore[arg-type]
+    for kind in ("../x", "x/y", "", "X", "a" * 65):
+        with pytest.raises(ValueError):
+            artifacts.run_path(settings, good, 0, kind)
+    path = artifacts.mask_path(settings, good, 3)
+    assert path.resolve().is_relative_to(settings.experiments_dir.resolve())
+
+
+def _python_sources() -> list[Path]:
+    folders = ("lth_core", "store", "service", "worker", "cli")
+    return [p for folder in folders for p in (ROOT / folder).rglob("*.py")]
+
+
+def test_no_pickle_anywhere_user_bytes_reach() -> None:
+    """safetensors and JSON only: no pickle, no unsafe torch.load, no numpy pickles."""
+    banned = re.compile(
+        r"\bimport (c?pickle|dill|joblib|shelve|marshal)\b|\bfrom (c?pickle|dill|joblib|shelve)\b"
+        r"|allow_pickle\s*=\s*True|yaml\.load\(|yaml\.unsafe_load"
+    )
+    torch_load = re.compile(r"torch\.load\(([^)]*)\)")
+    for path in _python_sources():
+        text = path.read_text()
+        assert not banned.search(text), path
+        for call in torch_load.finditer(text):
+            assert "weights_only=True" in call.group(1), (path, call.group(0))
