@@ -451,3 +451,75 @@ def _kill_embedded_worker(serve_pid: int) -> None:
             os.killpg(int(stat.parent.name), signal.SIGKILL)
             return
     raise AssertionError("no worker child found")
+
+
+def wait_worker_ready(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until the worker logs that it consumes (Celery's ``... ready.``)."""
+    deadline = time.monotonic() + timeout
+    log = Path(process.log_path)  # type: ignore[attr-defined]
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited: {log.read_text()[-3000:]}")
+        if " ready." in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"worker not ready: {log.read_text()[-3000:]}")
+
+
+def control_runs(pg_url: str, experiment_id: str) -> list[tuple[int, str, str, int, bool]]:
+    """(level, kind, worker, attempts, finished) of every control run, from run_claims."""
+    import psycopg2
+
+    with psycopg2.connect(pg_url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT level, kind, worker, attempts, finished_at IS NOT NULL FROM run_claims "
+            "WHERE experiment_id = %s ORDER BY level, kind",
+            (experiment_id,),
+        )
+        rows = [tuple(r) for r in cursor.fetchall()]
+    conn.close()
+    return rows
+
+
+def test_two_workers_share_the_controls_of_a_level(redis_stack, pg_url, tmp_path) -> None:
+    processes, api, env = redis_stack
+    workers = [processes.worker(), processes.worker()]
+    for process in workers:
+        wait_worker_ready(process)
+    # Runs of a few seconds: longer than a worker takes to start a task (a fresh child per
+    # task), so the idle worker claims a control while the level's holder trains the ticket.
+    spec = tiny(iterations=1500, eval_every=50)
+    spec["pruning"]["levels"] = 2
+    spec["controls"] = ["random_reinit", "random_prune"]
+    started = time.monotonic()
+    experiment_id = api.submit(spec)
+    body = api.wait(experiment_id, finished, timeout=150)
+    took = time.monotonic() - started
+    assert body["status"] == "succeeded", body
+    assert level_rows(pg_url, experiment_id) == [0, 1, 2], "every level exactly once"
+
+    runs = control_runs(pg_url, experiment_id)
+    assert [(level, kind) for level, kind, *_ in runs] == [
+        (level, kind) for level in (1, 2) for kind in ("random_prune", "random_reinit")
+    ]
+    assert all(done for *_, done in runs), runs
+    assert all(attempts == 1 for *_, attempts, _ in runs), f"a control ran twice: {runs}"
+    nodes = {f"lth-cpu-{p.pid}@" for p in workers}
+    ran_on = {node for node in nodes for _, _, worker, _, _ in runs if worker.startswith(node)}
+    assert ran_on == nodes, f"controls ran only on {ran_on}: {runs}"
+
+    out = Path(env["LTH_DATA_DIR"]) / "experiments" / experiment_id
+    reference = tmp_path / "reference"
+    sequential = time.monotonic()
+    _run_uninterrupted(body["spec"], reference, env)
+    sequential = time.monotonic() - sequential
+    _assert_same_results(out, reference, levels=3)
+    print(
+        f"\ntwo workers, 2 levels x (ticket + 2 controls): {took:.1f} s from submit to "
+        f"succeeded; the same runs in one process straight through lth_core: {sequential:.1f} s; "
+        f"controls per worker: "
+        + ", ".join(
+            f"{w.split('@')[0]}: {sum(r[2] == w for r in runs)}"
+            for w in sorted({r[2] for r in runs})
+        )
+    )

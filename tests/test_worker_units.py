@@ -14,6 +14,7 @@ import pytest
 
 from store import claims
 from store.broker import (
+    RUN_CONTROL_TASK,
     RUN_EXPERIMENT_TASK,
     broker_url_for,
     celery_config,
@@ -73,6 +74,7 @@ def test_celery_is_configured_for_long_tasks(settings: Settings) -> None:
     assert visibility == visibility_timeout_for(settings) > conf["task_time_limit"]
     assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is False
     assert conf["task_routes"][RUN_EXPERIMENT_TASK] == {"queue": "lth"}
+    assert conf["task_routes"][RUN_CONTROL_TASK] == {"queue": "lth"}
 
 
 def test_embedded_broker_lives_under_the_data_dir(tmp_path: Path) -> None:

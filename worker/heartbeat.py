@@ -23,6 +23,7 @@ class Heartbeat:
         self._interval = interval
         self._stop = threading.Event()
         self._lost = threading.Event()
+        self._name = name
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     @property
@@ -47,7 +48,9 @@ class Heartbeat:
                 log.warning("heartbeat failed; retrying", exc_info=True)
                 continue
             if not alive:
-                log.error("claim lost: another worker took this experiment over; stopping")
+                if self._stop.is_set():  # released on purpose while this beat was on its way
+                    return
+                log.error("%s: claim lost (another worker took it over); stopping", self._name)
                 self._lost.set()
                 return
 

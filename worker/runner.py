@@ -9,29 +9,38 @@ claim up and sends the next level's message itself; the reconciler covers a lost
 Resuming is the engine's job: it skips every run that has a metrics file, so a level that was
 interrupted restarts at its first unfinished run and produces exactly what an uninterrupted
 run would have.
+
+Controls run in parallel when other workers are free. Once the level's mask is on disk, the
+task registers a claimable row per unfinished control run (store.run_claims) and offers each
+to the other workers as a ``lth.run_control`` message (a Celery group), then trains the
+ticket, which the next level needs. Then it trains every control nobody has claimed (work
+stealing: a worker alone finishes everything, and a lost message costs nothing), and waits,
+polling the database, for controls that live workers elsewhere are training, taking over any
+whose heartbeat goes stale. Only this task, the holder of the experiment, records the level.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from lth_core.spec import ExperimentSpec, parse_spec
-from store import claims
+from lth_core.spec import ExperimentSpec
+from store import claims, run_claims
 from store import experiments as repo
-from store.artifacts import experiment_dir, mask_path
 from store.db import session_scope
-from store.models import Experiment as ExperimentRow
 from store.models import Level as LevelRow
 from store.models import Status
 from store.settings import Settings
+from worker.controls import ControlOutcome, ControlRun, default_worker_name
+from worker.engine import build_experiment, load_spec
 from worker.heartbeat import Heartbeat
 from worker.progress import ProgressWriter
 
@@ -64,13 +73,28 @@ class _ClaimLost(Exception):
     """The heartbeat found another holder: stop without writing any status."""
 
 
+def _offer_nowhere(level: int, kinds: list[str]) -> None:
+    """No other workers to offer controls to (in-process use): this task trains them all."""
+
+
+def control_poll_seconds(settings: Settings) -> float:
+    """How often a level waiting on controls elsewhere looks again (and checks for cancel)."""
+    return max(0.1, min(0.5, settings.heartbeat_seconds / 2))
+
+
 @dataclass
 class LevelRunner:
-    """Runs the next level of one experiment; ``send_next`` asks for the level after it."""
+    """Runs the next level of one experiment; ``send_next`` asks for the level after it.
+
+    ``send_controls(level, kinds)`` offers control runs to other workers; ``worker`` is this
+    worker's name, recorded with every control run it trains.
+    """
 
     settings: Settings
     experiment_id: str
     send_next: Callable[[], None]
+    send_controls: Callable[[int, list[str]], None] = _offer_nowhere
+    worker: str = field(default_factory=default_worker_name)
     device: str = "auto"
     max_attempts: int = MAX_ATTEMPTS
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -89,7 +113,9 @@ class LevelRunner:
         if claimed is not claims.ClaimOutcome.CLAIMED:
             return self._not_claimed(claimed)
         log.info("experiment %s: claimed (token %s)", self.experiment_id, self.token[:8])
-        heartbeat = Heartbeat(self._beat, self.settings.heartbeat_seconds)
+        heartbeat = Heartbeat(
+            self._beat, self.settings.heartbeat_seconds, name=f"claim {self.experiment_id}"
+        )
         with heartbeat:
             try:
                 return self._run_claimed(heartbeat)
@@ -162,10 +188,7 @@ class LevelRunner:
     # ----------------------------------------------------------------- work
 
     def _run_claimed(self, heartbeat: Heartbeat) -> Outcome:
-        with session_scope(self.settings) as session:
-            row = session.get(ExperimentRow, self.experiment_id)
-            spec_data: dict[str, Any] = dict(row.spec) if row is not None else {}
-        spec = parse_spec(spec_data)
+        spec = load_spec(self.settings, self.experiment_id)
         experiment = self._engine(spec, heartbeat)
         self._settle(experiment, spec)
         pending = experiment.pending()
@@ -173,14 +196,16 @@ class LevelRunner:
             level = pending[0][0]
             log.info("experiment %s: level %d, runs %s", self.experiment_id, level, pending)
             experiment.prepare_level(level)
-            for run_level, kind in pending:
-                if run_level != level:
-                    break
+            controls = [k for run_level, k in pending if run_level == level and k != "ticket"]
+            self._offer_controls(level, controls)
+            if not experiment.is_run_done(level, "ticket"):
                 self._check_stop(heartbeat)
-                experiment.train_run(level, kind)
+                experiment.train_run(level, "ticket")
+            self._complete_controls(experiment, level, controls, heartbeat)
             self._record(experiment, spec, level, experiment.finish_level(level))
             if experiment.pending():
                 return self._hand_on(heartbeat)
+        heartbeat.stop()  # the claim ends here; a beat after it must not report it lost
         with session_scope(self.settings) as session:
             if not repo.mark_succeeded(session, self.experiment_id, claim_token=self.token):
                 raise _ClaimLost()
@@ -188,26 +213,81 @@ class LevelRunner:
         return Outcome.SUCCEEDED
 
     def _engine(self, spec: ExperimentSpec, heartbeat: Heartbeat) -> Experiment:
-        from lth_core.experiment import Experiment  # torch: only here, in the task's child
-
         writer = ProgressWriter(
             self._write_progress,
             levels=spec.pruning.levels + 1,
             min_interval=PROGRESS_INTERVAL_SECONDS,
         )
-        return Experiment(
+        return build_experiment(
+            self.settings,
+            self.experiment_id,
             spec,
-            experiment_dir(self.settings, self.experiment_id),
             device=self.device,
-            initial_mask=self._initial_mask(spec),
             progress=writer,
             should_stop=lambda: self._should_stop(heartbeat),
         )
 
-    def _initial_mask(self, spec: ExperimentSpec) -> Path | None:
-        if spec.mask is None:
-            return None
-        return mask_path(self.settings, spec.mask.experiment_id, spec.mask.level)
+    # ----------------------------------------------------------------- controls
+
+    def _offer_controls(self, level: int, controls: list[str]) -> None:
+        """Registers the level's unfinished controls and offers the unclaimed ones elsewhere.
+
+        The rows are committed before any message is sent, so a worker that gets a message
+        finds its row; sending is best effort (this task trains whatever nobody takes).
+        """
+        if not controls:
+            return
+        with session_scope(self.settings) as session:
+            run_claims.register(session, self.experiment_id, level, controls)
+            offered = run_claims.unheld(
+                session,
+                self.experiment_id,
+                level,
+                controls,
+                timeout_seconds=self.settings.heartbeat_timeout_seconds,
+            )
+        if not offered:
+            return
+        try:
+            self.send_controls(level, offered)
+        except Exception:
+            log.warning(
+                "could not offer the controls of %s; running them here",
+                self.experiment_id,
+                exc_info=True,
+            )
+
+    def _complete_controls(
+        self, experiment: Experiment, level: int, controls: list[str], heartbeat: Heartbeat
+    ) -> None:
+        """Trains every control nobody else holds; waits for those live elsewhere.
+
+        Never waits on an unclaimed run (it takes it), so one worker alone cannot deadlock;
+        a holder elsewhere that dies is taken over once its heartbeat is stale; cancellation
+        and a lost experiment claim are checked on every pass.
+        """
+        poll = control_poll_seconds(self.settings)
+        should_stop = functools.partial(self._should_stop, heartbeat)
+        waiting = list(controls)
+        while waiting:
+            still = []
+            for kind in waiting:
+                self._check_stop(heartbeat)
+                control = ControlRun(
+                    self.settings, self.experiment_id, level, kind, worker=self.worker
+                )
+                if control.run_here(experiment, should_stop) is ControlOutcome.WAITING:
+                    still.append(kind)
+            waiting = still
+            if waiting:
+                self._check_stop(heartbeat)
+                time.sleep(poll)
+        # Every control of the level, not only this task's: a predecessor may have died
+        # between a run's file appearing and its row being marked finished.
+        every = [k for k in experiment.runs_at_level(level) if k != "ticket"]
+        if every:
+            with session_scope(self.settings) as session:
+                run_claims.settle(session, self.experiment_id, level, every)
 
     def _settle(self, experiment: Experiment, spec: ExperimentSpec) -> None:
         """Records what a crashed predecessor left between the engine and the database.
@@ -235,9 +315,15 @@ class LevelRunner:
     def _record(
         self, experiment: Experiment, spec: ExperimentSpec, level: int, summary: dict[str, Any]
     ) -> None:
-        """Commits a finished level (summary row and ticket level), if this copy still holds it."""
+        """Commits a finished level (summary row and ticket level), if this copy still holds it.
+
+        The check is a write (a heartbeat: ``UPDATE ... WHERE claim_token``), not a read: on
+        SQLite a transaction that reads first and writes second fails at once with "database
+        is locked" when another connection (a heartbeat thread, a control worker) wrote in
+        between, whereas one that writes first waits for the lock like any writer.
+        """
         with session_scope(self.settings) as session:
-            if not claims.holds(session, self.experiment_id, self.token):
+            if not claims.heartbeat(session, self.experiment_id, self.token):
                 raise _ClaimLost()
             repo.record_level(session, self.experiment_id, level, summary)
         log.info("experiment %s: level %d recorded", self.experiment_id, level)
@@ -251,6 +337,7 @@ class LevelRunner:
     def _hand_on(self, heartbeat: Heartbeat) -> Outcome:
         """Gives the claim up and sends the next level; a cancel at the boundary ends here."""
         self._check_stop(heartbeat)
+        heartbeat.stop()  # as for success: the release ends the claim
         with session_scope(self.settings) as session:
             released = claims.release(session, self.experiment_id, self.token, level_finished=True)
         if not released:

@@ -1,0 +1,117 @@
+"""The body of a ``lth.run_control`` task: train one control run that the level's holder offered.
+
+The message is only an offer. The database and the files decide: a run whose experiment is no
+longer active, whose level has no mask yet (never true for a message the level task sent, but
+a message can be re-delivered very late) or is finished already, or that another live worker
+holds, is left alone, cheaply and without importing torch. Otherwise the run is claimed and
+trained; nothing here ever changes the experiment's status or records a level: the level's
+holder does that once every run of the level is on disk. A control that fails is given back
+with its error, and the level's holder then runs it itself, so a failure is reported once,
+by the one task that owns the experiment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from store import claims
+from store.artifacts import layout
+from store.db import session_scope
+from store.run_claims import RunClaimOutcome
+from store.settings import Settings
+from worker.controls import ControlOutcome, ControlRun, RunClaimLost, default_worker_name
+from worker.engine import build_experiment, load_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControlTask:
+    """Attempts the control run ``kind`` of ``level`` of one experiment on this worker."""
+
+    settings: Settings
+    experiment_id: str
+    level: int
+    kind: str
+    worker: str = field(default_factory=default_worker_name)
+    device: str = "auto"
+
+    def run(self) -> ControlOutcome:
+        if not self._wanted():
+            return ControlOutcome.NOTHING
+        files = layout(self.settings, self.experiment_id)
+        if files.run_metrics(self.level, self.kind).is_file():
+            return ControlOutcome.DONE
+        if files.summary(self.level).is_file() or not files.mask(self.level).is_file():
+            return ControlOutcome.NOT_READY
+        control = ControlRun(
+            self.settings, self.experiment_id, self.level, self.kind, worker=self.worker
+        )
+        claimed = control.claim()
+        if claimed is not RunClaimOutcome.CLAIMED:
+            return {
+                RunClaimOutcome.HELD: ControlOutcome.WAITING,
+                RunClaimOutcome.DONE: ControlOutcome.DONE,
+            }.get(claimed, ControlOutcome.NOT_READY)
+        log.info(
+            "experiment %s: level %d %s claimed (token %s)",
+            self.experiment_id,
+            self.level,
+            self.kind,
+            control.token[:8],
+        )
+        return self._train(control)
+
+    def _wanted(self) -> bool:
+        with session_scope(self.settings) as session:
+            return claims.wants_work(session, self.experiment_id)
+
+    def _should_stop(self) -> bool:
+        """Checked at every evaluation: the experiment was cancelled, finished or deleted."""
+        try:
+            return not self._wanted()
+        except Exception:
+            log.warning("could not read the experiment's state; continuing", exc_info=True)
+            return False
+
+    def _train(self, control: ControlRun) -> ControlOutcome:
+        from lth_core.experiment import Cancelled
+
+        try:
+            with control.held() as heartbeat:
+                spec = load_spec(self.settings, self.experiment_id)
+                experiment = build_experiment(
+                    self.settings,
+                    self.experiment_id,
+                    spec,
+                    device=self.device,
+                    progress=None,  # the level's holder reports the experiment's progress
+                    should_stop=self._should_stop,
+                )
+                control.train(experiment, heartbeat, self._should_stop)
+        except RunClaimLost:
+            log.warning(
+                "experiment %s: level %d %s was taken over; stopped",
+                self.experiment_id,
+                self.level,
+                self.kind,
+            )
+            return ControlOutcome.LOST
+        except Cancelled:
+            log.info(
+                "experiment %s: level %d %s stopped (experiment no longer active)",
+                self.experiment_id,
+                self.level,
+                self.kind,
+            )
+            return ControlOutcome.STOPPED
+        except Exception:
+            log.exception(
+                "experiment %s: level %d %s failed; given back to the level's holder",
+                self.experiment_id,
+                self.level,
+                self.kind,
+            )
+            return ControlOutcome.FAILED
+        return ControlOutcome.RAN
