@@ -181,6 +181,77 @@ class Experiment:
         save_json(self.layout.run_metrics(level, kind), run)  # last: marks the run finished
         return run
 
+    def train_runs(
+        self, level: int, kinds: list[str] | None = None, *, stack: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Trains the level's unfinished runs among `kinds`, stacked where that pays.
+
+        Writes exactly the files `train_run` writes. `stack=None` decides by device and model
+        (`lth_core.stacked.should_stack`: on a GPU for LeNet and Conv-2/4/6; never on a CPU,
+        where stacking measured slower per member); True forces it where it is exact, False
+        never stacks. Stacked runs equal one-by-one runs to float tolerance, not bit for bit,
+        and a rewinding level-0 ticket always trains alone (it takes a snapshot).
+        """
+        from lth_core import stacked
+
+        kinds = [k for k in (kinds or self.runs_at_level(level)) if not self.is_run_done(level, k)]
+        rewinding = self.spec.reset.mode == "rewind" and level == 0
+        exact = stacked.why_not_stackable(
+            self.spec.model, self.spec.training, self.spec.dataset.augment
+        )
+        if stack is None:
+            use = stacked.should_stack(
+                self.spec.model,
+                self.spec.training,
+                self.spec.dataset.augment,
+                self.device,
+                len(kinds),
+            )
+        else:
+            use = stack and exact is None and len(kinds) > 1
+        if not use or rewinding:
+            return [self.train_run(level, kind) for kind in kinds]
+        for kind in kinds:
+            if kind not in self.runs_at_level(level):
+                raise ValueError(
+                    f"level {level} has no run {kind!r}; it has {self.runs_at_level(level)}"
+                )
+        models, masks, starts = [], [], set()
+        for kind in kinds:
+            start, start_iteration = self._start_for(level, kind)
+            model = self._build(seed=None)
+            model.load_state_dict(start)
+            models.append(model.to(self.device))
+            masks.append({n: m.to(self.device) for n, m in self._mask_for(level, kind).items()})
+            starts.add(start_iteration)
+        (start_iteration,) = starts
+        results = stacked.train_stacked(
+            models,
+            masks,
+            self.splits,
+            self.spec.training,
+            start_iteration=start_iteration,
+            data_seeds=[derive_seed(self.spec.seed, "data")] * len(kinds),
+            hooks=[
+                RunHooks(progress=self._progress_hook(level, kind), should_stop=self.should_stop)
+                for kind in kinds
+            ],
+        )
+        runs = []
+        for kind, model, mask, result in zip(kinds, models, masks, results, strict=True):
+            if kind == "ticket":
+                save_tensors(self.layout.trained_weights(level), model.state_dict())
+            run = {
+                "level": level,
+                "kind": kind,
+                "weights_remaining": pruning.fraction_remaining(mask),
+                "start_iteration": start_iteration,
+                **result,
+            }
+            save_json(self.layout.run_metrics(level, kind), run)
+            runs.append(run)
+        return runs
+
     def finish_level(self, level: int) -> dict[str, Any]:
         runs = {
             kind: load_json(self.layout.run_metrics(level, kind))

@@ -4,13 +4,18 @@ The hot loop touches only tensors already on the device: a batch is an index_sel
 training tensors, the mask is re-applied in place after every optimizer step with one fused
 multiply over all pruned weights (so pruned weights stay exactly zero whatever the optimizer's
 momentum or weight decay does), and losses stay on the device until an evaluation reads them.
+Per step it also avoids what costs time without computing anything (measured in
+bench/speed.py): the optimizer is the fused kernel called directly (FusedStep), the learning
+rate is not rewritten while the schedule is flat, all-ones masks are not applied, and
+LeNet's gradients are computed without the autograd graph (MLPStep). Each of these gives the
+same bits as the plain PyTorch way on CPU (tests/test_bench_hot_loop.py).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +60,7 @@ def lr_factor(iteration: int, cfg: TrainingSpec) -> float:
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: TrainingSpec) -> torch.optim.Optimizer:
-    """Fused kernels: one pass over all parameters per step instead of several per tensor."""
+    """The torch.optim equivalent of FusedStep (which `train` uses): same kernels, same bits."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(
             params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True
@@ -121,6 +126,159 @@ def eval_chunk_size(model: nn.Module, input_numel: int) -> int:
     return 1000 if has_conv else max(1000, min(20_000, 200_000_000 // max(params, input_numel)))
 
 
+class FusedStep:
+    """The optimizer update as one fused kernel call over fixed lists of tensors.
+
+    It runs exactly the kernels torch.optim.Adam/SGD(fused=True) run (same arguments, so the
+    same bits), without what their step() does in Python on every call: regrouping tensors
+    by device and dtype, checking state, profiler hooks and param-group bookkeeping. On a
+    LeNet step, which is ~1 ms of arithmetic, that Python was a measurable share.
+    """
+
+    def __init__(self, params: list[torch.Tensor], cfg: TrainingSpec) -> None:
+        self.params = params
+        self.cfg = cfg
+        self.adam = cfg.optimizer == "adam"
+        if self.adam:
+            self.exp_avgs = [torch.zeros_like(p) for p in params]
+            self.exp_avg_sqs = [torch.zeros_like(p) for p in params]
+            # torch.optim keeps fused Adam's step count as a float32 tensor per parameter.
+            self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]
+        else:
+            self.momentum_buffers: list[torch.Tensor] = []
+            self.first_step = cfg.momentum != 0.0
+
+    def step(self, grads: Sequence[torch.Tensor], lr: float) -> None:
+        """One update. The fused kernels walk param and grad memory in step, so a gradient
+        laid out differently from its parameter (vmap's batched matmuls return transposed
+        ones) is copied into the parameter's layout first."""
+        cfg = self.cfg
+        grads = [
+            g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+            for p, g in zip(self.params, grads, strict=True)
+        ]
+        if self.adam:
+            torch._foreach_add_(self.steps, 1)
+            torch._fused_adam_(
+                self.params,
+                grads,
+                self.exp_avgs,
+                self.exp_avg_sqs,
+                [],
+                self.steps,
+                amsgrad=False,
+                lr=lr,
+                beta1=0.9,
+                beta2=0.999,
+                weight_decay=cfg.weight_decay,
+                eps=1e-8,
+                maximize=False,
+                grad_scale=None,
+                found_inf=None,
+            )
+            return
+        if self.first_step:
+            self.momentum_buffers = [torch.empty_like(g) for g in grads]
+        torch._fused_sgd_(
+            self.params,
+            grads,
+            self.momentum_buffers,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            lr=lr,
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+            is_first_step=self.first_step,
+            grad_scale=None,
+            found_inf=None,
+        )
+        self.first_step = False
+
+
+class LearningRate:
+    """The schedule's rate at each iteration, recomputed only where it can change."""
+
+    def __init__(self, cfg: TrainingSpec) -> None:
+        self.cfg = cfg
+        self.constant = not cfg.warmup_iterations and not cfg.lr_milestones
+
+    def __call__(self, iteration: int) -> float:
+        if self.constant:
+            return self.cfg.learning_rate
+        return self.cfg.learning_rate * lr_factor(iteration, self.cfg)
+
+
+def masks_to_apply(
+    model: nn.Module, mask: Mapping[str, torch.Tensor], device: torch.device
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The pruned weights and their masks as float multipliers; all-ones masks are left out.
+
+    A layer with nothing pruned (every layer at level 0, excluded kinds always) would only be
+    multiplied by one after every step: skipping it saves a full pass over its weights.
+    """
+    named = dict(model.named_parameters())
+    weights, multipliers = [], []
+    for name, m in mask.items():
+        if bool(m.all()):
+            continue
+        weights.append(named[name])
+        multipliers.append(m.to(device=device, dtype=named[name].dtype))
+    return weights, multipliers
+
+
+class MLPStep:
+    """Loss and gradients of LeNet-300-100 computed by hand, for the hot loop.
+
+    Calls exactly the kernels autograd runs for Linear/ReLU/cross-entropy, in the same order
+    with the same arguments, so loss and gradients are bit for bit autograd's (a test checks
+    this); but it skips building and walking the graph, which on a LeNet step at batch 60
+    costs about a third of the step on a CPU. Only for the model without dropout; anything
+    else goes through autograd.
+    """
+
+    def __init__(self, layers: list[nn.Linear]) -> None:
+        self.weights = [layer.weight.detach() for layer in layers]
+        self.biases = [layer.bias.detach() for layer in layers]
+
+    @staticmethod
+    def for_model(model: nn.Module, params: list[torch.Tensor]) -> MLPStep | None:
+        from lth_core.models.lenet import LeNet300100
+
+        if not isinstance(model, LeNet300100) or not isinstance(model.drop, nn.Identity):
+            return None
+        layers = [model.fc1, model.fc2, model.out]
+        expected = [t for layer in layers for t in (layer.weight, layer.bias)]
+        if len(params) != len(expected) or any(
+            a is not b for a, b in zip(params, expected, strict=True)
+        ):
+            return None
+        return MLPStep(layers)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        aten = torch.ops.aten
+        with torch.no_grad():
+            inputs = [x.flatten(1)]
+            last = len(self.weights) - 1
+            for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+                a = torch.addmm(b, inputs[-1], w.t())
+                inputs.append(a if i == last else torch.relu(a))
+            logp = torch._log_softmax(inputs.pop(), 1, False)
+            loss, total_weight = aten.nll_loss_forward(logp, y, None, 1, -100)
+            g = aten.nll_loss_backward(
+                torch.ones((), dtype=loss.dtype), logp, y, None, 1, -100, total_weight
+            )
+            g = aten._log_softmax_backward_data(g, logp, 1, logp.dtype)
+            grads: list[torch.Tensor] = []
+            for i in range(last, -1, -1):
+                h = inputs[i]
+                grads += [g.sum(0), g.t().mm(h)]
+                if i:
+                    g = aten.threshold_backward(g.mm(self.weights[i]), h, 0)
+            grads.reverse()  # weight, bias per layer, first layer first
+        return loss, grads
+
+
 def train(
     model: nn.Module,
     mask: Mapping[str, torch.Tensor],
@@ -135,13 +293,15 @@ def train(
 ) -> dict[str, Any]:
     """Trains from start_iteration to cfg.iterations and returns metrics and the curve."""
     device = splits.train_x.device
-    named = dict(model.named_parameters())
-    pruned = [named[name] for name in mask]
-    masks = [mask[name].to(device=device, dtype=named[name].dtype) for name in mask]
-    with torch.no_grad():
-        torch._foreach_mul_(pruned, masks)
+    pruned, masks = masks_to_apply(model, mask, device)
+    if pruned:
+        with torch.no_grad():
+            torch._foreach_mul_(pruned, masks)
 
-    optimizer = make_optimizer(list(model.parameters()), cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = FusedStep(params, cfg)
+    fast_step = MLPStep.for_model(model, params)
+    learning_rate = LearningRate(cfg)
     order = BatchOrder(splits.train_x.shape[0], cfg.batch_size, data_seed, device)
     aug_gen = torch.Generator(device=device).manual_seed(augment_seed) if augment else None
     chunk = eval_chunk_size(model, splits.train_x[0].numel())
@@ -174,24 +334,26 @@ def train(
         if hooks.snapshot_at == iteration:
             hooks.snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    train_x, train_y = splits.train_x, splits.train_y
     model.train()
     maybe_snapshot(start_iteration)
     record(start_iteration)
     for iteration in range(start_iteration, cfg.iterations):
-        factor = lr_factor(iteration, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.learning_rate * factor
         idx = order.indices(iteration)
-        x = splits.train_x.index_select(0, idx)
-        y = splits.train_y.index_select(0, idx)
+        x = train_x.index_select(0, idx)
+        y = train_y.index_select(0, idx)
         if aug_gen is not None:
             x = flip_and_crop(x, aug_gen, splits.pad_value)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if fast_step is not None:
+            loss, grads = fast_step(x, y)
+        else:
+            loss = F.cross_entropy(model(x), y)
+            # Fresh gradients: no .grad fields to zero, no accumulation into them.
+            grads = list(torch.autograd.grad(loss, params))
         with torch.no_grad():
-            torch._foreach_mul_(pruned, masks)
+            optimizer.step(grads, learning_rate(iteration))
+            if pruned:
+                torch._foreach_mul_(pruned, masks)
         train_loss_sum += loss.detach()
         steps_since_eval += 1
         done = iteration + 1
