@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         description="Hard time limit of one worker task; the broker's visibility timeout must "
         "be longer.",
     )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads each worker task gives torch; unset keeps torch's default. "
+        "Set it when a CPU worker shares its cores (one thread per task on a busy 2-core box "
+        "trains several times faster than two contending ones).",
+    )
     db_busy_timeout_seconds: float = Field(
         30.0,
         gt=0,

@@ -47,6 +47,10 @@ def build_experiment(
     """The engine over the experiment's artifact folder (it resumes from what is there)."""
     from lth_core.experiment import Experiment  # torch: only here, in the task's child
 
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     return Experiment(
         spec,
         experiment_dir(settings, experiment_id),
