@@ -11,15 +11,7 @@ from lth_core.models import build_model
 from lth_core.spec import TrainingSpec, parse_spec
 from lth_core.training import FusedStep, MLPStep, RunHooks, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a 2-core machine shared with other work, a second thread spinning
-    on a busy core made these small steps several times slower. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_mlp_step_is_autograd_bit_for_bit():

@@ -8,20 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a 2-core machine shared with other work, a second thread spinning
-    on a busy core made these small steps several times slower. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Fashion-MNIST in /usr/share/datasets")

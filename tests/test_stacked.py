@@ -18,14 +18,7 @@ from lth_core.training import RunHooks, train
 CURVE_FIELDS = ("train_loss", "val_loss", "val_accuracy", "test_accuracy")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a 2-core machine shared with other work, a second thread spinning
-    on a busy core made these small steps several times slower. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _spec(model: str, shape: list[int], **training: object):

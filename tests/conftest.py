@@ -1,0 +1,19 @@
+"""Fixtures every test module may use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread, restored afterwards: on a 2-core machine shared with other work, a
+    second thread spinning on a busy core made small training steps several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
