@@ -59,21 +59,6 @@ def lr_factor(iteration: int, cfg: TrainingSpec) -> float:
     return factor
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainingSpec) -> torch.optim.Optimizer:
-    """The torch.optim equivalent of FusedStep (which `train` uses): same kernels, same bits."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True
-        )
-    return torch.optim.SGD(
-        params,
-        lr=cfg.learning_rate,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        fused=True,
-    )
-
-
 class BatchOrder:
     """The batches of every iteration, a pure function of (seed, iteration).
 
