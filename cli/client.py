@@ -76,6 +76,15 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.
     return response
 
 
+def _fetch_json(url: str, api_key: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    """One request whose JSON answer a command prints; any failure ends the command."""
+    try:
+        with _client(url, api_key) as client:
+            return _call(client, method, path, **kwargs).json()
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+
+
 def _fail(message: str) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(1)
@@ -194,11 +203,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
     ) -> None:
         """Show an experiment: status, progress, finished levels and the ticket."""
-        try:
-            with _client(url, api_key) as client:
-                experiment = _call(client, "GET", f"/experiments/{experiment_id}").json()
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+        experiment = _fetch_json(url, api_key, "GET", f"/experiments/{experiment_id}")
         if as_json:
             console.print_json(data=experiment)
         else:
@@ -218,13 +223,9 @@ def register(app: typer.Typer) -> None:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status_filter:
             params["status"] = status_filter
-        try:
-            with _client(url, api_key) as client:
-                page = _call(client, "GET", "/experiments", params=params).json()
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+        page = _fetch_json(url, api_key, "GET", "/experiments", params=params)
         table = Table(caption=f"{len(page['items'])} of {page['total']}")
-        table.add_column("id", no_wrap=True, min_width=32)  # copy-pasted into other commands
+        table.add_column("id", no_wrap=True, min_width=32)
         for column in ("name", "status", "levels", "ticket", "created"):
             table.add_column(column)
         for e in page["items"]:
@@ -248,11 +249,7 @@ def register(app: typer.Typer) -> None:
         api_key: ApiKeyOption = None,
     ) -> None:
         """Cancel: a queued experiment never starts; a running one stops at its next evaluation."""
-        try:
-            with _client(url, api_key) as client:
-                e = _call(client, "POST", f"/experiments/{experiment_id}/cancel").json()
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+        e = _fetch_json(url, api_key, "POST", f"/experiments/{experiment_id}/cancel")
         pending = " (stops at its next evaluation)" if e["status"] == "running" else ""
         console.print(f"{e['id']}: {e['status']}{pending}")
 
