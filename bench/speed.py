@@ -12,10 +12,12 @@ round is the best estimate of what the code costs; the median is recorded as wel
   (evaluation sets cut to one batch so that training is what is timed; both loops still
   evaluate them before and after training, as the engine always does);
 - the FLOP floor: one step's floating-point work (forward plus two backward products per
-  layer) divided by the rate of a 2048x2048 matmul measured here, before and after;
+  layer) divided by the rate of a 2048x2048 matmul measured here, before and after, with the
+  same torch threads as the loops (by default all cores: the machine's limit);
 - a whole level: the ticket and its random_reinit control, each trained with evaluations on
   the full validation and test sets every `--eval-every` iterations, through the Experiment
-  API (files written included) vs the reference loop;
+  API as a worker runs it (stacked where should_stack says so; files written included) vs
+  the reference loop;
 - stacking: K = 1, 2, 4, 8 LeNets trained by lth_core.stacked, time per member vs one alone.
 """
 
@@ -57,7 +59,7 @@ from lth_core.data.mnist import default_root  # noqa: E402
 from lth_core.experiment import Experiment  # noqa: E402
 from lth_core.models import build_model  # noqa: E402
 from lth_core.spec import ExperimentSpec, parse_spec  # noqa: E402
-from lth_core.stacked import train_stacked  # noqa: E402
+from lth_core.stacked import should_stack, train_stacked  # noqa: E402
 from lth_core.training import RunHooks, train  # noqa: E402
 
 BATCH = 60
@@ -247,8 +249,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("lenet/lth", lambda: lth_train("lenet_300_100", lenet, fast_lenet, lenet_mask, 0)),
         ("lenet/ref", lambda: ref_train("lenet_300_100", lenet, tiny_lenet_ref, lenet_mask, 0, n)),
     ]
-    conv = conv_spec(args.conv_iterations)
     if args.conv_iterations:
+        conv = conv_spec(args.conv_iterations)
         conv_splits = load_splits(conv.dataset)
         conv_model = build_model("conv2", (3, 32, 32), 10, seed=0)
         conv_mask = level_mask(conv, conv_model.state_dict(), conv_model.weight_kinds())
@@ -260,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ]
 
     # A whole level: ticket + random_reinit with full evaluations -----------------------
-    level = lenet_spec(args.level_iterations, args.eval_every)
+    level = lenet_spec(args.level_iterations or args.eval_every, args.eval_every)  # used if > 0
     work = Path(tempfile.mkdtemp(prefix="lth-speed-"))
     mask_file = work / "mask.safetensors"
     save_tensors(mask_file, lenet_mask)
@@ -270,8 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         exp = Experiment(level, work / f"level{next(level_dirs)}", device="cpu",
                          initial_mask=mask_file)  # fmt: skip
         exp._splits = lenet_splits  # loaded once above; loading is not part of a level
-        for kind in exp.runs_at_level(0):
-            exp.train_run(0, kind)
+        exp.train_runs(0)  # stacked where lth_core.stacked.should_stack says so, as a worker does
 
     def ref_level() -> None:
         ref_train("lenet_300_100", level, lenet_ref, lenet_mask, 0, eval_every=args.eval_every)
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         contenders += [("level/lth", lth_level), ("level/ref", ref_level)]
 
     # Stacking: K LeNets at once vs one at a time ----------------------------------------
-    stack = lenet_spec(args.stack_iterations, args.stack_iterations)
+    stack = lenet_spec(max(args.stack_iterations, 1), max(args.stack_iterations, 1))
     stack_masks = []
     for i in range(max(args.stack_k)):
         g = torch.Generator().manual_seed(i)
@@ -343,6 +344,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "eval_every": args.eval_every,
             "evaluation_examples": lenet.dataset.validation_size + lenet_splits.test_x.shape[0],
             "weights_remaining": pruning.fraction_remaining(lenet_mask),
+            "lth_stacked": should_stack(
+                "lenet_300_100", level.training, False, torch.device("cpu"), 2
+            ),
             "lth_seconds": lth,
             "lth_seconds_median": t.median("level/lth"),
             "reference_seconds": ref,
@@ -461,8 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--stack-iterations", type=int, default=200, help="0: skip")
     parser.add_argument("--stack-k", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: as is)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default, all cores)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "speed.json")
     parser.add_argument(
         "--render-only", action="store_true", help="re-print and re-write the markdown from --out"

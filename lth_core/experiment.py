@@ -109,9 +109,7 @@ class Experiment:
             if self.is_level_done(level):
                 continue
             self.prepare_level(level)
-            for kind in self.runs_at_level(level):
-                if not self.is_run_done(level, kind):
-                    self.train_run(level, kind)
+            self.train_runs(level)
             self.finish_level(level)
         return self.summaries()
 
@@ -181,41 +179,48 @@ class Experiment:
         save_json(self.layout.run_metrics(level, kind), run)  # last: marks the run finished
         return run
 
-    def train_runs(
-        self, level: int, kinds: list[str] | None = None, *, stack: bool | None = None
-    ) -> list[dict[str, Any]]:
-        """Trains the level's unfinished runs among `kinds`, stacked where that pays.
+    def stacks_level(self, level: int) -> bool:
+        """Whether the level's runs train as one stacked model (`lth_core.stacked.should_stack`).
 
-        Writes exactly the files `train_run` writes. `stack=None` decides by device and model
-        (`lth_core.stacked.should_stack`: on a GPU for LeNet and Conv-2/4/6; never on a CPU,
-        where stacking measured slower per member); True forces it where it is exact, False
-        never stacks. Stacked runs equal one-by-one runs to float tolerance, not bit for bit,
-        and a rewinding level-0 ticket always trains alone (it takes a snapshot).
+        Depends only on the spec, the device type and the level, never on which of its runs
+        are done: a level interrupted half way is stacked again when it resumes."""
+        from lth_core import stacked
+
+        if self.spec.reset.mode == "rewind" and level == 0:
+            return False  # the rewinding ticket takes a snapshot, which only train_run does
+        return stacked.should_stack(
+            self.spec.model,
+            self.spec.training,
+            self.spec.dataset.augment,
+            self.device,
+            len(self.runs_at_level(level)),
+        )
+
+    def train_runs(self, level: int, *, stack: bool | None = None) -> list[dict[str, Any]]:
+        """Trains the level's unfinished runs, stacked where `stacks_level` says so.
+
+        Writes exactly the files `train_run` writes. `stack=True` forces stacking where it is
+        exact, False never stacks. A stacked level always trains all of its runs together,
+        also those already done (only the unfinished ones are written): a stacked member's
+        bits depend on its fellow members, so a resumed level gives the bits an uninterrupted
+        one gives. Stacked runs equal one-by-one runs to float tolerance, not bit for bit.
         """
         from lth_core import stacked
 
-        kinds = [k for k in (kinds or self.runs_at_level(level)) if not self.is_run_done(level, k)]
-        rewinding = self.spec.reset.mode == "rewind" and level == 0
-        exact = stacked.why_not_stackable(
-            self.spec.model, self.spec.training, self.spec.dataset.augment
-        )
+        kinds = self.runs_at_level(level)
+        pending = [k for k in kinds if not self.is_run_done(level, k)]
+        if not pending:
+            return []
         if stack is None:
-            use = stacked.should_stack(
-                self.spec.model,
-                self.spec.training,
-                self.spec.dataset.augment,
-                self.device,
-                len(kinds),
-            )
+            use = self.stacks_level(level)
         else:
-            use = stack and exact is None and len(kinds) > 1
-        if not use or rewinding:
-            return [self.train_run(level, kind) for kind in kinds]
-        for kind in kinds:
-            if kind not in self.runs_at_level(level):
-                raise ValueError(
-                    f"level {level} has no run {kind!r}; it has {self.runs_at_level(level)}"
-                )
+            exact = stacked.why_not_stackable(
+                self.spec.model, self.spec.training, self.spec.dataset.augment
+            )
+            rewinding = self.spec.reset.mode == "rewind" and level == 0
+            use = stack and exact is None and len(kinds) > 1 and not rewinding
+        if not use:
+            return [self.train_run(level, kind) for kind in pending]
         models, masks, starts = [], [], set()
         for kind in kinds:
             start, start_iteration = self._start_for(level, kind)
@@ -234,11 +239,15 @@ class Experiment:
             data_seeds=[derive_seed(self.spec.seed, "data")] * len(kinds),
             hooks=[
                 RunHooks(progress=self._progress_hook(level, kind), should_stop=self.should_stop)
+                if kind in pending
+                else RunHooks(should_stop=self.should_stop)
                 for kind in kinds
             ],
         )
         runs = []
         for kind, model, mask, result in zip(kinds, models, masks, results, strict=True):
+            if kind not in pending:
+                continue
             if kind == "ticket":
                 save_tensors(self.layout.trained_weights(level), model.state_dict())
             run = {

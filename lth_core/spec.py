@@ -104,6 +104,16 @@ class TrainingSpec(_Strict):
     lr_gamma: float = Field(0.1, gt=0.0, le=1.0)
     eval_every: int = Field(100, ge=1, description="Evaluate on validation and test this often.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before each hidden fc layer.")
+    stack_runs: Literal["auto", "never"] = Field(
+        "auto",
+        description=(
+            "auto: train a level's ticket and controls as one stacked model where that is exact "
+            "and measured to pay on the device (LeNet on CPU and GPU, Conv-2/4/6 on GPU); the "
+            "level then runs on one worker. Stacked runs equal one-by-one runs to float "
+            "tolerance, not bit for bit; either way the same spec gives the same bits on the "
+            "same device. never: one run at a time, controls spread over workers."
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingSpec:

@@ -2,18 +2,20 @@
 
 A LeNet step is a handful of small kernels: on a GPU most of the device idles while Python
 and kernel launches dominate. Stacking K copies of the network along a new leading dimension
-(torch.func.stack_module_state + vmap over functional_call, which turns each Linear into a
-batched matmul and each Conv2d into a grouped convolution) runs all K members in the same
-kernels. Each member keeps what makes it its own run:
+runs all K members in the same kernels: LeNet through hand-written batched matmuls
+(lth_core.stacked_mlp.StackedMLP), other models through torch.func.stack_module_state + vmap
+over functional_call (StackedModel: each Linear becomes a batched matmul and each Conv2d a
+grouped convolution). Each member keeps what makes it its own run:
 - its weights and its mask (stacked along dim 0; the mask multiply is elementwise);
 - its optimizer state: Adam and SGD are elementwise, so one fused update over the stacked
   tensors is exactly K independent updates with K sets of moments;
 - its batches: members sharing a data seed (every run of one level does) share each batch,
   members with different seeds each get their own (stacked along dim 0);
 - its loss, curve, early-stopping metrics and hooks.
-The loss that is differentiated is the sum of the members' mean losses, whose gradient with
-respect to member k's weights is member k's own gradient. Results equal one-by-one training
-to float tolerance, not bit for bit: a batched matmul rounds differently from K single ones.
+Each member's gradient is that of its own mean loss. Results equal one-by-one training to
+float tolerance, not bit for bit: a batched matmul can round differently from K single
+ones (with one thread LeNet's stacked gradients are bit-identical to one member's; with two,
+the output layer's are not).
 
 Whether stacking pays depends on the device: see `should_stack` and bench/README.md.
 """
@@ -30,8 +32,10 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
+from lth_core import stacked_mlp
 from lth_core.data.base import Splits
 from lth_core.spec import TrainingSpec
+from lth_core.stacked_mlp import StackedMLP
 from lth_core.training import (
     BatchOrder,
     Cancelled,
@@ -47,11 +51,12 @@ from lth_core.training import (
 STACKABLE_MODELS: frozenset[str] = frozenset({"lenet_300_100", "conv2", "conv4", "conv6"})
 
 # Where stacking is used by default, by device type. Measured with bench/speed.py
-# (bench/results/speed.json): on a CPU a step is already bound by arithmetic and K stacked
-# members cost at least K times one, so the CPU runs members one at a time. On a GPU a small
-# network leaves the device idle and K members cost little more than one.
+# (bench/results/speed.json): on a CPU the vmap path costs more per member than one model
+# alone, while LeNet's hand-written batched path (lth_core.stacked_mlp) costs less per member
+# with two threads and the same with one. On a GPU a small network leaves the device idle
+# and K members cost little more than one.
 STACK_BY_DEFAULT: dict[str, frozenset[str]] = {
-    "cpu": frozenset(),
+    "cpu": frozenset({"lenet_300_100"}),
     "cuda": STACKABLE_MODELS,
 }
 
@@ -70,8 +75,12 @@ def why_not_stackable(model: str, cfg: TrainingSpec, augment: bool) -> str | Non
 def should_stack(
     model: str, cfg: TrainingSpec, augment: bool, device: torch.device, members: int
 ) -> bool:
-    """Stack when there is more than one member, it is exact, and it pays on this device."""
-    if members < 2 or why_not_stackable(model, cfg, augment) is not None:
+    """Stack when the spec allows it, there is more than one member, it is exact, and it pays
+    on this device. A pure function of the spec and the device type, so that a level is
+    stacked or not whatever happened to it before (resuming gives the same bits)."""
+    if cfg.stack_runs == "never" or members < 2:
+        return False
+    if why_not_stackable(model, cfg, augment) is not None:
         return False
     return model in STACK_BY_DEFAULT.get(device.type, frozenset())
 
@@ -99,6 +108,20 @@ class StackedModel:
         """Logits (K, B, classes); x is (B, ...) for all members or (K, B, ...) per member."""
         return vmap(self._call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
 
+    def loss_and_grads(
+        self, x: torch.Tensor, y: torch.Tensor, shared: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per-member mean losses (K,) and gradients in `params` order; y is (K * B,).
+
+        The loss differentiated is the sum of the members' mean losses, whose gradient with
+        respect to member k's weights is member k's own gradient.
+        """
+        logits = self(x, shared)
+        per_sample = F.cross_entropy(logits.flatten(0, 1), y, reduction="none")
+        losses = per_sample.view(self.k, -1).mean(1)
+        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
+        return losses.detach(), list(grads)
+
     def write_back(self, models: Sequence[nn.Module]) -> None:
         """Copies each member's trained tensors into its own module."""
         with torch.no_grad():
@@ -111,7 +134,7 @@ class StackedModel:
 
 @torch.inference_mode()
 def evaluate_stacked(
-    stacked: StackedModel, x: torch.Tensor, y: torch.Tensor, chunk: int
+    stacked: StackedModel | StackedMLP, x: torch.Tensor, y: torch.Tensor, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member mean loss and accuracy, shape (K,), as device tensors."""
     loss_sum = torch.zeros(stacked.k, device=x.device, dtype=torch.float64)
@@ -150,7 +173,9 @@ def train_stacked(
     if any(h.snapshot_at is not None for h in hooks):
         raise ValueError("snapshots (rewinding) are taken by one-by-one training only")
     device = splits.train_x.device
-    stacked = StackedModel(models)
+    stacked: StackedModel | StackedMLP = (
+        StackedMLP(models) if stacked_mlp.fits(models) else StackedModel(models)
+    )
     names = list(stacked.params)
     params = [stacked.params[n] for n in names]
 
@@ -212,15 +237,12 @@ def train_stacked(
             idx = torch.cat([o.indices(iteration) for o in orders])
             x = train_x.index_select(0, idx).unflatten(0, (k, cfg.batch_size))
             y = train_y.index_select(0, idx)
-        logits = stacked(x, shared=shared)
-        per_sample = F.cross_entropy(logits.flatten(0, 1), y, reduction="none")
-        losses = per_sample.view(k, -1).mean(1)
-        grads = torch.autograd.grad(losses.sum(), params)
+        losses, grads = stacked.loss_and_grads(x, y, shared)
         with torch.no_grad():
             optimizer.step(grads, learning_rate(iteration))
             if pruned:
                 torch._foreach_mul_(pruned, multipliers)
-        train_loss_sum += losses.detach()
+        train_loss_sum.add_(losses)
         steps_since_eval += 1
         done = iteration + 1
         if done % cfg.eval_every == 0 or done == cfg.iterations:

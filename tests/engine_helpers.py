@@ -15,7 +15,8 @@ TINY: dict[str, Any] = {
         "validation_size": 200,
         "synthetic": {"train_size": 1000, "test_size": 200},
     },
-    "training": {"iterations": 60, "eval_every": 20},
+    # One run at a time: these tests look at each run (tests/test_stacked.py covers stacking).
+    "training": {"iterations": 60, "eval_every": 20, "stack_runs": "never"},
     "pruning": {"levels": 2},
     "controls": [],
 }

@@ -110,11 +110,15 @@ def test_stacked_equals_one_by_one(model, shape, seeds, optimizer):
 def test_stacking_rule():
     spec = _spec("lenet_300_100", [1, 12, 12])
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not should_stack("lenet_300_100", spec.training, False, cpu, 2)
+    assert should_stack("lenet_300_100", spec.training, False, cpu, 2)
+    assert not should_stack("conv2", spec.training, False, cpu, 2)  # vmap: slower on a CPU
+    assert should_stack("conv2", spec.training, False, cuda, 2)
     assert should_stack("lenet_300_100", spec.training, False, cuda, 2)
     assert not should_stack("lenet_300_100", spec.training, False, cuda, 1)
     assert not should_stack("vgg19", spec.training, False, cuda, 2)
     assert not should_stack("conv2", spec.training, True, cuda, 2)
+    never = _spec("lenet_300_100", [1, 12, 12], stack_runs="never")
+    assert not should_stack("lenet_300_100", never.training, False, cuda, 2)
     dropout = _spec("lenet_300_100", [1, 12, 12], dropout=0.5)
     assert why_not_stackable("lenet_300_100", dropout.training, False) is not None
 
@@ -142,3 +146,38 @@ def test_experiment_train_runs_writes_what_train_run_writes(tmp_path):
     assert both.layout.trained_weights(1).is_file()
     assert both.layout.summary(1).is_file()
     assert solo.pending() == both.pending() == [(2, "ticket"), (2, "random_reinit")]
+
+
+def test_stacked_level_resumes_to_the_same_bits(tmp_path):
+    """A stacked level cut after one member finished retrains the whole stack on resume."""
+    spec = _spec("lenet_300_100", [1, 12, 12], eval_every=12)
+    reference = Experiment(spec, tmp_path / "reference", device="cpu")
+    assert reference.stacks_level(1) and not reference.stacks_level(0)
+    reference.run()
+
+    cut = Experiment(spec, tmp_path / "cut", device="cpu")
+    for level in (0, 1):
+        cut.prepare_level(level)
+        cut.train_runs(level)
+        cut.finish_level(level)
+    # As if killed after the stack trained but before the control's metrics were written.
+    cut.layout.run_metrics(1, "random_reinit").unlink()
+    cut.layout.summary(1).unlink()
+    ticket_before = cut.layout.run_metrics(1, "ticket").read_bytes()
+    resumed = Experiment(spec, tmp_path / "cut", device="cpu")
+    assert resumed.pending()[0] == (1, "random_reinit")
+    assert [r["kind"] for r in resumed.train_runs(1)] == ["random_reinit"]
+    assert resumed.layout.run_metrics(1, "ticket").read_bytes() == ticket_before
+    resumed.run()
+
+    def without_seconds(exp: Experiment) -> str:
+        runs = [
+            {k: v for k, v in json.loads(exp.layout.run_metrics(lv, kind).read_text()).items()
+             if k != "seconds"}
+            for lv, kind in ((1, "ticket"), (1, "random_reinit"), (2, "random_reinit"))
+        ]  # fmt: skip
+        return json.dumps(runs, sort_keys=True)
+
+    assert without_seconds(reference) == without_seconds(resumed)
+    for level in (1, 2):
+        assert reference.layout.mask(level).read_bytes() == resumed.layout.mask(level).read_bytes()

@@ -35,7 +35,8 @@ SPEC: dict[str, Any] = {
         "validation_size": 200,
         "synthetic": {"train_size": 1000, "test_size": 200},
     },
-    "training": {"iterations": 40, "eval_every": 20},
+    # Controls spread over workers: what these tests are about (stacking keeps a level on one).
+    "training": {"iterations": 40, "eval_every": 20, "stack_runs": "never"},
     "pruning": {"levels": 1},
     "controls": ["random_reinit", "random_prune"],
 }

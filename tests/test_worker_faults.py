@@ -488,7 +488,7 @@ def test_two_workers_share_the_controls_of_a_level(redis_stack, pg_url, tmp_path
         wait_worker_ready(process)
     # Runs of a few seconds: longer than a worker takes to start a task (a fresh child per
     # task), so the idle worker claims a control while the level's holder trains the ticket.
-    spec = tiny(iterations=1500, eval_every=50)
+    spec = tiny(iterations=1500, eval_every=50, stack_runs="never")  # stacking: one worker
     spec["pruning"]["levels"] = 2
     spec["controls"] = ["random_reinit", "random_prune"]
     started = time.monotonic()

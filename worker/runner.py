@@ -196,12 +196,18 @@ class LevelRunner:
             level = pending[0][0]
             log.info("experiment %s: level %d, runs %s", self.experiment_id, level, pending)
             experiment.prepare_level(level)
-            controls = [k for run_level, k in pending if run_level == level and k != "ticket"]
-            self._offer_controls(level, controls)
-            if not experiment.is_run_done(level, "ticket"):
+            if experiment.stacks_level(level):
+                # Ticket and controls train as one stacked model here (the spec's
+                # training.stack_runs and lth_core.stacked.should_stack): nothing to offer.
                 self._check_stop(heartbeat)
-                experiment.train_run(level, "ticket")
-            self._complete_controls(experiment, level, controls, heartbeat)
+                experiment.train_runs(level)
+            else:
+                controls = [k for run_level, k in pending if run_level == level and k != "ticket"]
+                self._offer_controls(level, controls)
+                if not experiment.is_run_done(level, "ticket"):
+                    self._check_stop(heartbeat)
+                    experiment.train_run(level, "ticket")
+                self._complete_controls(experiment, level, controls, heartbeat)
             self._record(experiment, spec, level, experiment.finish_level(level))
             if experiment.pending():
                 return self._hand_on(heartbeat)
