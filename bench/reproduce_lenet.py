@@ -60,14 +60,8 @@ def run_seed(spec_data: dict, out: Path, device: str, log: Any) -> None:
         if exp.is_level_done(level):
             continue
         exp.prepare_level(level)
-        pending = [k for k in exp.runs_at_level(level) if not exp.is_run_done(level, k)]
         started = time.perf_counter()
-        train_runs = getattr(exp, "train_runs", None)
-        if train_runs is not None:
-            train_runs(level, pending)
-        else:
-            for kind in pending:
-                exp.train_run(level, kind)
+        exp.train_runs(level)  # ticket and reinit stacked where lth_core.stacked says it pays
         summary = exp.finish_level(level)
         ctrl = summary["controls"].get("random_reinit", {})
         print(

@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conv-iterations", type=int, default=20, help="0: skip Conv-2")
     parser.add_argument("--level-iterations", type=int, default=1000, help="0: skip")
     parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--stack-iterations", type=int, default=200, help="0: skip")
+    parser.add_argument("--stack-iterations", type=int, default=500, help="0: skip")
     parser.add_argument("--stack-k", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
