@@ -182,8 +182,9 @@ class Experiment:
     def stacks_level(self, level: int) -> bool:
         """Whether the level's runs train as one stacked model (`lth_core.stacked.should_stack`).
 
-        Depends only on the spec, the device type and the level, never on which of its runs
-        are done: a level interrupted half way is stacked again when it resumes."""
+        Depends only on the spec, the device type, torch's thread count and the level, never
+        on which of its runs are done: a level interrupted half way is stacked again when it
+        resumes."""
         from lth_core import stacked
 
         if self.spec.reset.mode == "rewind" and level == 0:

@@ -108,10 +108,11 @@ class TrainingSpec(_Strict):
         "auto",
         description=(
             "auto: train a level's ticket and controls as one stacked model where that is exact "
-            "and measured to pay on the device (LeNet on CPU and GPU, Conv-2/4/6 on GPU); the "
+            "and measured to pay on the device (LeNet on GPU and on a CPU with two or more "
+            "torch threads, Conv-2/4/6 on GPU); the "
             "level then runs on one worker. Stacked runs equal one-by-one runs to float "
             "tolerance, not bit for bit; either way the same spec gives the same bits on the "
-            "same device. never: one run at a time, controls spread over workers."
+            "same device and thread count. never: one run at a time, controls spread over workers."
         ),
     )
 

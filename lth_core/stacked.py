@@ -52,14 +52,16 @@ from lth_core.training import (
 STACKABLE_MODELS: frozenset[str] = frozenset({"lenet_300_100", "conv2", "conv4", "conv6"})
 
 # Where stacking is used by default, by device type. Measured with bench/speed.py
-# (bench/results/speed.json): on a CPU the vmap path costs more per member than one model
-# alone, while LeNet's hand-written batched path (lth_core.stacked_mlp) costs less per member
-# with two threads and the same with one. On a GPU a small network leaves the device idle
-# and K members cost little more than one.
+# (bench/results/speed.json, speed-1thread.json): on a CPU the vmap path costs more per
+# member than one model alone; LeNet's hand-written batched path (lth_core.stacked_mlp) costs
+# 0.69-0.89x per member of one-at-a-time training with two threads but 1.06-1.16x with one,
+# so a CPU stacks LeNet only when torch has more than one thread. On a GPU a small network
+# leaves the device idle and K members cost little more than one.
 STACK_BY_DEFAULT: dict[str, frozenset[str]] = {
     "cpu": frozenset({"lenet_300_100"}),
     "cuda": STACKABLE_MODELS,
 }
+MIN_CPU_THREADS = 2
 
 
 def why_not_stackable(model: str, cfg: TrainingSpec, augment: bool) -> str | None:
@@ -74,15 +76,26 @@ def why_not_stackable(model: str, cfg: TrainingSpec, augment: bool) -> str | Non
 
 
 def should_stack(
-    model: str, cfg: TrainingSpec, augment: bool, device: torch.device, members: int
+    model: str,
+    cfg: TrainingSpec,
+    augment: bool,
+    device: torch.device,
+    members: int,
+    threads: int | None = None,
 ) -> bool:
     """Stack when the spec allows it, there is more than one member, it is exact, and it pays
-    on this device. A pure function of the spec and the device type, so that a level is
-    stacked or not whatever happened to it before (resuming gives the same bits)."""
+    on this device (on a CPU: with `threads`, torch's thread count by default, of at least
+    MIN_CPU_THREADS). A pure function of the spec, the device type and the thread count, so
+    that a level is stacked or not whatever happened to it before (resuming gives the same
+    bits)."""
     if cfg.stack_runs == "never" or members < 2:
         return False
     if why_not_stackable(model, cfg, augment) is not None:
         return False
+    if device.type == "cpu":
+        threads = torch.get_num_threads() if threads is None else threads
+        if threads < MIN_CPU_THREADS:
+            return False
     return model in STACK_BY_DEFAULT.get(device.type, frozenset())
 
 

@@ -22,7 +22,8 @@ def test_speed_smoke(tmp_path):
     cmd = [
         sys.executable, str(REPO / "bench" / "speed.py"), "--rounds", "1",
         "--lenet-iterations", "20", "--conv-iterations", "1", "--level-iterations", "10",
-        "--eval-every", "10", "--stack-iterations", "5", "--stack-k", "1", "2", "--out", str(out),
+        "--eval-every", "10", "--stack-iterations", "5", "--stack-rounds", "1",
+        "--stack-k", "1", "2", "--out", str(out),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
@@ -35,6 +36,11 @@ def test_speed_smoke(tmp_path):
     assert "conv2" in result["models"]
     assert result["level"]["runs"] == ["ticket", "random_reinit"]
     assert set(result["stacking"]["members"]) == {"1", "2"}
+    for row in result["stacking"]["members"].values():  # one round: one back-to-back pair
+        assert row["paired_ratios"] == [row["per_member_vs_one_at_a_time"]]
+        assert row["paired_median_ratio"] > 0
+    # A LeNet level stacks on a CPU where torch has two threads or more.
+    assert result["level"]["lth_stacked"] is (result["machine"]["torch_threads"] >= 2)
     assert result["matmul_gflops"]["best"] > 0
 
 

@@ -110,8 +110,9 @@ def test_stacked_equals_one_by_one(model, shape, seeds, optimizer):
 def test_stacking_rule():
     spec = _spec("lenet_300_100", [1, 12, 12])
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert should_stack("lenet_300_100", spec.training, False, cpu, 2)
-    assert not should_stack("conv2", spec.training, False, cpu, 2)  # vmap: slower on a CPU
+    assert should_stack("lenet_300_100", spec.training, False, cpu, 2, threads=2)
+    assert not should_stack("lenet_300_100", spec.training, False, cpu, 2, threads=1)
+    assert not should_stack("conv2", spec.training, False, cpu, 2, threads=2)  # vmap: slower
     assert should_stack("conv2", spec.training, False, cuda, 2)
     assert should_stack("lenet_300_100", spec.training, False, cuda, 2)
     assert not should_stack("lenet_300_100", spec.training, False, cuda, 1)
@@ -150,6 +151,8 @@ def test_experiment_train_runs_writes_what_train_run_writes(tmp_path):
 
 def test_stacked_level_resumes_to_the_same_bits(tmp_path):
     """A stacked level cut after one member finished retrains the whole stack on resume."""
+    torch.set_num_threads(2)  # a CPU stacks LeNet with two threads or more (one_torch_thread
+    # restores the count afterwards)
     spec = _spec("lenet_300_100", [1, 12, 12], eval_every=12)
     reference = Experiment(spec, tmp_path / "reference", device="cpu")
     assert reference.stacks_level(1) and not reference.stacks_level(0)
