@@ -187,8 +187,8 @@ def train_stacked(
     if any(h.snapshot_at is not None for h in hooks):
         raise ValueError("snapshots (rewinding) are taken by one-by-one training only")
     if k == 1:
-        # A stack of one is one model: its own loop has no batch dimension to carry
-        # (measured: the stacked path costs ~1.1x for K=1, bench/results/speed.json).
+        # A stack of one is one model: its own loop has no batch dimension to carry (the
+        # stacked path measured ~1.1x of it for K=1 in bench/speed.py before this shortcut).
         return [
             train(models[0], masks[0], splits, cfg, augment=False,
                   start_iteration=start_iteration, data_seed=data_seeds[0], augment_seed=0,
