@@ -179,32 +179,32 @@ class Experiment:
         save_json(self.layout.run_metrics(level, kind), run)  # last: marks the run finished
         return run
 
-    def stacks_level(self, level: int) -> bool:
+    def stacks_level(self, level: int, stack: bool | None = None) -> bool:
         """Whether the level's runs train as one stacked model (`lth_core.stacked.should_stack`).
 
         Depends only on the spec, the device type, torch's thread count and the level, never
         on which of its runs are done: a level interrupted half way is stacked again when it
-        resumes."""
+        resumes. `stack=True` forces stacking where it is exact, False never stacks."""
         from lth_core import stacked
 
         if self.spec.reset.mode == "rewind" and level == 0:
             return False  # the rewinding ticket takes a snapshot, which only train_run does
+        spec, members = self.spec, len(self.runs_at_level(level))
+        if stack is not None:
+            exact = stacked.why_not_stackable(spec.model, spec.training, spec.dataset.augment)
+            return stack and exact is None and members > 1
         return stacked.should_stack(
-            self.spec.model,
-            self.spec.training,
-            self.spec.dataset.augment,
-            self.device,
-            len(self.runs_at_level(level)),
+            spec.model, spec.training, spec.dataset.augment, self.device, members
         )
 
     def train_runs(self, level: int, *, stack: bool | None = None) -> list[dict[str, Any]]:
-        """Trains the level's unfinished runs, stacked where `stacks_level` says so.
+        """Trains the level's unfinished runs, stacked where `stacks_level(level, stack)` says.
 
-        Writes exactly the files `train_run` writes. `stack=True` forces stacking where it is
-        exact, False never stacks. A stacked level always trains all of its runs together,
-        also those already done (only the unfinished ones are written): a stacked member's
-        bits depend on its fellow members, so a resumed level gives the bits an uninterrupted
-        one gives. Stacked runs equal one-by-one runs to float tolerance, not bit for bit.
+        Writes exactly the files `train_run` writes. A stacked level always trains all of its
+        runs together, also those already done (only the unfinished ones are written): a
+        stacked member's bits depend on its fellow members, so a resumed level gives the bits
+        an uninterrupted one gives. Stacked runs equal one-by-one runs to float tolerance, not
+        bit for bit.
         """
         from lth_core import stacked
 
@@ -212,15 +212,7 @@ class Experiment:
         pending = [k for k in kinds if not self.is_run_done(level, k)]
         if not pending:
             return []
-        if stack is None:
-            use = self.stacks_level(level)
-        else:
-            exact = stacked.why_not_stackable(
-                self.spec.model, self.spec.training, self.spec.dataset.augment
-            )
-            rewinding = self.spec.reset.mode == "rewind" and level == 0
-            use = stack and exact is None and len(kinds) > 1 and not rewinding
-        if not use:
+        if not self.stacks_level(level, stack):
             return [self.train_run(level, kind) for kind in pending]
         models, masks, starts = [], [], set()
         for kind in kinds:
