@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("ticket", "random_reinit")
-# The levels the paper's Figure 3 shows, as fractions of weights remaining.
-CURVE_LEVELS = (1.0, 0.513, 0.211, 0.036)
 PAPER = {
     "es_earlier_to_21pct": 0.38,  # tickets reach min val loss 38% earlier than dense (100->21%)
     "reinit_es_ratio_at_21pct": 2.51,
@@ -116,94 +114,29 @@ def _closest_level(rows: list[dict[str, Any]], fraction: float) -> dict[str, Any
     return min(rows, key=lambda r: abs(math.log(r["weights_remaining"]) - math.log(fraction)))
 
 
-def _mean_curve(runs, level: int, kind: str) -> tuple[list[int], list[float]]:
-    curves = [s[level][kind]["curve"] for s in runs.values() if level in s and kind in s[level]]
-    if not curves:
-        return [], []
-    n = min(len(c) for c in curves)
-    its = [curves[0][i]["iteration"] for i in range(n)]
-    acc = [statistics.fmean(c[i]["test_accuracy"] for c in curves) for i in range(n)]
-    return its, acc
+# The paper's names for the three figures, drawn by lth_core.figures (the web view's and the
+# API's descriptions): the bench has no plotting code of its own.
+FIGURE_FILES = {
+    "accuracy_curves": "lenet_test_accuracy_curves.png",
+    "early_stop_iteration": "lenet_early_stop_iteration.png",
+    "early_stop_accuracy": "lenet_early_stop_accuracy.png",
+}
 
 
-def plot_figures(runs, rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    import matplotlib
+def plot_figures(runs_dir: Path, out_dir: Path) -> list[str]:
+    """The three figures over every seed folder (mean ± std over seeds), as PNG."""
+    from lth_core import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = []
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-
-    # 1. Test accuracy over training at the paper's levels.
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    shown = []
-    for color, fraction in zip(colors, CURVE_LEVELS, strict=False):
-        row = _closest_level(rows, fraction)
-        if row["level"] in shown:
-            continue
-        shown.append(row["level"])
-        label = f"{100 * row['weights_remaining']:.1f}%"
-        its, acc = _mean_curve(runs, row["level"], "ticket")
-        ax.plot(its, acc, color=color, label=f"ticket {label}")
-        its, acc = _mean_curve(runs, row["level"], "random_reinit")
-        if its:
-            ax.plot(its, acc, color=color, linestyle="--", label=f"reinit {label}")
-    ax.set(xlabel="training iteration", ylabel="test accuracy",
-           title="LeNet-300-100 on Fashion-MNIST: test accuracy during training")  # fmt: skip
-    lows = [
-        p["test_accuracy"]
-        for s in runs.values()
-        for lv in s.values()
-        for p in lv["ticket"]["curve"][3:]
+    sources = [
+        figures.source_from_run_dir(d, label=d.name)
+        for d in sorted(runs_dir.glob("seed*"))
+        if (d / "spec.json").is_file()
     ]
-    if lows:
-        ax.set_ylim(max(0.0, min(lows) - 0.01), None)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out_dir / "lenet_test_accuracy_curves.png", dpi=120)
-    plt.close(fig)
-    names.append("lenet_test_accuracy_curves.png")
-
-    # 2 and 3. Early-stop iteration and accuracy vs weights remaining, error bars over seeds.
-    for key, ylabel, filename in (
-        ("early_stop_iteration", "early-stop iteration", "lenet_early_stop_iteration.png"),
-        (
-            "early_stop_test_accuracy",
-            "test accuracy at early stop",
-            "lenet_early_stop_accuracy.png",
-        ),
-    ):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for kind, style in (("ticket", "-"), ("random_reinit", "--")):
-            pts = [r for r in rows if kind in r]
-            ax.errorbar(
-                [100 * r["weights_remaining"] for r in pts],
-                [r[kind][key] for r in pts],
-                yerr=[r[kind][f"{key}_std"] for r in pts],
-                linestyle=style,
-                marker="o",
-                markersize=3,
-                capsize=3,
-                label="winning ticket" if kind == "ticket" else "random reinit",
-            )
-        ax.set_xscale("log")
-        ticks = [
-            t
-            for t in (100, 51.3, 21.1, 7.0, 3.6, 1.9)
-            if t >= 100 * rows[-1]["weights_remaining"] * 0.9
-        ]
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.minorticks_off()
-        ax.invert_xaxis()
-        ax.set(xlabel="percent of weights remaining", ylabel=ylabel,
-               title=f"LeNet-300-100 on Fashion-MNIST: {ylabel}")  # fmt: skip
-        ax.grid(alpha=0.3, which="both")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / filename, dpi=120)
-        plt.close(fig)
+    names = []
+    for name, filename in FIGURE_FILES.items():
+        title = f"LeNet-300-100 on Fashion-MNIST: {figures.TITLES[name].lower()}"
+        spec = figures.figure(name, sources, title=title)
+        (out_dir / filename).write_bytes(figures.render(spec, "png"))
         names.append(filename)
     return names
 
@@ -385,6 +318,6 @@ def write_report(runs_dir: Path, results_dir: Path, settings: dict[str, Any]) ->
     results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"settings": settings, "levels": rows, "runs": per_seed_table(runs), "paper": PAPER}
     (results_dir / "lenet_reproduction.json").write_text(json.dumps(payload, indent=1) + "\n")
-    figures = plot_figures(runs, rows, results_dir)
+    figures = plot_figures(runs_dir, results_dir)
     (results_dir / "report.md").write_text(markdown(rows, settings, figures))
     print(f"wrote {results_dir / 'report.md'}, lenet_reproduction.json and {len(figures)} figures")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import client, keys, run, server
+from cli import client, keys, report, run, server
 
 app = typer.Typer(
     name="lth",
@@ -25,7 +25,7 @@ def main() -> None:
     """Keeps `lth` a group of subcommands however many are registered."""
 
 
-for module in (run, server, client, keys):
+for module in (run, server, client, keys, report):
     module.register(app)
 
 

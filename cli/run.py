@@ -23,9 +23,10 @@ learning-rate warmup (training.warmup_iterations, e.g. 10000 for VGG-19, 20000 a
 for ResNet) or rewinding (reset.mode "rewind" with reset.rewind_iteration k > 0).
 
 Written to --out: spec.json, init.safetensors (theta_0), levels/NNN/mask.safetensors,
-levels/NNN/runs/<kind>.json (metrics and curve), levels/NNN/summary.json, results.json, and
-ticket.safetensors (the sparsest level within ticket_tolerance of the dense accuracy: its masks
-under mask/<name> and its initial weights under init/<name>). Running again with the same
+levels/NNN/runs/<kind>.json (metrics and curve), levels/NNN/summary.json, results.json,
+plots/*.png (the paper's three figures), and ticket.safetensors (the sparsest level within
+ticket_tolerance of the dense accuracy: its masks under mask/<name> and its initial weights
+under init/<name>). Running again with the same
 --out resumes at the first unfinished run and gives the same results.
 
 Example spec:  {"model": "lenet_300_100", "dataset": {"name": "fashion_mnist"},
@@ -113,4 +114,18 @@ def run(
             raise typer.Exit(1) from exc
     results = json.loads(experiment.layout.results.read_text())
     Console().print(level_table(summaries, results.get("ticket_level"), title=spec.name))
+    write_plots(out)
     typer.echo(f"artifacts in {out}")
+
+
+def write_plots(out: Path) -> None:
+    """OUT/plots/*.png: the paper's figures, drawn by the one figures module (a figure that
+    cannot be drawn is a warning: the run's results are already safe on disk)."""
+    from lth_core import figures
+
+    try:
+        written = figures.write_figures([figures.source_from_run_dir(out)], out / "plots")
+    except Exception as exc:  # e.g. vl-convert missing on this machine
+        typer.secho(f"warning: figures not written: {exc}", fg="yellow", err=True)
+        return
+    typer.echo(f"figures: {', '.join(str(p) for p in written)}")

@@ -11,7 +11,13 @@ import copy
 import itertools
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from lth_core.paper_defaults import DATASET_SHAPES, MODEL_NAMES, PAPER_DEFAULTS
 
@@ -26,6 +32,8 @@ LAYER_KINDS: tuple[str, ...] = ("conv", "fc", "output", "shortcut")
 MAX_ITERATIONS = 10_000_000
 MAX_LEVELS = 100
 MAX_BATCH_SIZE = 65_536
+MAX_TAGS = 20
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,39}$"
 
 
 class _Strict(BaseModel):
@@ -207,6 +215,28 @@ class ExperimentSpec(_Strict):
         0.0, ge=0.0, le=1.0, description="Accuracy (0-1) a ticket may lose against the dense net."
     )
     mask: MaskSource | None = None
+    # Left out of dumps when empty, so the spec.json of a run written before tags existed still
+    # matches on resume (tags never change what is trained).
+    tags: list[str] = Field(
+        default_factory=list,
+        exclude_if=lambda tags: not tags,
+        max_length=MAX_TAGS,
+        description="Labels to find and group experiments by (e.g. lenet-lr, part2); they do "
+        "not change what is trained. Up to 20, each 1-40 letters, digits or _ . : + -.",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        import re
+
+        for tag in v:
+            if not re.fullmatch(TAG_PATTERN, tag):
+                raise ValueError(
+                    f"tag {tag[:50]!r} must be 1-40 characters: letters, digits and _ . : + - "
+                    "(starting with a letter or digit)"
+                )
+        return list(dict.fromkeys(v))  # repeats once, in the order given
 
     @model_validator(mode="before")
     @classmethod

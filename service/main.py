@@ -16,6 +16,7 @@ from service.api.main import api_router
 from service.body_limit import BodyLimitMiddleware
 from service.errors import install_error_handlers
 from service.openapi import install_openapi, operation_id
+from service.web.routes import install_web
 from store.db import get_engine
 from store.settings import Settings, get_settings
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
+    install_web(app)
     install_openapi(app)
     return app
 

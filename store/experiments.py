@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, TextClause, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -117,6 +117,7 @@ def list_experiments(
     *,
     owner: str | None = None,
     status: str | None = None,
+    tag: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Experiment], int]:
@@ -124,6 +125,8 @@ def list_experiments(
     base = _owned(select(Experiment), owner)
     if status is not None:
         base = base.where(Experiment.status == status)
+    if tag is not None:
+        base = base.where(has_tag(session, tag))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     page = session.scalars(
         base.options(selectinload(Experiment.levels))
@@ -132,6 +135,17 @@ def list_experiments(
         .offset(offset)
     ).all()
     return list(page), total
+
+
+def has_tag(session: Session, tag: str) -> TextClause:
+    """``tag`` is in the spec's ``tags`` list, tested in SQL so that pagination stays exact."""
+    if session.get_bind().dialect.name == "postgresql":
+        clause = "(experiments.spec::jsonb -> 'tags') @> jsonb_build_array(CAST(:tag AS text))"
+    else:
+        clause = (
+            "EXISTS (SELECT 1 FROM json_each(experiments.spec, '$.tags') AS t WHERE t.value = :tag)"
+        )
+    return text(clause).bindparams(bindparam("tag", tag))
 
 
 def count_active(session: Session, owner: str | None) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import artifacts, experiments, health
+from service.api.routes import artifacts, experiments, health, plots
 
 api_router = APIRouter()
 api_router.include_router(experiments.router)
 api_router.include_router(artifacts.router)
+api_router.include_router(plots.router)
 api_router.include_router(health.router)

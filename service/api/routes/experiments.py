@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import ValidationError
 
-from lth_core.spec import parse_spec
+from lth_core.spec import TAG_PATTERN, parse_spec
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, PrincipalDep, get_principal
@@ -139,11 +139,15 @@ def list_experiments(
     status_filter: Annotated[
         StatusName | None, Query(alias="status", description="Only experiments in this state.")
     ] = None,
+    tag: Annotated[
+        str | None,
+        Query(pattern=TAG_PATTERN, description="Only experiments whose spec's tags include this."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
 ) -> ExperimentList:
     rows, total = experiments.list_experiments(
-        session, owner=owner, status=status_filter, limit=limit, offset=offset
+        session, owner=owner, status=status_filter, tag=tag, limit=limit, offset=offset
     )
     return ExperimentList(
         items=[experiment_out(r) for r in rows], total=total, limit=limit, offset=offset

@@ -1,0 +1,480 @@
+"""The paper's three figures as Vega-Lite descriptions: one definition for every place that draws them.
+
+The web view renders these descriptions in the browser (vendored vega-embed: hover values,
+log-scale sparsity axis), the API's plot endpoints and ``lth report``/``lth run``/``bench/``
+turn the very same descriptions into PNG or SVG with vl-convert (the same Vega, compiled into
+one wheel, no browser). So a figure cannot look one way on a page and another in a paper.
+
+Torch-free (the service imports it). Input is what the engine writes per level: the summary
+(the ticket's numbers at the top, each control's under ``controls``) and, for the accuracy
+curves, each run's ``curve``. Experiments whose specs differ only in the seed (or name, tags)
+form one group and are drawn as mean ± std; the legend names what differs between groups.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lth_core.layout import Layout
+
+FIGURES: tuple[str, ...] = ("accuracy_curves", "early_stop_iteration", "early_stop_accuracy")
+FORMATS: tuple[str, ...] = ("png", "svg", "json")
+TITLES = {
+    "accuracy_curves": "Test accuracy during training",
+    "early_stop_iteration": "Early-stop iteration vs weights remaining",
+    "early_stop_accuracy": "Test accuracy at early stop vs weights remaining",
+}
+# The sparsities the paper's Figure 3 shows (fractions of weights remaining).
+PAPER_CURVE_LEVELS = (1.0, 0.513, 0.211, 0.036)
+# Spec keys that do not change what is trained: experiments differing only here are repeats.
+REPEAT_KEYS = frozenset({"seed", "name", "tags"})
+_DASH = {"ticket": [1, 0], "random_reinit": [6, 4], "random_prune": [2, 3]}
+_TICKS = (100,)
+_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+CSV_FIELDS = (
+    "level",
+    "kind",
+    "ticket",
+    "weights_remaining",
+    "early_stop_iteration",
+    "early_stop_val_loss",
+    "early_stop_test_accuracy",
+    "final_test_accuracy",
+)
+
+
+@dataclass
+class Source:
+    """One experiment as the figures see it: its spec, finished level summaries and curves."""
+
+    label: str
+    spec: Mapping[str, Any]
+    levels: list[Mapping[str, Any]]
+    curves: dict[int, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict)
+    ticket_level: int | None = None
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def runs_of(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """kind -> headline numbers of one level summary (the ticket first, then each control)."""
+    out: dict[str, Mapping[str, Any]] = {"ticket": summary}
+    controls = summary.get("controls")
+    if isinstance(controls, Mapping):
+        out.update({str(k): v for k, v in controls.items() if isinstance(v, Mapping)})
+    return out
+
+
+def source_from_run_dir(root: Path, label: str | None = None) -> Source:
+    """An `lth run` (or bench seed) folder: finished levels only, all curves."""
+    layout = Layout(Path(root))
+    spec = json.loads(layout.spec.read_text()) if layout.spec.is_file() else {}
+    levels, curves = [], {}
+    for level in layout.finished_levels():
+        levels.append({**json.loads(layout.summary(level).read_text()), "level": level})
+        runs_dir = layout.level_dir(level) / "runs"
+        curves[level] = {
+            p.stem: json.loads(p.read_text()).get("curve", [])
+            for p in sorted(runs_dir.glob("*.json"))
+        }
+    ticket = None
+    if layout.results.is_file():
+        ticket = json.loads(layout.results.read_text()).get("ticket_level")
+    name = label or str(spec.get("name") or Path(root).name)
+    return Source(name, spec, levels, curves, ticket)
+
+
+def levels_csv(levels: Iterable[Mapping[str, Any]], ticket_level: int | None) -> str:
+    """One row per level and run kind: the summary metrics (and any extra numbers, e.g. std)."""
+    rows: list[dict[str, Any]] = []
+    extra: set[str] = set()
+    for summary in sorted(levels, key=lambda s: int(s["level"])):
+        for kind, run in runs_of(summary).items():
+            row = {"level": summary["level"], "kind": kind}
+            row["ticket"] = str(kind == "ticket" and summary["level"] == ticket_level).lower()
+            for key, value in run.items():
+                if (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and key != "level"
+                ):
+                    row[key] = value
+                    if key not in CSV_FIELDS:
+                        extra.add(key)
+            rows.append(row)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=[*CSV_FIELDS, *sorted(extra)], extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def _flatten(spec: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True) if isinstance(value, list) else value
+    return out
+
+
+def _identity(spec: Mapping[str, Any]) -> str:
+    flat = _flatten(spec)
+    return json.dumps({k: v for k, v in flat.items() if k not in REPEAT_KEYS}, sort_keys=True)
+
+
+def spec_differences(specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Dotted spec keys (seed, name and tags aside) whose values are not the same in all specs."""
+    flats = [_flatten(s) for s in specs]
+    keys = sorted({k for f in flats for k in f} - REPEAT_KEYS)
+    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+
+
+def _short(key: str, keys: Sequence[str]) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf if sum(k.rsplit(".", 1)[-1] == leaf for k in keys) == 1 else key
+
+
+def group_sources(sources: Sequence[Source]) -> list[tuple[str, list[Source]]]:
+    """Repeats (same spec but for the seed) together, each group labelled by what sets it apart.
+
+    One group is labelled by its experiment's name; several by the differing spec values
+    (``learning_rate 0.1`` vs ``learning_rate 0.01``), or by name where nothing differs.
+    """
+    groups: dict[str, list[Source]] = {}
+    for source in sources:
+        groups.setdefault(_identity(source.spec), []).append(source)
+    members = list(groups.values())
+    if len(members) == 1:
+        only = members[0]
+        name = str(only[0].spec.get("name") or only[0].label)
+        label = only[0].label if len(only) == 1 else f"{name} (n={len(only)})"
+        return [(label, only)]
+    keys = spec_differences([g[0].spec for g in members])[:3]
+    out = []
+    for group in members:
+        flat = _flatten(group[0].spec)
+        label = ", ".join(f"{_short(k, keys)} {_fmt(flat.get(k))}" for k in keys)
+        label = label or group[0].label
+        out.append((f"{label} (n={len(group)})" if len(group) > 1 else label, group))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "–" if value is None else str(value)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ----------------------------------------------------------------------------- data rows
+
+
+def sparsity_rows(sources: Sequence[Source], metric: str) -> list[dict[str, Any]]:
+    """Per group, level and kind: mean ± std of ``metric`` over the group's experiments."""
+    grouped = group_sources(sources)
+    rows: list[dict[str, Any]] = []
+    for label, members in grouped:
+        by_key: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        for source in members:
+            for summary in source.levels:
+                for kind, run in runs_of(summary).items():
+                    value, remaining = run.get(metric), run.get("weights_remaining")
+                    if _finite(value) and _finite(remaining):
+                        by_key.setdefault((int(summary["level"]), kind), []).append(
+                            (float(remaining), float(value))
+                        )
+        for (level, kind), pairs in sorted(by_key.items()):
+            mean, std = _mean_std([v for _, v in pairs])
+            rows.append(
+                {
+                    "series": _series(label, kind, len(grouped)),
+                    "kind": kind,
+                    "level": level,
+                    "remaining": 100 * statistics.fmean(r for r, _ in pairs),
+                    "value": mean,
+                    "std": std,
+                    "lo": mean - std,
+                    "hi": mean + std,
+                    "n": len(pairs),
+                }
+            )
+    return rows
+
+
+def _series(group: str, kind: str, groups: int) -> str:
+    return kind if groups == 1 else f"{group} · {kind}"
+
+
+def curve_levels(levels: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The finished levels closest to the paper's Figure 3 sparsities (log distance), in order."""
+    present = [
+        (int(s["level"]), float(s["weights_remaining"]))
+        for s in levels
+        if _finite(s.get("weights_remaining")) and s["weights_remaining"] > 0
+    ]
+    chosen: list[int] = []
+    for fraction in PAPER_CURVE_LEVELS:
+        if present:
+            level = min(present, key=lambda p: abs(math.log(p[1]) - math.log(fraction)))[0]
+            if level not in chosen:
+                chosen.append(level)
+    return sorted(chosen)
+
+
+def curve_rows(sources: Sequence[Source], levels: Sequence[int] | None) -> list[dict[str, Any]]:
+    """Test accuracy by iteration for the chosen levels (default: the paper's), mean over repeats."""
+    grouped = group_sources(sources)
+    rows: list[dict[str, Any]] = []
+    for label, members in grouped:
+        wanted = list(levels) if levels else curve_levels(members[0].levels)
+        remaining = {int(s["level"]): s.get("weights_remaining") for s in members[0].levels}
+        for level in wanted:
+            pct = remaining.get(level)
+            name = f"{100 * pct:.3g}%" if _finite(pct) else f"level {level}"
+            by_kind: dict[str, dict[int, list[float]]] = {}
+            for source in members:
+                for kind, curve in source.curves.get(level, {}).items():
+                    for point in curve:
+                        acc = point.get("test_accuracy")
+                        if _finite(acc) and isinstance(point.get("iteration"), int):
+                            by_kind.setdefault(kind, {}).setdefault(point["iteration"], []).append(
+                                float(acc)
+                            )
+            for kind, points in sorted(by_kind.items()):
+                for iteration, accs in sorted(points.items()):
+                    mean, std = _mean_std(accs)
+                    rows.append(
+                        {
+                            "series": name if len(grouped) == 1 else f"{label} · {name}",
+                            "kind": kind,
+                            "level": level,
+                            "iteration": iteration,
+                            "value": mean,
+                            "std": std,
+                            "lo": mean - std,
+                            "hi": mean + std,
+                            "n": len(accs),
+                        }
+                    )
+    return rows
+
+
+# ----------------------------------------------------------------------------- descriptions
+
+
+def _dash(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    kinds = sorted({r["kind"] for r in rows}, key=lambda k: (k != "ticket", k))
+    return {
+        "field": "kind",
+        "type": "nominal",
+        "title": "run",
+        "legend": None,  # named in the subtitle: a dash legend reads poorly
+        "scale": {"domain": kinds, "range": [_DASH.get(k, [4, 2]) for k in kinds]},
+    }
+
+
+_STYLE_WORDS = {"ticket": "solid: ticket", "random_reinit": "dashed: random reinit"}
+
+
+def _subtitle(rows: Sequence[Mapping[str, Any]]) -> str:
+    kinds = sorted({r["kind"] for r in rows}, key=lambda k: (k != "ticket", k))
+    words = {**_STYLE_WORDS, "random_prune": "dotted: random prune"}
+    parts = [words.get(k, f"{k}: dash-dot") for k in kinds]
+    if any(r["n"] > 1 for r in rows):
+        parts.append("bands: mean ± std over seeds")
+    return " · ".join(parts)
+
+
+def _base(name: str, title: str | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "$schema": _SCHEMA,
+        "title": {
+            "text": title or TITLES[name],
+            "subtitle": _subtitle(rows),
+            "anchor": "start",
+            "fontSize": 14,
+            "subtitleColor": "#555",
+        },
+        "width": 560,
+        "height": 320,
+        "background": "white",
+        "config": {
+            "font": "DejaVu Sans, Helvetica, Arial, sans-serif",
+            "axis": {"gridColor": "#e6e8eb", "labelColor": "#333", "titleColor": "#333"},
+            "legend": {"labelLimit": 320, "orient": "bottom", "columns": 2, "symbolStrokeWidth": 2},
+            "view": {"stroke": "#d0d4d9"},
+            "range": {"category": {"scheme": "tableau10"}},
+        },
+        "data": {"values": rows},
+    }
+
+
+def _layers(x: dict[str, Any], y_title: str, y_format: str, rows: list[dict[str, Any]]) -> list:
+    color = {
+        "field": "series",
+        "type": "nominal",
+        "title": None,
+        "sort": None,
+        "legend": {"symbolType": "stroke", "symbolStrokeWidth": 3, "symbolOpacity": 1},
+    }
+    value = {"field": "value", "type": "quantitative", "title": y_title, "scale": {"zero": False}}
+    tooltip = [
+        {"field": "series", "title": "series"},
+        {"field": "level", "title": "level"},
+        {**x, "title": x.get("title"), "format": ".3~f"},
+        {"field": "value", "title": y_title, "format": y_format},
+        {"field": "std", "title": "± std", "format": y_format},
+        {"field": "n", "title": "experiments"},
+    ]
+    layers: list[dict[str, Any]] = []
+    if any(r["n"] > 1 for r in rows):
+        layers.append(
+            {
+                "mark": {"type": "area", "opacity": 0.18},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "lo", "type": "quantitative"},
+                    "y2": {"field": "hi"},
+                    "color": color,
+                    "detail": {"field": "kind"},
+                },
+            }
+        )
+    layers.append(
+        {
+            "mark": {"type": "line", "strokeWidth": 2, "point": {"size": 28, "filled": True}},
+            "encoding": {
+                "x": x,
+                "y": value,
+                "color": color,
+                "strokeDash": _dash(rows),
+                "tooltip": tooltip,
+            },
+        }
+    )
+    return layers
+
+
+def _sparsity_ticks(levels: list[float]) -> list[float]:
+    """The levels' own sparsities (the paper labels its axis so), thinned to at most ~10."""
+    if not levels:
+        return list(_TICKS[:1])
+    step = math.ceil(len(levels) / 10)
+    return levels[::step]
+
+
+def sparsity_figure(
+    sources: Sequence[Source], name: str, *, title: str | None = None
+) -> dict[str, Any]:
+    metric = (
+        "early_stop_iteration" if name == "early_stop_iteration" else "early_stop_test_accuracy"
+    )
+    rows = sparsity_rows(sources, metric)
+    ticks = _sparsity_ticks(sorted({float(f"{r['remaining']:.3g}") for r in rows}, reverse=True))
+    x = {
+        "field": "remaining",
+        "type": "quantitative",
+        "title": "percent of weights remaining (log scale)",
+        "scale": {"type": "log", "reverse": True, "nice": False},
+        "axis": {"values": ticks, "format": "~g", "grid": True},
+    }
+    y_title, y_format = (
+        ("early-stop iteration", ",.0f")
+        if metric == "early_stop_iteration"
+        else ("test accuracy at early stop", ".2%")
+    )
+    spec = _base(name, title, rows)
+    spec["layer"] = _layers(x, y_title, y_format, rows)
+    if metric != "early_stop_iteration":
+        spec["layer"][-1]["encoding"]["y"]["axis"] = {"format": ".1%"}
+    return spec
+
+
+def accuracy_curves_figure(
+    sources: Sequence[Source], *, levels: Sequence[int] | None = None, title: str | None = None
+) -> dict[str, Any]:
+    rows = curve_rows(sources, levels)
+    x = {"field": "iteration", "type": "quantitative", "title": "training iteration"}
+    spec = _base("accuracy_curves", title, rows)
+    spec["layer"] = _layers(x, "test accuracy", ".2%", rows)
+    spec["layer"][-1]["mark"]["point"] = {"size": 10, "filled": True}
+    spec["layer"][-1]["encoding"]["y"]["axis"] = {"format": ".0%"}
+    return spec
+
+
+def figure(
+    name: str,
+    sources: Sequence[Source],
+    *,
+    levels: Sequence[int] | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """The Vega-Lite description of figure ``name`` (one of FIGURES) for these experiments."""
+    if name == "accuracy_curves":
+        return accuracy_curves_figure(sources, levels=levels, title=title)
+    if name in ("early_stop_iteration", "early_stop_accuracy"):
+        return sparsity_figure(sources, name, title=title)
+    raise ValueError(f"unknown figure {name!r}; one of {', '.join(FIGURES)}")
+
+
+def has_points(spec: Mapping[str, Any]) -> bool:
+    return bool(spec.get("data", {}).get("values"))
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def render(spec: Mapping[str, Any], fmt: str) -> bytes:
+    """PNG (2x, for papers and READMEs) or SVG of a description, without a browser."""
+    import vl_convert
+
+    if fmt == "png":
+        return bytes(vl_convert.vegalite_to_png(dict(spec), scale=2))
+    if fmt == "svg":
+        return vl_convert.vegalite_to_svg(dict(spec)).encode()
+    if fmt == "json":
+        return json.dumps(spec).encode()
+    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def write_figures(
+    sources: Sequence[Source], out_dir: Path, formats: Sequence[str] = ("png",), prefix: str = ""
+) -> list[Path]:
+    """Every figure with data, in each format, as ``out_dir/<prefix><name>.<fmt>``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in FIGURES:
+        spec = figure(name, sources)
+        if not has_points(spec):
+            continue
+        for fmt in formats:
+            path = out_dir / f"{prefix}{name}.{fmt}"
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_bytes(render(spec, fmt))
+            tmp.replace(path)
+            written.append(path)
+    return written

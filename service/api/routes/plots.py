@@ -1,0 +1,239 @@
+"""The paper's figures as PNG, SVG or their Vega-Lite description; levels as CSV; comparisons.
+
+Every figure comes from :mod:`lth_core.figures`, the one description the web view renders in
+the browser and ``lth report`` writes to files. Owner isolation is the API's: an experiment of
+someone else is a 404 here as everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from lth_core import figures
+from lth_core.spec import TAG_PATTERN
+from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
+from service.api.strict_query import reject_unknown_query
+from service.auth import OwnerDep, get_principal
+from service.errors import NotFound, Unprocessable, detail, error_responses
+from service.figure_sources import sources_for
+from store import artifacts, experiments
+from store.models import Experiment
+
+router = APIRouter(
+    tags=["plots"],
+    dependencies=[Depends(get_principal), Depends(reject_unknown_query)],
+)
+
+FigureName = Literal["accuracy_curves", "early_stop_iteration", "early_stop_accuracy"]
+PlotFormat = Literal["png", "svg", "json"]
+MEDIA = {"png": "image/png", "svg": "image/svg+xml", "json": "application/json"}
+MAX_COMPARED = 50
+
+FigurePath = Annotated[
+    FigureName,
+    Path(
+        description="accuracy_curves (test accuracy during training at chosen levels), "
+        "early_stop_iteration or early_stop_accuracy (vs weights remaining, log scale)."
+    ),
+]
+FormatPath = Annotated[
+    PlotFormat, Path(description="png (2x), svg, or json: the Vega-Lite description.")
+]
+LevelsQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{1,3}(,\d{1,3}){0,19}$",
+        description="accuracy_curves only: comma-separated levels to draw (default: the "
+        "levels closest to the paper's 100%, 51.3%, 21.1% and 3.6% of weights).",
+    ),
+]
+IdsQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[0-9A-Fa-f-]{32,36}(,[0-9A-Fa-f-]{32,36}){0,49}$",
+        description="Comma-separated experiment ids (up to 50).",
+    ),
+]
+TagQuery = Annotated[
+    str | None, Query(pattern=TAG_PATTERN, description="Every experiment with this tag.")
+]
+
+_IMAGE = {
+    200: {
+        "description": "The figure.",
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/svg+xml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+def _levels(raw: str | None) -> list[int] | None:
+    return [int(x) for x in raw.split(",")] if raw else None
+
+
+def _figure_response(
+    name: str, fmt: str, experiments_: list[Experiment], settings, levels, filename: str
+) -> Response:
+    sources = sources_for(name, experiments_, settings, _levels(levels))
+    title = None if len(experiments_) > 1 else f"{experiments_[0].name}: {figures.TITLES[name]}"
+    body = figures.render(figures.figure(name, sources, levels=_levels(levels), title=title), fmt)
+    headers = {"Cache-Control": "no-cache"}
+    if fmt != "json":
+        headers["Content-Disposition"] = f'inline; filename="{filename}.{fmt}"'
+    return Response(body, media_type=MEDIA[fmt], headers=headers)
+
+
+def _one(session: Session, experiment_id: str, owner: str | None) -> Experiment:
+    experiment = experiments.get(session, experiment_id, owner=owner)
+    if experiment is None:
+        raise NotFound(f"no experiment with id {experiment_id}")
+    return experiment
+
+
+@router.get(
+    "/experiments/{experiment_id}/plots/{figure}.{fmt}",
+    response_class=Response,
+    summary="One of the paper's figures for an experiment (finished levels so far)",
+    responses={**_IMAGE, **error_responses(401, 404, 422, 503)},
+)
+def experiment_plot(
+    experiment_id: ExperimentIdDep,
+    figure: FigurePath,
+    fmt: FormatPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+    levels: LevelsQuery = None,
+) -> Response:
+    experiment = _one(session, experiment_id, owner)
+    return _figure_response(
+        figure, fmt, [experiment], settings, levels, f"{experiment.id}-{figure}"
+    )
+
+
+@router.get(
+    "/experiments/{experiment_id}/levels.csv",
+    response_class=Response,
+    summary="The per-level metrics as CSV: one row per level and run kind",
+    responses={
+        200: {"description": "CSV with a header row.", "content": {"text/csv": {}}},
+        **error_responses(401, 404, 503),
+    },
+)
+def levels_csv(experiment_id: ExperimentIdDep, session: SessionDep, owner: OwnerDep) -> Response:
+    experiment = _one(session, experiment_id, owner)
+    summaries = [{**lv.summary, "level": lv.level} for lv in experiment.levels]
+    return Response(
+        figures.levels_csv(summaries, experiment.ticket_level),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{experiment.id}-levels.csv"'},
+    )
+
+
+class CompareGroup(BaseModel):
+    label: str = Field(description="What sets the group apart, e.g. `learning_rate 0.01`.")
+    experiment_ids: list[str]
+
+
+class CompareMember(BaseModel):
+    id: str
+    name: str
+    status: str
+    seed: int | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class CompareOut(BaseModel):
+    experiments: list[CompareMember]
+    groups: list[CompareGroup] = Field(
+        description="Experiments whose specs differ only in the seed (or name, tags) form a "
+        "group; figures draw a group as mean ± std."
+    )
+    differences: list[str] = Field(description="Dotted spec keys whose values differ.")
+
+
+def _compared(
+    session: Session, owner: str | None, ids: str | None, tag: str | None
+) -> list[Experiment]:
+    if (ids is None) == (tag is None):
+        raise Unprocessable(
+            "give either ids (comma-separated experiment ids) or tag",
+            error_type="invalid_request",
+            details=[detail(["query", "ids"], "give ids or tag, not both or neither", "missing")],
+        )
+    if tag is not None:
+        rows, _total = experiments.list_experiments(
+            session, owner=owner, tag=tag, limit=MAX_COMPARED
+        )
+        if not rows:
+            raise NotFound(f"no experiment has tag {tag!r}")
+        return list(reversed(rows))  # oldest first: a stable legend order
+    out = []
+    for raw in dict.fromkeys(ids.split(",")):  # type: ignore[union-attr]
+        try:
+            experiment_id = artifacts.normalize_id(raw)
+        except artifacts.InvalidId:
+            raise NotFound(f"no experiment with id {raw[:40]!r}") from None
+        out.append(_one(session, experiment_id, owner))
+    return out
+
+
+@router.get(
+    "/compare",
+    response_model=CompareOut,
+    summary="How experiments group for comparison, and which spec fields differ",
+    tags=["plots"],
+    responses=error_responses(401, 404, 422, 503),
+)
+def compare(
+    session: SessionDep, owner: OwnerDep, ids: IdsQuery = None, tag: TagQuery = None
+) -> CompareOut:
+    chosen = _compared(session, owner, ids, tag)
+    sources = sources_for("early_stop_accuracy", chosen, None, None)  # type: ignore[arg-type]
+    by_source = {id(s): e.id for s, e in zip(sources, chosen, strict=True)}
+    groups = [
+        CompareGroup(label=label, experiment_ids=[by_source[id(s)] for s in members])
+        for label, members in figures.group_sources(sources)
+    ]
+    return CompareOut(
+        experiments=[
+            CompareMember(
+                id=e.id,
+                name=e.name,
+                status=e.status,
+                seed=e.spec.get("seed") if isinstance(e.spec, dict) else None,
+                tags=list(e.spec.get("tags") or []) if isinstance(e.spec, dict) else [],
+            )
+            for e in chosen
+        ],
+        groups=groups,
+        differences=figures.spec_differences([e.spec for e in chosen]),
+    )
+
+
+@router.get(
+    "/compare/plots/{figure}.{fmt}",
+    response_class=Response,
+    summary="A figure overlaying several experiments (repeats over seeds as mean ± std)",
+    responses={**_IMAGE, **error_responses(401, 404, 422, 503)},
+)
+def compare_plot(
+    figure: FigurePath,
+    fmt: FormatPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+    ids: IdsQuery = None,
+    tag: TagQuery = None,
+    levels: LevelsQuery = None,
+) -> Response:
+    chosen = _compared(session, owner, ids, tag)
+    return _figure_response(figure, fmt, chosen, settings, levels, f"compare-{figure}")

@@ -1,0 +1,1 @@
+"""The web view: one HTML page and its static files, served by the API's own app (no CDN)."""

@@ -1,0 +1,532 @@
+// The lth web view: a single page over the REST API (no framework, no build step).
+//
+// Everything shown comes from the API with the same key and owner isolation as any client: the
+// key is asked for once, kept in sessionStorage (gone when the browser session ends) and sent
+// as an Authorization header, never in a URL. Text from the server (names, tags, specs, errors)
+// is only ever set as textContent, never parsed as HTML.
+"use strict";
+
+const KEY = "lth.apiKey";
+const FIGURES = [
+  ["accuracy_curves", "Test accuracy during training"],
+  ["early_stop_iteration", "Early-stop iteration"],
+  ["early_stop_accuracy", "Accuracy at early stop"],
+];
+const ACTIVE = new Set(["queued", "running"]);
+const PAGE = 25;
+let timer = null; // the one poll loop of the page shown
+let views = []; // Vega views to finalize when the page changes
+
+// ------------------------------------------------------------------ DOM and formatting helpers
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+const $ = (sel) => document.querySelector(sel);
+const pct = (x, d = 1) => (typeof x === "number" ? `${(100 * x).toFixed(d)}%` : "–");
+const num = (x) => (typeof x === "number" ? x.toLocaleString("en-US") : "–");
+function when(t) {
+  if (!t) return "–";
+  const d = new Date(t);
+  const p2 = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())} ${p2(d.getHours())}:${p2(d.getMinutes())}`;
+}
+function duration(seconds) {
+  if (typeof seconds !== "number" || !isFinite(seconds)) return null;
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h ? `${h} h ${m} min` : m ? `${m} min ${r} s` : `${r} s`;
+}
+const badge = (status) => el("span", { class: `badge ${status}`, "data-status": status }, status);
+
+// ------------------------------------------------------------------ the API
+
+class Unauthorized extends Error {}
+
+function headers(extra) {
+  const h = { Accept: "application/json", ...(extra || {}) };
+  const key = sessionStorage.getItem(KEY);
+  if (key) h.Authorization = `Bearer ${key}`;
+  return h;
+}
+
+async function api(path, opts = {}) {
+  const response = await fetch(path, { ...opts, headers: headers(opts.headers) });
+  if (response.status === 401) throw new Unauthorized(await message(response));
+  if (!response.ok) throw new Error(await message(response));
+  return response;
+}
+
+async function message(response) {
+  try {
+    const body = await response.json();
+    return body.error ? body.error.message : `HTTP ${response.status}`;
+  } catch (_) {
+    return `HTTP ${response.status}`;
+  }
+}
+
+const getJson = async (path) => (await api(path)).json();
+
+async function download(path, filename) {
+  const blob = await (await api(path, { headers: { Accept: "*/*" } })).blob();
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: filename });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function action(label, fn, attrs = {}) {
+  const button = el("button", attrs, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await fn();
+    } catch (err) {
+      handle(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+// ------------------------------------------------------------------ key, errors, routing
+
+function keyStatus() {
+  const box = $("#key-status");
+  box.replaceChildren();
+  if (sessionStorage.getItem(KEY)) {
+    box.append("API key set for this session", action("Forget key", async () => {
+      sessionStorage.removeItem(KEY);
+      route();
+    }, { id: "forget-key" }));
+  }
+}
+
+function login(reason) {
+  stop();
+  const input = el("input", { type: "password", id: "api-key", autocomplete: "off", placeholder: "lth_…" });
+  const form = el("form", { id: "key-form", class: "card login" },
+    el("h1", {}, "API key needed"),
+    el("p", { class: "muted" }, reason),
+    el("label", { for: "api-key" }, "API key (kept for this browser session only)"),
+    input,
+    el("button", { class: "primary", type: "submit" }, "Continue"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (input.value.trim()) sessionStorage.setItem(KEY, input.value.trim());
+    route();
+  });
+  $("#main").replaceChildren(form);
+  keyStatus();
+  input.focus();
+}
+
+function handle(err) {
+  if (err instanceof Unauthorized) {
+    if (sessionStorage.getItem(KEY)) sessionStorage.removeItem(KEY);
+    login(err.message);
+  } else {
+    const box = $("#main .error-slot") || $("#main");
+    box.prepend(el("div", { class: "error", role: "alert" }, String(err.message || err)));
+  }
+}
+
+function stop() {
+  if (timer) clearTimeout(timer);
+  timer = null;
+  views.forEach((v) => v.finalize());
+  views = [];
+}
+
+function poll(fn, ms) {
+  timer = setTimeout(async () => {
+    try {
+      await fn();
+    } catch (err) {
+      handle(err);
+    }
+  }, ms);
+}
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, "") || "/";
+  const [path, query] = raw.split("?");
+  return { path, params: new URLSearchParams(query || "") };
+}
+
+async function route() {
+  stop();
+  keyStatus();
+  const { path, params } = parseHash();
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.remove("active"));
+  try {
+    let m;
+    if ((m = path.match(/^\/experiments\/([0-9a-fA-F]{32})$/))) await experimentPage(m[1]);
+    else if (path === "/compare") {
+      $('[data-nav="compare"]').classList.add("active");
+      await comparePage(params);
+    } else {
+      $('[data-nav="list"]').classList.add("active");
+      await listPage(params);
+    }
+  } catch (err) {
+    handle(err);
+  }
+}
+
+// ------------------------------------------------------------------ progress
+
+function runFraction(exp) {
+  const p = exp.progress || {};
+  const levels = p.levels || 1;
+  if (exp.status === "succeeded") return 1;
+  let within = 0;
+  if (typeof p.level === "number" && p.level >= p.levels_finished && p.iterations) {
+    const controls = (exp.spec && exp.spec.controls) || [];
+    const kinds = p.level === 0 && !(exp.spec && exp.spec.mask) ? ["ticket"] : ["ticket", ...controls];
+    const index = Math.max(0, kinds.indexOf(p.kind));
+    within = (index + Math.min(1, (p.iteration || 0) / p.iterations)) / kinds.length;
+  }
+  return Math.min(1, (p.levels_finished + within) / levels);
+}
+
+function progressText(exp) {
+  const p = exp.progress || {};
+  const parts = [`${p.levels_finished}/${p.levels} levels`];
+  if (exp.status === "running" && typeof p.level === "number") {
+    parts.push(`level ${p.level}`);
+    if (p.kind) parts.push(p.kind);
+    if (typeof p.iteration === "number") parts.push(`it ${num(p.iteration)}/${num(p.iterations)}`);
+  }
+  const eta = duration(p.eta_seconds);
+  if (eta && ACTIVE.has(exp.status)) parts.push(`ETA ${eta}`);
+  return parts.join(" · ");
+}
+
+function progressBar(exp) {
+  const done = exp.status === "succeeded";
+  return el("div", { class: "progress", "data-role": "progress" },
+    el("div", { class: done ? "bar done" : "bar" },
+      el("div", { style: `width: ${(100 * runFraction(exp)).toFixed(1)}%` })),
+    el("small", { "data-role": "progress-text" }, progressText(exp)));
+}
+
+// ------------------------------------------------------------------ experiments list
+
+function tagChips(tags, onclick) {
+  return (tags || []).map((t) =>
+    el("span", { class: "tag", title: `experiments tagged ${t}`, onclick: () => onclick(t) }, t));
+}
+
+async function listPage(params) {
+  const status = params.get("status") || "";
+  const tag = params.get("tag") || "";
+  const offset = Number(params.get("offset") || 0);
+  const query = new URLSearchParams({ limit: PAGE, offset });
+  if (status) query.set("status", status);
+  if (tag) query.set("tag", tag);
+  const page = await getJson(`/experiments?${query}`);
+  const go = (changes) => {
+    const next = new URLSearchParams({ status, tag, offset: 0, ...changes });
+    for (const [k, v] of [...next]) if (!v || v === "0") next.delete(k);
+    location.hash = `#/?${next}`;
+  };
+  const statusSelect = el("select", { id: "status-filter", onchange: (e) => go({ status: e.target.value }) },
+    ["", "queued", "running", "succeeded", "failed", "cancelled"].map((s) =>
+      el("option", { value: s, selected: s === status }, s || "any status")));
+  const tagInput = el("input", { type: "text", id: "tag-filter", placeholder: "tag", value: tag });
+  tagInput.addEventListener("change", () => go({ tag: tagInput.value.trim() }));
+  const selected = new Set();
+  const compare = el("button", { id: "compare-selected", disabled: true }, "Compare selected");
+  compare.addEventListener("click", () => (location.hash = `#/compare?ids=${[...selected].join(",")}`));
+
+  const rows = page.items.map((exp) => {
+    const t = exp.ticket;
+    const box = el("input", { type: "checkbox", "aria-label": `select ${exp.name}` });
+    box.addEventListener("change", () => {
+      box.checked ? selected.add(exp.id) : selected.delete(exp.id);
+      compare.disabled = selected.size < 1;
+    });
+    return el("tr", { "data-id": exp.id },
+      el("td", {}, box),
+      el("td", {}, el("a", { href: `#/experiments/${exp.id}`, class: "name" }, exp.name),
+        el("div", { class: "muted", style: "font-size:11px" }, exp.id.slice(0, 8))),
+      el("td", {}, badge(exp.status)),
+      el("td", {}, progressBar(exp)),
+      el("td", {}, exp.spec.model),
+      el("td", {}, exp.spec.dataset && exp.spec.dataset.name),
+      el("td", { class: "num" }, t ? pct(t.weights_remaining) : "–"),
+      el("td", { class: "num" }, t ? pct(t.early_stop_test_accuracy, 2) : "–"),
+      el("td", {}, when(exp.created_at)),
+      el("td", {}, when(exp.finished_at)),
+      el("td", {}, tagChips(exp.spec.tags, (x) => go({ tag: x }))));
+  });
+  const table = el("table", { id: "experiments" },
+    el("thead", {}, el("tr", {}, ["", "name", "status", "progress", "model", "dataset",
+      "ticket weights", "ticket accuracy", "created", "finished", "tags"].map((h, i) =>
+      el("th", { class: i === 6 || i === 7 ? "num" : null }, h)))),
+    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 11, class: "muted" },
+      "No experiments yet. Submit one with `lth submit spec.json` or POST /experiments."))));
+  const last = Math.min(offset + PAGE, page.total);
+  const pager = el("div", { class: "pager" },
+    el("button", { disabled: offset === 0, onclick: () => go({ offset: Math.max(0, offset - PAGE) }) }, "← newer"),
+    el("span", { class: "muted", id: "page-info" }, page.total ? `${offset + 1}–${last} of ${page.total}` : "0 of 0"),
+    el("button", { disabled: last >= page.total, onclick: () => go({ offset: offset + PAGE }) }, "older →"));
+  const groups = groupByTag(page.items);
+  $("#main").replaceChildren(
+    el("div", { class: "headline" }, el("h1", {}, "Experiments"),
+      el("span", { class: "muted" }, tag ? `tagged ${tag}` : "newest first")),
+    el("div", { class: "error-slot" }),
+    el("div", { class: "toolbar" }, statusSelect, tagInput,
+      tag ? el("a", { href: `#/compare?tag=${encodeURIComponent(tag)}` }, `compare all tagged ${tag}`) : null,
+      el("span", { class: "spacer" }), compare),
+    table, pager, groups);
+  if (page.items.some((e) => ACTIVE.has(e.status))) poll(() => refreshList(query), 2000);
+}
+
+function groupByTag(items) {
+  const tags = new Map();
+  for (const exp of items) for (const t of exp.spec.tags || []) tags.set(t, (tags.get(t) || 0) + 1);
+  if (!tags.size) return null;
+  return el("div", { class: "card", style: "margin-top:16px" }, el("h2", { style: "margin-top:0" }, "Tags on this page"),
+    [...tags].sort().map(([t, n]) => el("span", { style: "margin-right:14px" },
+      el("a", { href: `#/?tag=${encodeURIComponent(t)}` }, t), ` (${n}) · `,
+      el("a", { href: `#/compare?tag=${encodeURIComponent(t)}` }, "compare"))));
+}
+
+async function refreshList(query) {
+  const page = await getJson(`/experiments?${query}`);
+  for (const exp of page.items) {
+    const row = document.querySelector(`tr[data-id="${exp.id}"]`);
+    if (!row) continue;
+    row.children[2].replaceChildren(badge(exp.status));
+    row.children[3].replaceChildren(progressBar(exp));
+    const t = exp.ticket;
+    row.children[6].textContent = t ? pct(t.weights_remaining) : "–";
+    row.children[7].textContent = t ? pct(t.early_stop_test_accuracy, 2) : "–";
+    row.children[9].textContent = when(exp.finished_at);
+  }
+  if (page.items.some((e) => ACTIVE.has(e.status))) poll(() => refreshList(query), 2000);
+}
+
+// ------------------------------------------------------------------ one experiment
+
+async function embed(target, url) {
+  const spec = await getJson(url);
+  const box = target.querySelector(".chart");
+  if (!spec.data.values.length) {
+    box.replaceChildren(el("p", { class: "muted" }, "No finished level yet."));
+    return spec;
+  }
+  const result = await vegaEmbed(box, spec, {
+    renderer: "svg",
+    actions: { export: true, source: false, compiled: false, editor: false },
+  });
+  views.push(result.view);
+  return spec;
+}
+
+function figureCard(name, title, base, query) {
+  const card = el("div", { class: "figure", id: `fig-${name}`, "data-figure": name },
+    el("div", { class: "chart" }, el("p", { class: "muted" }, `Loading ${title}…`)));
+  const q = query ? `?${query}` : "";
+  card.append(el("div", { class: "links" },
+    action("PNG", () => download(`${base}/${name}.png${q}`, `${name}.png`), { "data-download": `${name}.png` }),
+    " ",
+    action("SVG", () => download(`${base}/${name}.svg${q}`, `${name}.svg`), { "data-download": `${name}.svg` })));
+  return card;
+}
+
+function levelTable(exp) {
+  const ticketLevel = exp.ticket ? exp.ticket.level : null;
+  const kinds = ["ticket", ...((exp.spec && exp.spec.controls) || [])];
+  const std = (run, key) => (run && typeof run[`${key}_std`] === "number" ? ` ± ${pct(run[`${key}_std`], 2)}` : "");
+  const head = el("tr", {}, el("th", { class: "num" }, "level"), el("th", { class: "num" }, "weights"),
+    kinds.map((k) => [el("th", { class: "num" }, `${k} early stop`), el("th", { class: "num" }, `${k} accuracy`)]),
+    el("th", {}, "downloads"));
+  const rows = exp.levels.map((lv) => {
+    const runs = { ticket: lv, ...(lv.controls || {}) };
+    const isTicket = lv.level === ticketLevel;
+    return el("tr", { class: isTicket ? "ticket" : null, "data-level": lv.level },
+      el("td", { class: "num" }, isTicket ? el("span", { class: "star", title: "winning ticket" }, "★ ") : null, lv.level),
+      el("td", { class: "num" }, pct(lv.weights_remaining)),
+      kinds.map((k) => [
+        el("td", { class: "num" }, runs[k] ? num(runs[k].early_stop_iteration) : "–"),
+        el("td", { class: "num" }, runs[k] ? pct(runs[k].early_stop_test_accuracy, 2) + std(runs[k], "early_stop_test_accuracy") : "–"),
+      ]),
+      el("td", {},
+        action("mask", () => download(`/experiments/${exp.id}/levels/${lv.level}/mask`, `${exp.id}-level${lv.level}-mask.safetensors`), { "data-download": `mask-${lv.level}` }),
+        " ",
+        action("metrics", () => download(`/experiments/${exp.id}/levels/${lv.level}/metrics`, `${exp.id}-level${lv.level}-metrics.json`), { "data-download": `metrics-${lv.level}` })));
+  });
+  return el("table", { id: "levels" }, el("thead", {}, head),
+    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 3 + 2 * kinds.length, class: "muted" }, "No level has finished yet."))));
+}
+
+function keyValues(obj) {
+  return el("dl", { class: "kv" }, Object.entries(obj).map(([k, v]) =>
+    [el("dt", {}, k), el("dd", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : typeof v === "number" ? num(v) : String(v))]));
+}
+
+async function experimentPage(id) {
+  let exp = await getJson(`/experiments/${id}`);
+  const base = `/experiments/${id}/plots`;
+  const figures = el("div", { class: "grid", id: "figures" });
+  const levelsBox = el("div", { id: "levels-box" });
+  const curveLevels = el("div", { class: "levels", id: "curve-levels" });
+  const statusBox = el("span", { id: "status" });
+  const progressBox = el("div", { id: "progress" });
+  const summaryBox = el("div", { id: "summary" });
+  const cancel = action("Cancel", async () => {
+    if (!confirm(`Cancel experiment ${exp.name}? Finished levels are kept.`)) return;
+    exp = await (await api(`/experiments/${id}/cancel`, { method: "POST" })).json();
+    update(exp, true);
+  }, { id: "cancel", class: "danger" });
+  const remove = action("Delete", async () => {
+    if (!confirm(`Delete experiment ${exp.name} and all its artifacts? This cannot be undone.`)) return;
+    await api(`/experiments/${id}`, { method: "DELETE" });
+    location.hash = "#/";
+  }, { id: "delete", class: "danger" });
+  const ticket = action("Ticket (.safetensors)", () => download(`/experiments/${id}/ticket`, `${id}-ticket.safetensors`), { id: "download-ticket", class: "primary" });
+  const csv = action("Levels (CSV)", () => download(`/experiments/${id}/levels.csv`, `${id}-levels.csv`), { id: "download-csv" });
+  const json = action("Experiment (JSON)", () => download(`/experiments/${id}`, `${id}.json`), { id: "download-json" });
+
+  let shownLevels = -1;
+  let curveChoice = null; // null: the server's default levels
+
+  async function drawFigures() {
+    stopViews();
+    figures.replaceChildren();
+    for (const [name, title] of FIGURES) {
+      const query = name === "accuracy_curves" && curveChoice ? `levels=${curveChoice.join(",")}` : "";
+      const card = figureCard(name, title, base, query);
+      figures.append(card);
+      const spec = await embed(card, `${base}/${name}.json${query ? `?${query}` : ""}`);
+      if (name === "accuracy_curves") drawCurveChoice(spec);
+    }
+  }
+
+  function drawCurveChoice(spec) {
+    const drawn = new Set(spec.data.values.map((r) => r.level));
+    curveLevels.replaceChildren(el("span", { class: "muted" }, "Accuracy curves at levels: "),
+      exp.levels.map((lv) => {
+        const box = el("input", { type: "checkbox", value: lv.level, checked: drawn.has(lv.level) });
+        box.addEventListener("change", () => {
+          curveChoice = [...curveLevels.querySelectorAll("input:checked")].map((b) => Number(b.value));
+          if (!curveChoice.length) curveChoice = null;
+          drawFigures().catch(handle);
+        });
+        return el("label", {}, box, ` ${lv.level} (${pct(lv.weights_remaining)})`);
+      }));
+  }
+
+  function update(next, force) {
+    exp = next;
+    statusBox.replaceChildren(badge(exp.status), exp.cancel_requested && ACTIVE.has(exp.status) ? el("span", { class: "muted" }, " cancelling…") : null);
+    progressBox.replaceChildren(progressBar(exp), exp.progress && exp.progress.metrics ? el("div", { class: "muted", style: "font-size:12px; margin-top:4px" },
+      `latest evaluation: val loss ${(exp.progress.metrics.val_loss ?? NaN).toFixed(4)}, test accuracy ${pct(exp.progress.metrics.test_accuracy, 2)}`) : null);
+    cancel.disabled = !ACTIVE.has(exp.status);
+    remove.disabled = ACTIVE.has(exp.status);
+    ticket.disabled = !exp.ticket;
+    const t = exp.ticket;
+    const facts = {
+      model: exp.spec.model, dataset: exp.spec.dataset.name, seed: exp.spec.seed,
+      "winning ticket": t ? `level ${t.level}: ${pct(t.weights_remaining)} of weights, ${pct(t.early_stop_test_accuracy, 2)} test accuracy at iteration ${num(t.early_stop_iteration)}` : "–",
+      created: when(exp.created_at), started: when(exp.started_at), finished: when(exp.finished_at),
+      owner: exp.owner || "–", attempts: exp.attempts,
+    };
+    summaryBox.replaceChildren(keyValues(facts),
+      exp.cost ? [el("h2", {}, "Cost"), keyValues(exp.cost)] : null,
+      exp.error ? el("div", { class: "error", style: "margin-top:10px" }, `${exp.error.type}: ${exp.error.message}`) : null);
+    if (force || exp.levels.length !== shownLevels) {
+      shownLevels = exp.levels.length;
+      levelsBox.replaceChildren(levelTable(exp));
+      drawFigures().catch(handle);
+    }
+  }
+
+  $("#main").replaceChildren(
+    el("div", { class: "headline" }, el("h1", { id: "exp-name" }, exp.name), statusBox,
+      el("span", { class: "muted" }, exp.id), tagChips(exp.spec.tags, (t) => (location.hash = `#/?tag=${encodeURIComponent(t)}`))),
+    el("div", { class: "error-slot" }),
+    el("div", { class: "toolbar" }, ticket, csv, json, el("span", { class: "spacer" }), cancel, remove),
+    el("div", { class: "card" }, progressBox, el("div", { style: "margin-top:12px" }, summaryBox)),
+    el("h2", {}, "Levels"), levelsBox,
+    el("h2", {}, "Figures"), curveLevels, figures,
+    el("h2", {}, "Spec (defaults filled in)"), el("pre", { class: "spec", id: "spec" }, JSON.stringify(exp.spec, null, 2)));
+  update(exp, true);
+
+  async function tick() {
+    const next = await getJson(`/experiments/${id}`);
+    update(next, false);
+    if (ACTIVE.has(next.status)) poll(tick, 1000);
+  }
+  if (ACTIVE.has(exp.status)) poll(tick, 1000);
+}
+
+function stopViews() {
+  views.forEach((v) => v.finalize());
+  views = [];
+}
+
+// ------------------------------------------------------------------ compare
+
+async function comparePage(params) {
+  const ids = params.get("ids");
+  const tag = params.get("tag");
+  const list = await getJson("/experiments?limit=100");
+  const chosen = new Set(ids ? ids.split(",") : []);
+  const picker = el("table", { class: "pick", id: "compare-pick" }, el("tbody", {},
+    list.items.map((exp) => el("tr", {},
+      el("td", {}, el("input", { type: "checkbox", value: exp.id, checked: chosen.has(exp.id), "aria-label": `compare ${exp.name}` })),
+      el("td", {}, exp.name), el("td", {}, badge(exp.status)), el("td", { class: "muted" }, `seed ${exp.spec.seed}`),
+      el("td", {}, tagChips(exp.spec.tags, (t) => (location.hash = `#/compare?tag=${encodeURIComponent(t)}`)))))));
+  const go = el("button", { class: "primary", id: "compare-go" }, "Compare");
+  go.addEventListener("click", () => {
+    const picked = [...picker.querySelectorAll("input:checked")].map((b) => b.value);
+    if (picked.length) location.hash = `#/compare?ids=${picked.join(",")}`;
+  });
+  const tagInput = el("input", { type: "text", id: "compare-tag", placeholder: "or a tag", value: tag || "" });
+  tagInput.addEventListener("change", () => (location.hash = `#/compare?tag=${encodeURIComponent(tagInput.value.trim())}`));
+  const result = el("div", { id: "compare-result" });
+  $("#main").replaceChildren(
+    el("div", { class: "headline" }, el("h1", {}, "Compare experiments"),
+      el("span", { class: "muted" }, "repeats that differ only in the seed are drawn as mean ± std")),
+    el("div", { class: "error-slot" }),
+    el("div", { class: "card" }, picker, el("div", { class: "toolbar", style: "margin:10px 0 0" }, go, tagInput)),
+    result);
+  if (!ids && !tag) return;
+  const query = ids ? `ids=${ids}` : `tag=${encodeURIComponent(tag)}`;
+  const groups = await getJson(`/compare?${query}`);
+  const names = new Map(groups.experiments.map((e) => [e.id, `${e.name} (seed ${e.seed})`]));
+  result.append(el("div", { class: "card" },
+    el("h2", { style: "margin-top:0" }, "Groups"),
+    el("p", { class: "legendnote" }, groups.differences.length ? `Spec fields that differ: ${groups.differences.join(", ")}` : "The specs differ only in seed, name or tags."),
+    el("table", { id: "compare-groups" }, el("tbody", {}, groups.groups.map((g) => el("tr", {},
+      el("td", {}, g.label), el("td", { class: "muted" }, g.experiment_ids.map((i) => names.get(i)).join(", ")))))))); 
+  const grid = el("div", { class: "grid", id: "figures" });
+  result.append(grid);
+  for (const [name, title] of FIGURES) {
+    const card = figureCard(name, title, "/compare/plots", query);
+    grid.append(card);
+    await embed(card, `/compare/plots/${name}.json?${query}`);
+  }
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", route);
