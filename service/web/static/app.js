@@ -27,7 +27,13 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const child of children.flat()) {
+  return fill(node, ...children);
+}
+
+// Replaces a node's children (nested arrays flattened; null, undefined and false skipped).
+function fill(node, ...children) {
+  node.replaceChildren();
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -288,7 +294,7 @@ async function listPage(params) {
     el("span", { class: "muted", id: "page-info" }, page.total ? `${offset + 1}–${last} of ${page.total}` : "0 of 0"),
     el("button", { disabled: last >= page.total, onclick: () => go({ offset: offset + PAGE }) }, "older →"));
   const groups = groupByTag(page.items);
-  $("#main").replaceChildren(
+  fill($("#main"), 
     el("div", { class: "headline" }, el("h1", {}, "Experiments"),
       el("span", { class: "muted" }, tag ? `tagged ${tag}` : "newest first")),
     el("div", { class: "error-slot" }),
@@ -333,7 +339,9 @@ async function embed(target, url) {
     box.replaceChildren(el("p", { class: "muted" }, "No finished level yet."));
     return spec;
   }
-  const result = await vegaEmbed(box, spec, {
+  // The same description as the PNG/SVG endpoints; only the width follows the page here.
+  const shown = { ...spec, width: "container", autosize: { type: "fit-x", contains: "padding" } };
+  const result = await vegaEmbed(box, shown, {
     renderer: "svg",
     actions: { export: true, source: false, compiled: false, editor: false },
   });
@@ -423,7 +431,7 @@ async function experimentPage(id) {
 
   function drawCurveChoice(spec) {
     const drawn = new Set(spec.data.values.map((r) => r.level));
-    curveLevels.replaceChildren(el("span", { class: "muted" }, "Accuracy curves at levels: "),
+    fill(curveLevels, el("span", { class: "muted" }, "Accuracy curves at levels: "),
       exp.levels.map((lv) => {
         const box = el("input", { type: "checkbox", value: lv.level, checked: drawn.has(lv.level) });
         box.addEventListener("change", () => {
@@ -437,8 +445,8 @@ async function experimentPage(id) {
 
   function update(next, force) {
     exp = next;
-    statusBox.replaceChildren(badge(exp.status), exp.cancel_requested && ACTIVE.has(exp.status) ? el("span", { class: "muted" }, " cancelling…") : null);
-    progressBox.replaceChildren(progressBar(exp), exp.progress && exp.progress.metrics ? el("div", { class: "muted", style: "font-size:12px; margin-top:4px" },
+    fill(statusBox, badge(exp.status), exp.cancel_requested && ACTIVE.has(exp.status) ? el("span", { class: "muted" }, " cancelling…") : null);
+    fill(progressBox, progressBar(exp), exp.progress && exp.progress.metrics ? el("div", { class: "muted", style: "font-size:12px; margin-top:4px" },
       `latest evaluation: val loss ${(exp.progress.metrics.val_loss ?? NaN).toFixed(4)}, test accuracy ${pct(exp.progress.metrics.test_accuracy, 2)}`) : null);
     cancel.disabled = !ACTIVE.has(exp.status);
     remove.disabled = ACTIVE.has(exp.status);
@@ -450,7 +458,7 @@ async function experimentPage(id) {
       created: when(exp.created_at), started: when(exp.started_at), finished: when(exp.finished_at),
       owner: exp.owner || "–", attempts: exp.attempts,
     };
-    summaryBox.replaceChildren(keyValues(facts),
+    fill(summaryBox, keyValues(facts),
       exp.cost ? [el("h2", {}, "Cost"), keyValues(exp.cost)] : null,
       exp.error ? el("div", { class: "error", style: "margin-top:10px" }, `${exp.error.type}: ${exp.error.message}`) : null);
     if (force || exp.levels.length !== shownLevels) {
@@ -460,7 +468,7 @@ async function experimentPage(id) {
     }
   }
 
-  $("#main").replaceChildren(
+  fill($("#main"), 
     el("div", { class: "headline" }, el("h1", { id: "exp-name" }, exp.name), statusBox,
       el("span", { class: "muted" }, exp.id), tagChips(exp.spec.tags, (t) => (location.hash = `#/?tag=${encodeURIComponent(t)}`))),
     el("div", { class: "error-slot" }),
@@ -504,7 +512,7 @@ async function comparePage(params) {
   const tagInput = el("input", { type: "text", id: "compare-tag", placeholder: "or a tag", value: tag || "" });
   tagInput.addEventListener("change", () => (location.hash = `#/compare?tag=${encodeURIComponent(tagInput.value.trim())}`));
   const result = el("div", { id: "compare-result" });
-  $("#main").replaceChildren(
+  fill($("#main"), 
     el("div", { class: "headline" }, el("h1", {}, "Compare experiments"),
       el("span", { class: "muted" }, "repeats that differ only in the seed are drawn as mean ± std")),
     el("div", { class: "error-slot" }),
