@@ -55,6 +55,10 @@ def endpoints(experiment_id: str) -> list[tuple[str, str, dict]]:
         ("GET", f"/experiments/{experiment_id}/levels/1/metrics", {}),
         ("GET", f"/experiments/{experiment_id}/levels/1/mask", {}),
         ("GET", f"/experiments/{experiment_id}/ticket", {}),
+        ("GET", f"/experiments/{experiment_id}/plots/early_stop_accuracy.png", {}),
+        ("GET", f"/experiments/{experiment_id}/levels.csv", {}),
+        ("GET", f"/compare?ids={experiment_id}", {}),
+        ("GET", f"/compare/plots/accuracy_curves.json?ids={experiment_id}", {}),
         ("POST", f"/experiments/{experiment_id}/cancel", {}),
         ("DELETE", f"/experiments/{experiment_id}", {}),
     ]

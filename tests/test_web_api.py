@@ -1,0 +1,189 @@
+"""The web view's server side without a browser: figures, plot and CSV endpoints, tags,
+comparisons, the page and its static files, `lth report` and `lth run`'s plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from test_service_support import EngineRun, assert_error, finish_like_worker, submit, tiny_spec
+
+from lth_core import figures
+from lth_core.spec import parse_spec
+from store.settings import Settings
+
+pytest_plugins = ("test_service_support",)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def finished(client: TestClient, settings: Settings, engine_run: EngineRun) -> str:
+    experiment_id = submit(client, tiny_spec(tags=["web", "seeds"]))["id"]
+    finish_like_worker(settings, experiment_id, engine_run)
+    return experiment_id
+
+
+def _points(spec: dict) -> list[dict]:
+    return spec["data"]["values"]
+
+
+def test_each_figure_in_each_format(client: TestClient, finished: str, engine_run) -> None:
+    levels = {s["level"]: s for s in engine_run.summaries}
+    for name in figures.FIGURES:
+        described = client.get(f"/experiments/{finished}/plots/{name}.json")
+        assert described.status_code == 200, described.text
+        rows = _points(described.json())
+        assert {r["kind"] for r in rows} == {"ticket", "random_reinit"}
+        if name == "early_stop_accuracy":
+            # The ticket's points are the levels' numbers, x in percent of weights remaining.
+            ticket = sorted((r for r in rows if r["kind"] == "ticket"), key=lambda r: r["level"])
+            assert [r["value"] for r in ticket] == [
+                levels[lv]["early_stop_test_accuracy"] for lv in sorted(levels)
+            ]
+            assert ticket[1]["remaining"] == pytest.approx(100 * levels[1]["weights_remaining"])
+            x = described.json()["layer"][-1]["encoding"]["x"]
+            assert x["scale"]["type"] == "log"
+        png = client.get(f"/experiments/{finished}/plots/{name}.png")
+        assert png.headers["content-type"] == "image/png" and png.content.startswith(PNG)
+        svg = client.get(f"/experiments/{finished}/plots/{name}.svg")
+        assert svg.headers["content-type"].startswith("image/svg+xml")
+        assert svg.text.lstrip().startswith("<svg") and "<path" in svg.text
+    curves = client.get(f"/experiments/{finished}/plots/accuracy_curves.json?levels=1").json()
+    assert {r["level"] for r in _points(curves)} == {1}
+    assert_error(client.get(f"/experiments/{finished}/plots/loss.png"), 422)
+    assert_error(client.get(f"/experiments/{finished}/plots/early_stop_accuracy.gif"), 422)
+    assert_error(client.get(f"/experiments/{'0' * 32}/plots/early_stop_accuracy.png"), 404)
+
+
+def test_levels_csv_one_row_per_level_and_kind(
+    client: TestClient, finished: str, engine_run
+) -> None:
+    response = client.get(f"/experiments/{finished}/levels.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [(r["level"], r["kind"]) for r in rows] == [
+        ("0", "ticket"),
+        ("1", "ticket"),
+        ("1", "random_reinit"),
+    ]
+    body = client.get(f"/experiments/{finished}").json()
+    ticket = body["ticket"]["level"]
+    assert [r["ticket"] for r in rows if r["kind"] == "ticket"] == [
+        str(lv == ticket).lower() for lv in (0, 1)
+    ]
+    reinit = engine_run.summaries[1]["controls"]["random_reinit"]
+    assert float(rows[2]["early_stop_test_accuracy"]) == reinit["early_stop_test_accuracy"]
+    assert int(rows[2]["early_stop_iteration"]) == reinit["early_stop_iteration"]
+
+
+def test_tags_filter_and_validation(client: TestClient) -> None:
+    a = submit(client, tiny_spec(tags=["lr", "part2"]))["id"]
+    b = submit(client, tiny_spec(tags=["lr"], seed=1))["id"]
+    submit(client, tiny_spec(name="lr"))  # a name is not a tag
+    assert {e["id"] for e in client.get("/experiments?tag=lr").json()["items"]} == {a, b}
+    page = client.get("/experiments?tag=part2").json()
+    assert [e["id"] for e in page["items"]] == [a] and page["total"] == 1
+    assert client.get("/experiments?tag=none").json()["total"] == 0
+    assert client.get(f"/experiments/{a}").json()["spec"]["tags"] == ["lr", "part2"]
+    assert_error(client.get("/experiments?tag=%3Cscript%3E"), 422)
+    error = assert_error(client.post("/experiments", json=tiny_spec(tags=["<b>"])), 422)
+    assert error["details"][0]["loc"][:2] == ["body", "tags"]
+    # No tags: no key in the stored spec, so run folders written before tags still resume.
+    assert "tags" not in parse_spec(tiny_spec()).model_dump(mode="json")
+    with pytest.raises(ValidationError):
+        parse_spec(tiny_spec(tags=[f"t{i}" for i in range(21)]))
+
+
+def test_compare_groups_seeds_and_names_the_difference(
+    client: TestClient, settings: Settings, engine_run
+) -> None:
+    ids = []
+    for changes in ({"seed": 0}, {"seed": 1}, {"training": {"learning_rate": 0.01}}):
+        spec = tiny_spec(tags=["cmp"])
+        training = {**spec["training"], **changes.pop("training", {})}
+        ids.append(submit(client, {**spec, **changes, "training": training})["id"])
+        finish_like_worker(settings, ids[-1], engine_run)
+    body = client.get(f"/compare?ids={','.join(ids)}").json()
+    assert body["differences"] == ["training.learning_rate"]
+    groups = {g["label"]: g["experiment_ids"] for g in body["groups"]}
+    assert groups == {"learning_rate 0.0012 (n=2)": ids[:2], "learning_rate 0.01": ids[2:]}
+    assert client.get("/compare?tag=cmp").json()["groups"] == body["groups"]
+    rows = _points(client.get("/compare/plots/early_stop_accuracy.json?tag=cmp").json())
+    seeds = [r for r in rows if r["series"] == "learning_rate 0.0012 (n=2) · ticket"]
+    assert seeds and all(r["n"] == 2 and r["std"] == 0.0 for r in seeds)  # same artifacts
+    png = client.get(f"/compare/plots/accuracy_curves.png?ids={ids[0]},{ids[2]}")
+    assert png.status_code == 200 and png.content.startswith(PNG)
+    assert_error(client.get("/compare/plots/early_stop_accuracy.png"), 422)
+    assert_error(client.get(f"/compare?ids={ids[0]}&tag=cmp"), 422)
+    assert_error(client.get(f"/compare?ids={ids[0]},{'f' * 32}"), 404)
+    assert_error(client.get("/compare?tag=nothing"), 404)
+
+
+def test_page_and_static_files_are_served_with_a_strict_policy(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    for src in ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js"):
+        assert f'src="/static/vendor/{src}"' in page.text
+        assert client.get(f"/static/vendor/{src}").status_code == 200
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing from another origin
+    script = client.get("/static/app.js").text
+    assert "innerHTML" not in script and "sessionStorage" in script
+    assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_figures_module_stays_torch_free() -> None:
+    import subprocess
+
+    code = "import sys, lth_core.figures; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_lth_report_local_and_lth_run_plots(tmp_path: Path, engine_run: EngineRun) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from cli.run import write_plots
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(engine_run.out_dir, run_dir)
+    write_plots(run_dir)  # what `lth run` does when it finishes
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == sorted(
+        f"{name}.png" for name in figures.FIGURES
+    )
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", "--local", str(run_dir), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "vegaEmbed" in page and "<script src=" not in page  # self-contained
+    specs = json.loads(page.split('id="specs">', 1)[1].split("</script>", 1)[0])
+    assert set(specs) == set(figures.FIGURES) and all(_points(s) for s in specs.values())
+    for name in figures.FIGURES:
+        assert (out / f"{name}.png").read_bytes().startswith(PNG)
+        assert (out / f"{name}.svg").read_text().lstrip().startswith("<svg")
+    bad = CliRunner().invoke(app, ["report", "--local", str(tmp_path), "-o", str(out)])
+    assert bad.exit_code == 1 and "(no spec.json)" in bad.output
+
+
+def test_hostile_names_are_escaped_in_the_html_report(tmp_path: Path, engine_run) -> None:
+    from cli.report import html_report
+
+    hostile = "</script><script>alert(1)</script>"
+    spec = figures.figure("early_stop_accuracy", [figures.Source(hostile, {}, [])])
+    table = {"name": hostile, "id": "", "spec": {"name": hostile}, "levels": [], "ticket": None}
+    page = html_report(hostile, {"early_stop_accuracy": spec}, [table])
+    assert "<script>alert(1)" not in page and "&lt;/script&gt;" in page
