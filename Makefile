@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data services test demo lint format bench clean
+.PHONY: setup system data browser services test demo lint format bench clean
 
-setup: $(STAMP) data
+setup: $(STAMP) system
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -15,13 +15,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Real Fashion-MNIST without internet: Debian's dataset-fashion-mnist package.
-data:
-	@if [ ! -d $(FASHION) ]; then \
+# Debian packages, installed as root with one apt-get update: real Fashion-MNIST without
+# internet (dataset-fashion-mnist), and headless Chromium with its driver for the web view's
+# browser tests (selenium drives the system browser; nothing is downloaded at test time).
+system:
+	@missing=""; \
+	[ -d $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
-	  else echo "note: install dataset-fashion-mnist (apt) for the Fashion-MNIST tests and demo"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "note: install$$missing (apt) for the Fashion-MNIST tests, the demo and the browser tests"; fi; \
 	fi
+
+data browser: system
 
 # Redis and PostgreSQL for the service and worker tests (started if they are down).
 services:
