@@ -134,7 +134,7 @@ def plot_figures(runs_dir: Path, out_dir: Path) -> list[str]:
     ]
     names = []
     for name, filename in FIGURE_FILES.items():
-        title = f"LeNet-300-100 on Fashion-MNIST: {figures.TITLES[name].lower()}"
+        title = ["LeNet-300-100 on Fashion-MNIST", figures.TITLES[name]]
         spec = figures.figure(name, sources, title=title)
         (out_dir / filename).write_bytes(figures.render(spec, "png"))
         names.append(filename)

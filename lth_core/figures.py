@@ -309,7 +309,7 @@ def _subtitle(rows: Sequence[Mapping[str, Any]]) -> str:
     return " · ".join(parts)
 
 
-def _base(name: str, title: str | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _base(name: str, title: str | list[str] | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "$schema": _SCHEMA,
         "title": {
@@ -388,7 +388,7 @@ def _sparsity_ticks(levels: list[float]) -> list[float]:
 
 
 def sparsity_figure(
-    sources: Sequence[Source], name: str, *, title: str | None = None
+    sources: Sequence[Source], name: str, *, title: str | list[str] | None = None
 ) -> dict[str, Any]:
     metric = (
         "early_stop_iteration" if name == "early_stop_iteration" else "early_stop_test_accuracy"
@@ -415,7 +415,10 @@ def sparsity_figure(
 
 
 def accuracy_curves_figure(
-    sources: Sequence[Source], *, levels: Sequence[int] | None = None, title: str | None = None
+    sources: Sequence[Source],
+    *,
+    levels: Sequence[int] | None = None,
+    title: str | list[str] | None = None,
 ) -> dict[str, Any]:
     rows = curve_rows(sources, levels)
     x = {"field": "iteration", "type": "quantitative", "title": "training iteration"}
@@ -431,7 +434,7 @@ def figure(
     sources: Sequence[Source],
     *,
     levels: Sequence[int] | None = None,
-    title: str | None = None,
+    title: str | list[str] | None = None,
 ) -> dict[str, Any]:
     """The Vega-Lite description of figure ``name`` (one of FIGURES) for these experiments."""
     if name == "accuracy_curves":

@@ -187,3 +187,27 @@ def test_hostile_names_are_escaped_in_the_html_report(tmp_path: Path, engine_run
     table = {"name": hostile, "id": "", "spec": {"name": hostile}, "levels": [], "ticket": None}
     page = html_report(hostile, {"early_stop_accuracy": spec}, [table])
     assert "<script>alert(1)" not in page and "&lt;/script&gt;" in page
+
+
+def test_lth_report_from_the_api(
+    client: TestClient, settings: Settings, finished: str, tmp_path: Path, monkeypatch
+) -> None:
+    """`lth report ID ...` fetches the API's own descriptions and images (one and several)."""
+    from typer.testing import CliRunner
+
+    import cli.report
+    from cli.main import app
+    from service.main import create_app
+
+    monkeypatch.setattr(
+        cli.report, "_client", lambda url, key, timeout: TestClient(create_app(settings))
+    )
+    other = submit(client, tiny_spec(seed=5))["id"]
+    for ids, out in (([finished], tmp_path / "one"), ([finished, other], tmp_path / "two")):
+        result = CliRunner().invoke(app, ["report", *ids, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        page = (out / "report.html").read_text()
+        assert all(i in page for i in ids)
+        assert (out / "early_stop_accuracy.png").read_bytes().startswith(PNG)
+    missing = CliRunner().invoke(app, ["report", "f" * 32, "-o", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "404" in missing.output

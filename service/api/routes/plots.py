@@ -83,7 +83,7 @@ def _figure_response(
     name: str, fmt: str, experiments_: list[Experiment], settings, levels, filename: str
 ) -> Response:
     sources = sources_for(name, experiments_, settings, _levels(levels))
-    title = None if len(experiments_) > 1 else f"{experiments_[0].name}: {figures.TITLES[name]}"
+    title = None if len(experiments_) > 1 else [experiments_[0].name, figures.TITLES[name]]
     body = figures.render(figures.figure(name, sources, levels=_levels(levels), title=title), fmt)
     headers = {"Cache-Control": "no-cache"}
     if fmt != "json":
