@@ -53,6 +53,11 @@ def test_ids_that_are_not_ids_never_reach_the_disk(client: TestClient, planted: 
             ("DELETE", ""),
         ]:
             response = client.request(method, f"/experiments/{bad}{suffix}")
+            if response.request.url.path == "/" and method == "GET":
+                # The client resolved `/experiments/..` to `/` (RFC 3986 dot segments): the
+                # web view's page, which holds no data.
+                assert response.headers["content-type"].startswith("text/html")
+                continue
             assert response.status_code in (404, 405, 422), (bad, suffix, response.text)
             assert b"SECRET-BYTES" not in response.content
     assert planted.read_bytes() == b"SECRET-BYTES"  # DELETE removed nothing
