@@ -193,33 +193,47 @@ def _finite(value: Any) -> bool:
 # ----------------------------------------------------------------------------- data rows
 
 
+def _trial_spread(summary: Mapping[str, Any], kind: str, metric: str) -> tuple[float, int] | None:
+    """(std, n) over a level's own trials, where the engine reports them (``stats``)."""
+    described = (summary.get("stats") or {}).get(kind, {}).get(metric)
+    if isinstance(described, Mapping) and _finite(described.get("std")):
+        n = described.get("n")
+        return float(described["std"]), int(n) if isinstance(n, int) else 1
+    return None
+
+
 def sparsity_rows(sources: Sequence[Source], metric: str) -> list[dict[str, Any]]:
-    """Per group, level and kind: mean ± std of ``metric`` over the group's experiments."""
+    """Per group, level and kind: mean ± std of ``metric`` over the group's experiments (one
+    experiment with trials per level: the std over its trials)."""
     grouped = group_sources(sources)
     rows: list[dict[str, Any]] = []
     for label, members in grouped:
-        by_key: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        by_key: dict[tuple[int, str], list[tuple[float, float, tuple[float, int] | None]]] = {}
         for source in members:
             for summary in source.levels:
                 for kind, run in runs_of(summary).items():
                     value, remaining = run.get(metric), run.get("weights_remaining")
                     if _finite(value) and _finite(remaining):
+                        spread = _trial_spread(summary, kind, metric)
                         by_key.setdefault((int(summary["level"]), kind), []).append(
-                            (float(remaining), float(value))
+                            (float(remaining), float(value), spread)
                         )
         for (level, kind), pairs in sorted(by_key.items()):
-            mean, std = _mean_std([v for _, v in pairs])
+            mean, std = _mean_std([v for _, v, _ in pairs])
+            n = len(pairs)
+            if n == 1 and pairs[0][2] is not None:
+                std, n = pairs[0][2]
             rows.append(
                 {
                     "series": _series(label, kind, len(grouped)),
                     "kind": kind,
                     "level": level,
-                    "remaining": 100 * statistics.fmean(r for r, _ in pairs),
+                    "remaining": 100 * statistics.fmean(r for r, _, _ in pairs),
                     "value": mean,
                     "std": std,
                     "lo": mean - std,
                     "hi": mean + std,
-                    "n": len(pairs),
+                    "n": n,
                 }
             )
     return rows
@@ -305,7 +319,7 @@ def _subtitle(rows: Sequence[Mapping[str, Any]]) -> str:
     words = {**_STYLE_WORDS, "random_prune": "dotted: random prune"}
     parts = [words.get(k, f"{k}: dash-dot") for k in kinds]
     if any(r["n"] > 1 for r in rows):
-        parts.append("bands: mean ± std over seeds")
+        parts.append("bands: mean ± std over seeds or trials")
     return " · ".join(parts)
 
 
@@ -345,7 +359,7 @@ def _layers(x: dict[str, Any], y_title: str, y_format: str, rows: list[dict[str,
     tooltip = [
         {"field": "series", "title": "series"},
         {"field": "level", "title": "level"},
-        {**x, "title": x.get("title"), "format": ".3~f"},
+        {"field": x["field"], "type": "quantitative", "title": x["title"], "format": ".3~f"},
         {"field": "value", "title": y_title, "format": y_format},
         {"field": "std", "title": "± std", "format": y_format},
         {"field": "n", "title": "experiments"},

@@ -5,6 +5,7 @@ does not read every curve file)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from lth_core import figures
 from store import artifacts
@@ -12,7 +13,8 @@ from store.models import Experiment
 from store.settings import Settings
 
 
-def summaries(experiment: Experiment) -> list[dict]:
+def summaries(experiment: Experiment) -> list[dict[str, Any]]:
+    """The finished levels' summaries, in order, each with its level number."""
     return [
         {**lv.summary, "level": lv.level} for lv in sorted(experiment.levels, key=lambda x: x.level)
     ]

@@ -211,3 +211,37 @@ def test_lth_report_from_the_api(
         assert (out / "early_stop_accuracy.png").read_bytes().startswith(PNG)
     missing = CliRunner().invoke(app, ["report", "f" * 32, "-o", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "404" in missing.output
+
+
+def _summary(level: int, remaining: float, acc: float, **extra) -> dict:
+    return {
+        "level": level,
+        "weights_remaining": remaining,
+        "early_stop_test_accuracy": acc,
+        **extra,
+    }
+
+
+def test_grouping_labels_and_trial_spread() -> None:
+    base = {"model": "lenet_300_100", "training": {"learning_rate": 0.1, "iterations": 10}}
+    slow = {**base, "training": {"learning_rate": 0.01, "iterations": 10}}
+    sources = [
+        figures.Source("a", {**base, "seed": 0, "name": "a"}, [_summary(0, 1.0, 0.90)]),
+        figures.Source(
+            "b", {**base, "seed": 1, "name": "b", "tags": ["x"]}, [_summary(0, 1.0, 0.94)]
+        ),
+        figures.Source("c", {**slow, "seed": 0}, [_summary(0, 1.0, 0.80)]),
+    ]
+    assert [label for label, _ in figures.group_sources(sources)] == [
+        "learning_rate 0.1 (n=2)",
+        "learning_rate 0.01",
+    ]
+    rows = figures.sparsity_rows(sources, "early_stop_test_accuracy")
+    pair = next(r for r in rows if r["n"] == 2)
+    assert pair["value"] == pytest.approx(0.92) and pair["std"] == pytest.approx(0.0283, abs=1e-4)
+    # One experiment whose level reports its own trials: the band is their std.
+    stats = {"ticket": {"early_stop_test_accuracy": {"mean": 0.9, "std": 0.01, "n": 3}}}
+    trials = figures.Source("t", base, [_summary(0, 1.0, 0.9, stats=stats)])
+    (row,) = figures.sparsity_rows([trials], "early_stop_test_accuracy")
+    assert (row["std"], row["n"]) == (0.01, 3)
+    assert "bands" in figures.figure("early_stop_accuracy", [trials])["title"]["subtitle"]

@@ -23,6 +23,7 @@ from service.errors import NotFound, Unprocessable, detail, error_responses
 from service.figure_sources import sources_for
 from store import artifacts, experiments
 from store.models import Experiment
+from store.settings import Settings
 
 router = APIRouter(
     tags=["plots"],
@@ -80,8 +81,14 @@ def _levels(raw: str | None) -> list[int] | None:
 
 
 def _figure_response(
-    name: str, fmt: str, experiments_: list[Experiment], settings, levels, filename: str
+    name: str,
+    fmt: str,
+    experiments_: list[Experiment],
+    settings: Settings,
+    levels: str | None,
+    filename: str,
 ) -> Response:
+    """The figure rendered (png, svg) or described (json: what the web view draws)."""
     sources = sources_for(name, experiments_, settings, _levels(levels))
     title = None if len(experiments_) > 1 else [experiments_[0].name, figures.TITLES[name]]
     body = figures.render(figures.figure(name, sources, levels=_levels(levels), title=title), fmt)
@@ -194,10 +201,14 @@ def _compared(
     responses=error_responses(401, 404, 422, 503),
 )
 def compare(
-    session: SessionDep, owner: OwnerDep, ids: IdsQuery = None, tag: TagQuery = None
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+    ids: IdsQuery = None,
+    tag: TagQuery = None,
 ) -> CompareOut:
     chosen = _compared(session, owner, ids, tag)
-    sources = sources_for("early_stop_accuracy", chosen, None, None)  # type: ignore[arg-type]
+    sources = sources_for("early_stop_accuracy", chosen, settings, None)
     by_source = {id(s): e.id for s, e in zip(sources, chosen, strict=True)}
     groups = [
         CompareGroup(label=label, experiment_ids=[by_source[id(s)] for s in members])

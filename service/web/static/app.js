@@ -363,7 +363,11 @@ function figureCard(name, title, base, query) {
 function levelTable(exp) {
   const ticketLevel = exp.ticket ? exp.ticket.level : null;
   const kinds = ["ticket", ...((exp.spec && exp.spec.controls) || [])];
-  const std = (run, key) => (run && typeof run[`${key}_std`] === "number" ? ` ± ${pct(run[`${key}_std`], 2)}` : "");
+  // ± std over a level's trials, where the engine reports them (stats[kind][metric].std).
+  const std = (lv, kind, key) => {
+    const d = lv.stats && lv.stats[kind] && lv.stats[kind][key];
+    return d && typeof d.std === "number" && d.n > 1 ? ` ± ${pct(d.std, 2)}` : "";
+  };
   const head = el("tr", {}, el("th", { class: "num" }, "level"), el("th", { class: "num" }, "weights"),
     kinds.map((k) => [el("th", { class: "num" }, `${k} early stop`), el("th", { class: "num" }, `${k} accuracy`)]),
     el("th", {}, "downloads"));
@@ -375,7 +379,7 @@ function levelTable(exp) {
       el("td", { class: "num" }, pct(lv.weights_remaining)),
       kinds.map((k) => [
         el("td", { class: "num" }, runs[k] ? num(runs[k].early_stop_iteration) : "–"),
-        el("td", { class: "num" }, runs[k] ? pct(runs[k].early_stop_test_accuracy, 2) + std(runs[k], "early_stop_test_accuracy") : "–"),
+        el("td", { class: "num" }, runs[k] ? pct(runs[k].early_stop_test_accuracy, 2) + std(lv, k, "early_stop_test_accuracy") : "–"),
       ]),
       el("td", {},
         action("mask", () => download(`/experiments/${exp.id}/levels/${lv.level}/mask`, `${exp.id}-level${lv.level}-mask.safetensors`), { "data-download": `mask-${lv.level}` }),
