@@ -340,7 +340,8 @@ async function embed(target, url) {
     return spec;
   }
   // The same description as the PNG/SVG endpoints; only the width follows the page here.
-  const shown = { ...spec, width: "container", autosize: { type: "fit-x", contains: "padding" } };
+  const room = (box.closest(".figure") || box).clientWidth - 24;
+  const shown = { ...spec, width: Math.max(260, room - 90) }; // the plot; axes and titles pad it
   const result = await vegaEmbed(box, shown, {
     renderer: "svg",
     actions: { export: true, source: false, compiled: false, editor: false },
@@ -424,10 +425,14 @@ async function experimentPage(id) {
   async function drawFigures() {
     stopViews();
     figures.replaceChildren();
-    for (const [name, title] of FIGURES) {
+    // Every card first, so each chart is sized to its final column.
+    const cards = FIGURES.map(([name, title]) => {
       const query = name === "accuracy_curves" && curveChoice ? `levels=${curveChoice.join(",")}` : "";
       const card = figureCard(name, title, base, query);
       figures.append(card);
+      return [name, card, query];
+    });
+    for (const [name, card, query] of cards) {
       const spec = await embed(card, `${base}/${name}.json${query ? `?${query}` : ""}`);
       if (name === "accuracy_curves") drawCurveChoice(spec);
     }
@@ -533,11 +538,8 @@ async function comparePage(params) {
       el("td", {}, g.label), el("td", { class: "muted" }, g.experiment_ids.map((i) => names.get(i)).join(", ")))))))); 
   const grid = el("div", { class: "grid", id: "figures" });
   result.append(grid);
-  for (const [name, title] of FIGURES) {
-    const card = figureCard(name, title, "/compare/plots", query);
-    grid.append(card);
-    await embed(card, `/compare/plots/${name}.json?${query}`);
-  }
+  const cards = FIGURES.map(([name, title]) => [name, grid.appendChild(figureCard(name, title, "/compare/plots", query))]);
+  for (const [name, card] of cards) await embed(card, `/compare/plots/${name}.json?${query}`);
 }
 
 window.addEventListener("hashchange", route);
