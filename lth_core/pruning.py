@@ -17,6 +17,7 @@ import torch
 from lth_core.spec import LAYER_KINDS, PruningSpec
 
 Mask = dict[str, torch.Tensor]
+StateDict = dict[str, torch.Tensor]
 
 
 def round_half_up(x: float) -> int:

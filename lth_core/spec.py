@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lth_core.controls import CONTROL_NAMES, TICKET
 from lth_core.paper_defaults import DATASET_SHAPES, MODEL_NAMES, PAPER_DEFAULTS
 
 ModelName = Literal["lenet_300_100", "conv2", "conv4", "conv6", "vgg19", "resnet18"]
 DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "synthetic"]
-ControlName = Literal["random_reinit", "random_prune"]
+ControlName = Literal[CONTROL_NAMES]  # type: ignore[valid-type]  # from lth_core.controls
 LayerKind = Literal["conv", "fc", "output", "shortcut"]
 LAYER_KINDS: tuple[str, ...] = ("conv", "fc", "output", "shortcut")
 
@@ -234,11 +235,14 @@ class ExperimentSpec(_Strict):
     @property
     def run_kinds(self) -> list[str]:
         """The runs of one pruned level: the ticket, then each control."""
-        return ["ticket", *self.controls]
+        return [TICKET, *self.controls]
 
-    def runs_at_level(self, level: int) -> list[str]:
-        """Controls need a mask to control for: the dense level 0 has only the ticket run."""
-        return ["ticket"] if level == 0 and self.mask is None else self.run_kinds
+    def runs_at_level(self, level: int, *, from_mask: bool | None = None) -> list[str]:
+        """Controls need a mask to control for: a level 0 that starts dense has only the
+        ticket run. `from_mask`: whether level 0 starts from a given mask (a service reference
+        or a local file, lth_core.mask_source); by default whether the spec names one."""
+        from_mask = self.mask is not None if from_mask is None else from_mask
+        return [TICKET] if level == 0 and not from_mask else self.run_kinds
 
 
 def _merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
