@@ -14,11 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lth_core.controls import CONTROL_NAMES, TICKET
-from lth_core.paper_defaults import DATASET_SHAPES, MODEL_NAMES, PAPER_DEFAULTS
+from lth_core.paper_defaults import MODEL_NAMES, PAPER_DEFAULTS
+from lth_core.registry.datasets import DATASET_NAMES, DATASETS
 
-ModelName = Literal["lenet_300_100", "conv2", "conv4", "conv6", "vgg19", "resnet18"]
-DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "synthetic"]
-ControlName = Literal[CONTROL_NAMES]  # type: ignore[valid-type]  # from lth_core.controls
+# The allowed names come from the registries (lth_core.registry, lth_core.controls).
+ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
+DatasetName = Literal[DATASET_NAMES]  # type: ignore[valid-type]
+ControlName = Literal[CONTROL_NAMES]  # type: ignore[valid-type]
 LayerKind = Literal["conv", "fc", "output", "shortcut"]
 LAYER_KINDS: tuple[str, ...] = ("conv", "fc", "output", "shortcut")
 
@@ -82,13 +84,17 @@ class DatasetSpec(_Strict):
     def input_shape(self) -> tuple[int, int, int]:
         if self.synthetic is not None:
             return self.synthetic.input_shape
-        return DATASET_SHAPES[self.name][0]
+        shape = DATASETS[self.name].input_shape
+        assert shape is not None
+        return shape
 
     @property
     def num_classes(self) -> int:
         if self.synthetic is not None:
             return self.synthetic.num_classes
-        return DATASET_SHAPES[self.name][1]
+        classes = DATASETS[self.name].num_classes
+        assert classes is not None
+        return classes
 
 
 class TrainingSpec(_Strict):

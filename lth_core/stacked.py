@@ -30,23 +30,19 @@ import torch
 from torch import nn
 
 from lth_core.data.base import Splits
+from lth_core.registry.models import MODELS
 from lth_core.spec import TrainingSpec
 from lth_core.training import Member, RunHooks, train_members
 
-# Models whose layers vmap handles exactly (no batch norm, whose running statistics would
-# need per-member buffers updated in place under vmap).
-STACKABLE_MODELS: frozenset[str] = frozenset({"lenet_300_100", "conv2", "conv4", "conv6"})
-
-# Where stacking is used by default, by device type. Measured with bench/speed.py
+# Whether and where each model stacks is a fact of its registry entry (`stacking`): models
+# without batch norm, whose running statistics would need per-member buffers updated in place
+# under vmap. Where stacking is used by default was measured with bench/speed.py
 # (bench/results/speed.json, speed-1thread.json): on a CPU the vmap path costs more per
-# member than one model alone; LeNet's hand-written batched path (lth_core.stacked_mlp) costs
-# 0.69-0.89x per member of one-at-a-time training with two threads but 1.06-1.16x with one,
-# so a CPU stacks LeNet only when torch has more than one thread. On a GPU a small network
-# leaves the device idle and K members cost little more than one.
-STACK_BY_DEFAULT: dict[str, frozenset[str]] = {
-    "cpu": frozenset({"lenet_300_100"}),
-    "cuda": STACKABLE_MODELS,
-}
+# member than one model alone; LeNet's hand-written batched path costs 0.69-0.89x per member
+# of one-at-a-time training with two threads but 1.06-1.16x with one, so a CPU stacks LeNet
+# only when torch has more than one thread. On a GPU a small network leaves the device idle
+# and K members cost little more than one.
+STACKABLE_MODELS: frozenset[str] = frozenset(n for n, e in MODELS.items() if e.stacking)
 MIN_CPU_THREADS = 2
 
 
@@ -82,7 +78,8 @@ def should_stack(
         threads = torch.get_num_threads() if threads is None else threads
         if threads < MIN_CPU_THREADS:
             return False
-    return model in STACK_BY_DEFAULT.get(device.type, frozenset())
+    stacking = MODELS[model].stacking
+    return stacking is not None and device.type in stacking.by_default_on
 
 
 def train_stacked(
