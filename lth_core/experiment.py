@@ -179,10 +179,9 @@ class Experiment:
                 raise RuntimeError(f"level {level} needs the ticket run of level {source} first")
             base = load_tensors(self.layout.mask(source))
             weights = load_tensors(self.layout.trained_weights(source))
-            keep = pruning.keep_counts_after(
-                base, self.kinds, self.spec.pruning, rounds=level - source
+            mask = pruning.prune_level(
+                weights, base, self.kinds, self.spec.pruning, rounds=level - source
             )
-            mask = pruning.magnitude_prune(weights, base, keep)
         save_tensors(path, mask)
         return mask
 

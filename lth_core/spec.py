@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lth_core.controls import CONTROL_NAMES, TICKET
 from lth_core.paper_defaults import MODEL_NAMES, PAPER_DEFAULTS
 from lth_core.registry.datasets import DATASET_NAMES, DATASETS
+from lth_core.strategies import STRATEGY_NAMES
 
 # The allowed names come from the registries (lth_core.registry, lth_core.controls).
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
@@ -157,7 +158,7 @@ class PruningSpec(_Strict):
     levels: int = Field(
         20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0."
     )
-    strategy: Literal["layerwise", "global"]
+    strategy: Literal[STRATEGY_NAMES]  # type: ignore[valid-type]
     schedule: Literal["iterative", "oneshot"] = "iterative"
     rates: PruningRates = Field(default_factory=PruningRates)
     global_rate: float = Field(
