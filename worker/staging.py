@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lth_core.controls import TICKET
 from lth_core.layout import Layout
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def train_staged(
 ) -> Path:
     """Trains the control run ``kind`` of ``level``; returns its staged metrics file.
     ``should_stop`` (default: the experiment's) is checked at every evaluation."""
-    if kind == "ticket":
+    if kind == TICKET:
         raise ValueError("the ticket run writes weights too; it is never staged")
     staged = staging_path(experiment.layout, level, kind, token)
     experiment.train_run(level, kind, metrics_path=staged, should_stop=should_stop)
