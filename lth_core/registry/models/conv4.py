@@ -1,22 +1,5 @@
-"""Conv-4 (Frankle & Carbin 2019, Figure 2): the VGG-like CIFAR network with 4 3x3 convs."""
+"""Conv-4 (Frankle & Carbin 2019, Figure 2): 4 3x3 convs in pairs, then fc 256-256."""
 
-from lth_core.registry import ModelEntry, Stacking
+from lth_core.registry.models.convnet import convnet_entry
 
-ENTRY = ModelEntry(
-    name="conv4",
-    factory="lth_core.models.conv:ConvNet",
-    factory_kwargs={"depth": 4},
-    paper_defaults={
-        "dataset": {"name": "cifar10"},
-        "training": {
-            "optimizer": "adam",
-            "learning_rate": 3e-4,
-            "batch_size": 60,
-            "iterations": 25_000,
-        },
-        "pruning": {"strategy": "layerwise", "rates": {"conv": 0.1, "fc": 0.2, "output": 0.1}},
-    },
-    layer_kinds=("conv", "fc", "output"),
-    # vmap: on a CPU it costs more per member than one model alone; a GPU idles without it.
-    stacking=Stacking(by_default_on=("cuda",)),
-)
+ENTRY = convnet_entry(depth=4, learning_rate=3e-4, iterations=25_000, conv_rate=0.1)
