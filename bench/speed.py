@@ -163,8 +163,7 @@ def conv_spec(iterations: int) -> ExperimentSpec:
 def level_mask(spec: ExperimentSpec, theta0: dict[str, torch.Tensor], kinds: dict[str, str]):
     """The mask magnitude pruning of theta_0 gives after LEVEL_ROUNDS rounds (sparsity only)."""
     dense = pruning.dense_mask({n: theta0[n].shape for n in kinds})
-    keep = pruning.keep_counts_after(dense, kinds, spec.pruning, rounds=LEVEL_ROUNDS)
-    return pruning.magnitude_prune(theta0, dense, keep)
+    return pruning.prune_level(theta0, dense, kinds, spec.pruning, rounds=LEVEL_ROUNDS)
 
 
 def tiny_eval(splits: Splits) -> Splits:

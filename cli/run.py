@@ -88,8 +88,6 @@ def run(
     if not isinstance(data, dict):
         raise typer.BadParameter(f"{spec_file} must hold a JSON object")
     data = apply_overrides(data, set_ or [])
-    if mask is not None and "mask" not in data:
-        data["mask"] = {"experiment_id": "local", "level": 0}
     try:
         spec = parse_spec(data)
     except ValidationError as exc:
@@ -100,13 +98,17 @@ def run(
 
     from cli.progress import RunProgress
     from lth_core.data import DatasetUnavailable
-    from lth_core.experiment import Experiment
+    from lth_core.experiment import Experiment, InitialMask
 
     console = Console(stderr=True)
     with RunProgress(spec, console=console, enabled=not quiet) as bar:
         try:
             experiment = Experiment(
-                spec, out, device=device, initial_mask=mask, progress=bar.update
+                spec,
+                out,
+                device=device,
+                initial_mask=InitialMask(mask, spec.mask) if mask is not None else None,
+                progress=bar.update,
             )
             summaries = experiment.run()
         except (DatasetUnavailable, ValueError) as exc:

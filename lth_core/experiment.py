@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,26 @@ import torch
 
 from lth_core import pruning
 from lth_core.artifacts import load_json, load_tensors, save_json, save_tensors
+from lth_core.controls import TICKET, control
 from lth_core.data import Splits, load_splits
 from lth_core.layout import Layout
+from lth_core.mask_source import InitialMask, mismatch
 from lth_core.models import PrunableModel, build_model
+from lth_core.pruning import Mask, StateDict
 from lth_core.results import choose_ticket, level_summary
+from lth_core.run_plan import RunPlan, on_device, publish_run
 from lth_core.spec import ExperimentSpec
-from lth_core.training import Cancelled, ProgressEvent, RunHooks, train
+from lth_core.training import Cancelled, Member, ProgressEvent, train_members
 
-__all__ = ["Cancelled", "Experiment", "ProgressEvent", "derive_seed", "resolve_device"]
+__all__ = [
+    "Cancelled",
+    "Experiment",
+    "InitialMask",
+    "ProgressEvent",
+    "RunPlan",
+    "derive_seed",
+    "resolve_device",
+]
 
 TICKET_FORMAT = "lth-ticket-v1"
 
@@ -53,7 +65,7 @@ class Experiment:
         out_dir: Path | str,
         *,
         device: str = "auto",
-        initial_mask: Path | str | None = None,
+        initial_mask: InitialMask | Path | str | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
@@ -62,12 +74,14 @@ class Experiment:
         self.device = resolve_device(device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.initial_mask_path = Path(initial_mask) if initial_mask else None
-        if spec.mask is not None and self.initial_mask_path is None:
+        if initial_mask is not None and not isinstance(initial_mask, InitialMask):
+            initial_mask = InitialMask(Path(initial_mask), spec.mask)
+        if spec.mask is not None and initial_mask is None:
             raise ValueError(
                 "spec.mask names an experiment of the service; to run it locally, pass the "
                 "mask file itself (lth run --mask FILE)"
             )
+        self.initial_mask = initial_mask
         self.progress = progress
         self.should_stop = should_stop
         self._write_spec()
@@ -83,10 +97,7 @@ class Experiment:
         return range(self.spec.pruning.levels + 1)
 
     def runs_at_level(self, level: int) -> list[str]:
-        """Controls need a mask to control for: a dense level 0 has only the ticket run."""
-        if level == 0 and self.initial_mask_path is None:
-            return ["ticket"]
-        return self.spec.run_kinds
+        return self.spec.runs_at_level(level, from_mask=self.initial_mask is not None)
 
     def is_run_done(self, level: int, kind: str) -> bool:
         return self.layout.run_metrics(level, kind).is_file()
@@ -113,9 +124,49 @@ class Experiment:
             self.finish_level(level)
         return self.summaries()
 
+    def plan(self, level: int, kind: str) -> RunPlan:
+        """What run `kind` of `level` starts from: the one place this is decided."""
+        if kind not in self.runs_at_level(level):
+            raise ValueError(
+                f"level {level} has no run {kind!r}; it has {self.runs_at_level(level)}"
+            )
+        spec, seed = self.spec, self.spec.seed
+        mask = self.prepare_level(level)
+        rewinding = spec.reset.mode == "rewind"
+        start_iteration = spec.reset.rewind_iteration if rewinding and level > 0 else 0
+
+        def ticket_start() -> StateDict:
+            if level == 0 or spec.reset.mode == "init":
+                return self._theta0
+            if rewinding:
+                return load_tensors(self.layout.rewind_weights)
+            return load_tensors(self.layout.trained_weights(level - 1))  # finetune
+
+        if kind == TICKET:
+            start = ticket_start()
+        else:
+            entry = control(kind)
+            mask = entry.mask(self, level, mask)
+            start = entry.start(self, level, ticket_start)
+        return RunPlan(
+            level=level,
+            kind=kind,
+            mask=mask,
+            start=start,
+            start_iteration=start_iteration,
+            data_seed=derive_seed(seed, "data"),
+            augment_seed=derive_seed(seed, level, kind, "augment")
+            if spec.dataset.augment
+            else None,
+            dropout_seed=derive_seed(seed, level, kind, "dropout"),
+            snapshot_at=spec.reset.rewind_iteration
+            if rewinding and level == 0 and kind == TICKET
+            else None,
+        )
+
     # ----------------------------------------------------------------- levels
 
-    def prepare_level(self, level: int) -> dict[str, torch.Tensor]:
+    def prepare_level(self, level: int) -> Mask:
         """The level's mask: from the previous level's trained ticket (or dense/given at level 0)."""
         path = self.layout.mask(level)
         if path.is_file():
@@ -124,60 +175,29 @@ class Experiment:
             mask = self._initial_mask()
         else:
             source = level - 1 if self.spec.pruning.schedule == "iterative" else 0
-            if not self.is_run_done(source, "ticket"):
+            if not self.is_run_done(source, TICKET):
                 raise RuntimeError(f"level {level} needs the ticket run of level {source} first")
             base = load_tensors(self.layout.mask(source))
             weights = load_tensors(self.layout.trained_weights(source))
-            keep = pruning.keep_counts_after(
-                base, self.kinds, self.spec.pruning, rounds=level - source
+            mask = pruning.prune_level(
+                weights, base, self.kinds, self.spec.pruning, rounds=level - source
             )
-            mask = pruning.magnitude_prune(weights, base, keep)
         save_tensors(path, mask)
         return mask
 
-    def train_run(self, level: int, kind: str) -> dict[str, Any]:
-        if kind not in self.runs_at_level(level):
-            raise ValueError(
-                f"level {level} has no run {kind!r}; it has {self.runs_at_level(level)}"
-            )
-        mask = self._mask_for(level, kind)
-        start, start_iteration = self._start_for(level, kind)
-        model = self._build(seed=None)
-        model.load_state_dict(start)
-        model.to(self.device)
-        rewinding = self.spec.reset.mode == "rewind" and level == 0 and kind == "ticket"
-        hooks = RunHooks(
-            progress=self._progress_hook(level, kind),
-            should_stop=self.should_stop,
-            snapshot_at=self.spec.reset.rewind_iteration if rewinding else None,
-        )
-        cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(derive_seed(self.spec.seed, level, kind, "dropout"))
-            result = train(
-                model,
-                {name: m.to(self.device) for name, m in mask.items()},
-                self.splits,
-                self.spec.training,
-                augment=self.spec.dataset.augment,
-                start_iteration=start_iteration,
-                data_seed=derive_seed(self.spec.seed, "data"),
-                augment_seed=derive_seed(self.spec.seed, level, kind, "augment"),
-                hooks=hooks,
-            )
-        if kind == "ticket":
-            save_tensors(self.layout.trained_weights(level), model.state_dict())
-        if hooks.snapshot is not None:
-            save_tensors(self.layout.rewind_weights, hooks.snapshot)
-        run = {
-            "level": level,
-            "kind": kind,
-            "weights_remaining": pruning.fraction_remaining(mask),
-            "start_iteration": start_iteration,
-            **result,
-        }
-        save_json(self.layout.run_metrics(level, kind), run)  # last: marks the run finished
-        return run
+    def train_run(
+        self,
+        level: int,
+        kind: str,
+        *,
+        metrics_path: Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Trains one run alone and writes it (its metrics to `metrics_path` if given, e.g. a
+        worker's staging file); `should_stop` replaces the experiment's stop check."""
+        plan = self.plan(level, kind)
+        paths = {kind: metrics_path} if metrics_path is not None else {}
+        return self._train([plan], {kind}, paths, should_stop or self.should_stop)[0]
 
     def stacks_level(self, level: int, stack: bool | None = None) -> bool:
         """Whether the level's runs train as one stacked model (`lth_core.stacked.should_stack`).
@@ -187,8 +207,6 @@ class Experiment:
         resumes. `stack=True` forces stacking where it is exact, False never stacks."""
         from lth_core import stacked
 
-        if self.spec.reset.mode == "rewind" and level == 0:
-            return False  # the rewinding ticket takes a snapshot, which only train_run does
         spec, members = self.spec, len(self.runs_at_level(level))
         if stack is not None:
             exact = stacked.why_not_stackable(spec.model, spec.training, spec.dataset.augment)
@@ -206,53 +224,62 @@ class Experiment:
         an uninterrupted one gives. Stacked runs equal one-by-one runs to float tolerance, not
         bit for bit.
         """
-        from lth_core import stacked
-
         kinds = self.runs_at_level(level)
         pending = [k for k in kinds if not self.is_run_done(level, k)]
         if not pending:
             return []
         if not self.stacks_level(level, stack):
             return [self.train_run(level, kind) for kind in pending]
-        models, masks, starts = [], [], set()
-        for kind in kinds:
-            start, start_iteration = self._start_for(level, kind)
+        plans = [self.plan(level, kind) for kind in kinds]
+        return self._train(plans, set(pending), {}, self.should_stop)
+
+    def _train(
+        self,
+        plans: Sequence[RunPlan],
+        write: Collection[str],
+        metrics_paths: dict[str, Path],
+        should_stop: Callable[[], bool] | None,
+    ) -> list[dict[str, Any]]:
+        """Trains the plans as one loop (stacked if more than one) and publishes those in
+        `write`, in plan order. Plans of one training share their start iteration."""
+        (start_iteration,) = {p.start_iteration for p in plans}
+        members = []
+        for plan in plans:
             model = self._build(seed=None)
-            model.load_state_dict(start)
-            models.append(model.to(self.device))
-            masks.append({n: m.to(self.device) for n, m in self._mask_for(level, kind).items()})
-            starts.add(start_iteration)
-        (start_iteration,) = starts
-        results = stacked.train_stacked(
-            models,
-            masks,
-            self.splits,
-            self.spec.training,
-            start_iteration=start_iteration,
-            data_seeds=[derive_seed(self.spec.seed, "data")] * len(kinds),
-            hooks=[
-                RunHooks(progress=self._progress_hook(level, kind), should_stop=self.should_stop)
-                if kind in pending
-                else RunHooks(should_stop=self.should_stop)
-                for kind in kinds
-            ],
-        )
-        runs = []
-        for kind, model, mask, result in zip(kinds, models, masks, results, strict=True):
-            if kind not in pending:
-                continue
-            if kind == "ticket":
-                save_tensors(self.layout.trained_weights(level), model.state_dict())
-            run = {
-                "level": level,
-                "kind": kind,
-                "weights_remaining": pruning.fraction_remaining(mask),
-                "start_iteration": start_iteration,
-                **result,
-            }
-            save_json(self.layout.run_metrics(level, kind), run)
-            runs.append(run)
-        return runs
+            model.load_state_dict(plan.start)
+            members.append(
+                Member(
+                    model.to(self.device),
+                    on_device(plan.mask, self.device),
+                    plan.data_seed,
+                    plan.augment_seed,
+                    self._progress_hook(plan.level, plan.kind) if plan.kind in write else None,
+                    plan.snapshot_at,
+                )
+            )
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            # Dropout draws from the global generator (stacks have no dropout: one seed).
+            torch.manual_seed(plans[0].dropout_seed)
+            results = train_members(
+                members,
+                self.splits,
+                self.spec.training,
+                start_iteration=start_iteration,
+                should_stop=should_stop,
+            )
+        return [
+            publish_run(
+                self.layout,
+                plan,
+                result.metrics,
+                member.model.state_dict(),
+                snapshot=result.snapshot,
+                metrics_path=metrics_paths.get(plan.kind),
+            )
+            for plan, member, result in zip(plans, members, results, strict=True)
+            if plan.kind in write
+        ]
 
     def finish_level(self, level: int) -> dict[str, Any]:
         runs = {
@@ -285,14 +312,13 @@ class Experiment:
         `init/<name>` holds every state-dict entry unmasked (theta_0, or theta_k when rewinding);
         multiply the weights named in `mask/<name>` by their mask to get the ticket itself.
         """
-        mask = load_tensors(self.layout.mask(level))
-        start, start_iteration = self._start_for(level, "ticket")
-        tensors = {f"mask/{n}": m for n, m in mask.items()}
-        tensors.update({f"init/{n}": t for n, t in start.items()})
+        plan = self.plan(level, TICKET)
+        tensors = {f"mask/{n}": m for n, m in plan.mask.items()}
+        tensors.update({f"init/{n}": t for n, t in plan.start.items()})
         metadata = {
             "format": TICKET_FORMAT,
             "level": str(level),
-            "start_iteration": str(start_iteration),
+            "start_iteration": str(plan.start_iteration),
             "spec": self.spec.model_dump_json(),
             "metrics": json.dumps(load_json(self.layout.summary(level))),
         }
@@ -317,14 +343,33 @@ class Experiment:
         )
 
     def _write_spec(self) -> None:
+        """The folder holds this experiment (same spec, same initial mask) or a new one."""
         wanted = self.spec.model_dump(mode="json")
-        if self.layout.spec.is_file():
-            if load_json(self.layout.spec) != wanted:
+        fresh = not self.layout.spec.is_file()
+        if not fresh:
+            stored = load_json(self.layout.spec)
+            if stored != wanted and not _legacy_local_mask(stored, wanted, self.initial_mask):
                 raise ValueError(
                     f"{self.layout.root} holds a different experiment; use a new output folder"
                 )
-            return
-        save_json(self.layout.spec, wanted)
+        recorded = (
+            load_json(self.layout.initial_mask) if self.layout.initial_mask.is_file() else None
+        )
+        # A folder written before masks were recorded: trust what it was started with.
+        legacy = recorded is None and self.initial_mask is not None and not self._made_dense()
+        if not fresh and not legacy:
+            why = mismatch(recorded, self.initial_mask, self.layout.root)
+            if why:
+                raise ValueError(why)
+        if fresh:
+            save_json(self.layout.spec, wanted)
+        if recorded is None and self.initial_mask is not None:
+            save_json(self.layout.initial_mask, self.initial_mask.record())
+
+    def _made_dense(self) -> bool:
+        """Whether level 0 was prepared without a mask (its mask has nothing pruned)."""
+        path = self.layout.mask(0)
+        return path.is_file() and all(bool(m.all()) for m in load_tensors(path).values())
 
     def _load_or_save(
         self, path: Path, tensors: dict[str, torch.Tensor]
@@ -334,11 +379,26 @@ class Experiment:
         save_tensors(path, tensors)
         return {k: v.detach().clone() for k, v in tensors.items()}
 
-    def _initial_mask(self) -> dict[str, torch.Tensor]:
+    # RunContext (lth_core.controls): what a control may use.
+
+    def seed_for(self, *parts: object) -> int:
+        return derive_seed(self.spec.seed, *parts)
+
+    def build(self, seed: int | None) -> PrunableModel:
+        return self._build(seed)
+
+    @property
+    def theta0(self) -> StateDict:
+        return self._theta0
+
+    def prunable_weights(self) -> Collection[str]:
+        return self.kinds
+
+    def _initial_mask(self) -> Mask:
         shapes = {name: self._theta0[name].shape for name in self.kinds}
-        if self.initial_mask_path is None:
+        if self.initial_mask is None:
             return pruning.dense_mask(shapes)
-        given = load_tensors(self.initial_mask_path)
+        given = load_tensors(self.initial_mask.path)
         given = {k.removeprefix("mask/"): v for k, v in given.items() if not k.startswith("init/")}
         missing = sorted(set(shapes) - set(given))
         extra = sorted(set(given) - set(shapes))
@@ -354,26 +414,6 @@ class Experiment:
                 )
         return {name: given[name].to(torch.bool) for name in shapes}
 
-    def _mask_for(self, level: int, kind: str) -> dict[str, torch.Tensor]:
-        mask = self.prepare_level(level)
-        if kind == "random_prune":
-            g = torch.Generator().manual_seed(derive_seed(self.spec.seed, level, "random_prune"))
-            return pruning.random_mask_like(mask, g)
-        return mask
-
-    def _start_for(self, level: int, kind: str) -> tuple[dict[str, torch.Tensor], int]:
-        """The weights a run starts from, and the iteration its schedule and data resume at."""
-        mode = self.spec.reset.mode
-        start_iteration = self.spec.reset.rewind_iteration if mode == "rewind" and level > 0 else 0
-        if kind == "random_reinit":
-            fresh = self._build(seed=derive_seed(self.spec.seed, level, "random_reinit"))
-            return fresh.state_dict(), start_iteration
-        if level == 0 or mode == "init":
-            return self._theta0, 0 if level == 0 else start_iteration
-        if mode == "rewind":
-            return load_tensors(self.layout.rewind_weights), start_iteration
-        return load_tensors(self.layout.trained_weights(level - 1)), 0  # finetune
-
     def _progress_hook(
         self, level: int, kind: str
     ) -> Callable[[int, dict[str, float] | None], None] | None:
@@ -386,3 +426,14 @@ class Experiment:
             report(ProgressEvent(level, kind, iteration, total, record))
 
         return hook
+
+
+def _legacy_local_mask(
+    stored: dict[str, Any], wanted: dict[str, Any], initial_mask: InitialMask | None
+) -> bool:
+    """A folder that `lth run --mask` wrote before mask sources were typed: its spec carries
+    the placeholder source {"experiment_id": "local", "level": 0}, otherwise the same spec."""
+    placeholder = {"experiment_id": "local", "level": 0}
+    if initial_mask is None or initial_mask.reference is not None or wanted.get("mask") is not None:
+        return False
+    return stored.get("mask") == placeholder and {**stored, "mask": None} == wanted

@@ -28,6 +28,11 @@ class Layout:
         return self.root / "rewind.safetensors"
 
     @property
+    def initial_mask(self) -> Path:
+        """Which mask level 0 started from (path and sha256), when one was given."""
+        return self.root / "initial_mask.json"
+
+    @property
     def ticket(self) -> Path:
         return self.root / "ticket.safetensors"
 

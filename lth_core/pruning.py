@@ -17,6 +17,7 @@ import torch
 from lth_core.spec import LAYER_KINDS, PruningSpec
 
 Mask = dict[str, torch.Tensor]
+StateDict = dict[str, torch.Tensor]
 
 
 def round_half_up(x: float) -> int:
@@ -53,60 +54,27 @@ def fraction_remaining(mask: Mapping[str, torch.Tensor]) -> float:
     return sum(int(m.sum()) for m in mask.values()) / total if total else 1.0
 
 
-def layer_rates(kinds: Mapping[str, str], pruning: PruningSpec) -> dict[str, float]:
-    return {name: getattr(pruning.rates, kind) for name, kind in kinds.items()}
-
-
-Counts = dict[str, int] | int
-
-
-def next_keep_counts(remaining: Counts, kinds: Mapping[str, str], pruning: PruningSpec) -> Counts:
-    """How many weights survive one more round: per layer (layer-wise) or in total (global)."""
-    if isinstance(remaining, int):
-        return remaining - round_half_up(pruning.global_rate * remaining)
-    rates = layer_rates(kinds, pruning)
-    return {name: n - round_half_up(rates[name] * n) for name, n in remaining.items()}
-
-
-def surviving(mask: Mapping[str, torch.Tensor], pruning: PruningSpec) -> Counts:
-    per_layer = {name: int(m.sum()) for name, m in mask.items()}
-    return sum(per_layer.values()) if pruning.strategy == "global" else per_layer
-
-
-def keep_counts_after(
-    mask: Mapping[str, torch.Tensor], kinds: Mapping[str, str], pruning: PruningSpec, rounds: int
-) -> Counts:
-    """The counts after `rounds` iterative rounds from `mask` (one-shot pruning targets these)."""
-    remaining = surviving(mask, pruning)
-    for _ in range(rounds):
-        remaining = next_keep_counts(remaining, kinds, pruning)
-    return remaining
-
-
-def magnitude_prune(
-    weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], keep: Counts
+def prune_level(
+    weights: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor],
+    kinds: Mapping[str, str],
+    pruning: PruningSpec,
+    rounds: int = 1,
 ) -> Mask:
-    """Keeps the `keep` largest-magnitude surviving weights, per layer (dict) or across all (int)."""
-    if isinstance(keep, int):
-        names = list(mask)
-        scores = torch.cat([_scores(weights[n], mask[n]) for n in names])
-        kept = _keep_largest(scores, keep)
-        out: Mask = {}
-        offset = 0
-        for n in names:
-            size = mask[n].numel()
-            out[n] = kept[offset : offset + size].view_as(mask[n])
-            offset += size
-        return out
-    return {n: _keep_largest(_scores(weights[n], mask[n]), keep[n]).view_as(mask[n]) for n in mask}
+    """The mask after `rounds` rounds of the spec's strategy (lth_core.strategies) from `mask`,
+    pruning by the magnitudes of `weights` (one-shot pruning is several rounds at once)."""
+    from lth_core.strategies import strategy
+
+    entry = strategy(pruning.strategy)
+    return entry.prune(weights, mask, entry.keep_counts(mask, kinds, pruning, rounds))
 
 
-def _scores(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def scores(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     scores = weight.detach().abs().flatten().to(torch.float64)
     return scores.masked_fill(~mask.flatten(), -math.inf)
 
 
-def _keep_largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
+def keep_largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
     surviving = int(torch.isfinite(scores).sum())
     if keep > surviving:
         raise ValueError(f"cannot keep {keep} weights of {surviving} surviving")

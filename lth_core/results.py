@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
+
+from lth_core.controls import TICKET
 
 # The fields every run and level summary carries (the service exposes exactly these).
 METRIC_FIELDS: tuple[str, ...] = (
@@ -28,11 +28,11 @@ def level_summary(
     layers: Mapping[str, Mapping[str, int]],
 ) -> dict[str, Any]:
     """The ticket's numbers at the top level, each control's under `controls`."""
-    ticket = runs["ticket"]
+    ticket = runs[TICKET]
     return {
         "level": level,
         **run_summary(ticket),
-        "controls": {kind: run_summary(run) for kind, run in runs.items() if kind != "ticket"},
+        "controls": {kind: run_summary(run) for kind, run in runs.items() if kind != TICKET},
         "layers": {name: dict(counts) for name, counts in layers.items()},
     }
 
@@ -48,7 +48,3 @@ def choose_ticket(summaries: Iterable[Mapping[str, Any]], tolerance: float) -> i
     bar = by_level[0]["early_stop_test_accuracy"] - tolerance
     winners = [s for s in by_level.values() if s["early_stop_test_accuracy"] >= bar - 1e-12]
     return min(winners, key=lambda s: (s["weights_remaining"], -int(s["level"])))["level"]
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())

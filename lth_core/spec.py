@@ -19,11 +19,15 @@ from pydantic import (
     model_validator,
 )
 
-from lth_core.paper_defaults import DATASET_SHAPES, MODEL_NAMES, PAPER_DEFAULTS
+from lth_core.controls import CONTROL_NAMES, TICKET
+from lth_core.paper_defaults import MODEL_NAMES, PAPER_DEFAULTS
+from lth_core.registry.datasets import DATASET_NAMES, DATASETS
+from lth_core.strategies import STRATEGY_NAMES
 
-ModelName = Literal["lenet_300_100", "conv2", "conv4", "conv6", "vgg19", "resnet18"]
-DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "synthetic"]
-ControlName = Literal["random_reinit", "random_prune"]
+# The allowed names come from the registries (lth_core.registry, lth_core.controls).
+ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
+DatasetName = Literal[DATASET_NAMES]  # type: ignore[valid-type]
+ControlName = Literal[CONTROL_NAMES]  # type: ignore[valid-type]
 LayerKind = Literal["conv", "fc", "output", "shortcut"]
 LAYER_KINDS: tuple[str, ...] = ("conv", "fc", "output", "shortcut")
 
@@ -89,13 +93,17 @@ class DatasetSpec(_Strict):
     def input_shape(self) -> tuple[int, int, int]:
         if self.synthetic is not None:
             return self.synthetic.input_shape
-        return DATASET_SHAPES[self.name][0]
+        shape = DATASETS[self.name].input_shape
+        assert shape is not None
+        return shape
 
     @property
     def num_classes(self) -> int:
         if self.synthetic is not None:
             return self.synthetic.num_classes
-        return DATASET_SHAPES[self.name][1]
+        classes = DATASETS[self.name].num_classes
+        assert classes is not None
+        return classes
 
 
 class TrainingSpec(_Strict):
@@ -158,7 +166,7 @@ class PruningSpec(_Strict):
     levels: int = Field(
         20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0."
     )
-    strategy: Literal["layerwise", "global"]
+    strategy: Literal[STRATEGY_NAMES]  # type: ignore[valid-type]
     schedule: Literal["iterative", "oneshot"] = "iterative"
     rates: PruningRates = Field(default_factory=PruningRates)
     global_rate: float = Field(
@@ -264,11 +272,14 @@ class ExperimentSpec(_Strict):
     @property
     def run_kinds(self) -> list[str]:
         """The runs of one pruned level: the ticket, then each control."""
-        return ["ticket", *self.controls]
+        return [TICKET, *self.controls]
 
-    def runs_at_level(self, level: int) -> list[str]:
-        """Controls need a mask to control for: the dense level 0 has only the ticket run."""
-        return ["ticket"] if level == 0 and self.mask is None else self.run_kinds
+    def runs_at_level(self, level: int, *, from_mask: bool | None = None) -> list[str]:
+        """Controls need a mask to control for: a level 0 that starts dense has only the
+        ticket run. `from_mask`: whether level 0 starts from a given mask (a service reference
+        or a local file, lth_core.mask_source); by default whether the spec names one."""
+        from_mask = self.mask is not None if from_mask is None else from_mask
+        return [TICKET] if level == 0 and not from_mask else self.run_kinds
 
 
 def _merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import math
 
+from lth_core.registry.datasets import DATASETS
 from lth_core.spec import ExperimentSpec
 from service.errors import Unprocessable, detail
 from store.settings import Settings
-
-# Test-set sizes of the real datasets: each evaluation runs over the whole test set.
-_TEST_SIZES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 10_000}
 
 
 def total_iterations(spec: ExperimentSpec) -> int:
@@ -29,7 +27,9 @@ def total_iterations(spec: ExperimentSpec) -> int:
 def eval_ratio(spec: ExperimentSpec) -> float:
     """Examples evaluated per training example: (validation + test) / eval_every / batch_size."""
     dataset = spec.dataset
-    test = dataset.synthetic.test_size if dataset.synthetic else _TEST_SIZES[dataset.name]
+    # Each evaluation runs over the whole test set (its size: the dataset's registry entry).
+    test = dataset.synthetic.test_size if dataset.synthetic else DATASETS[dataset.name].test_size
+    assert test is not None
     evaluated = dataset.validation_size + test
     return evaluated / spec.training.eval_every / spec.training.batch_size
 

@@ -36,14 +36,6 @@ def normalize_id(experiment_id: str) -> str:
     raise InvalidId(f"{experiment_id[:80]!r} is not an experiment id")
 
 
-def is_valid_id(experiment_id: str) -> bool:
-    try:
-        normalize_id(experiment_id)
-    except InvalidId:
-        return False
-    return True
-
-
 def experiment_dir(settings: Settings, experiment_id: str) -> Path:
     """``DATA_DIR/experiments/<id>``: the engine's OUT directory for this experiment."""
     return settings.experiments_dir / normalize_id(experiment_id)
@@ -65,11 +57,6 @@ def mask_path(settings: Settings, experiment_id: str, level: int) -> Path:
     return layout(settings, experiment_id).mask(_check_level(level))
 
 
-def summary_path(settings: Settings, experiment_id: str, level: int) -> Path:
-    """``levels/LLL/summary.json``; its presence marks the level finished."""
-    return layout(settings, experiment_id).summary(_check_level(level))
-
-
 def run_path(settings: Settings, experiment_id: str, level: int, kind: str) -> Path:
     """``levels/LLL/runs/<kind>.json``: one run's metrics and curve."""
     if not RUN_KIND.fullmatch(kind):
@@ -80,10 +67,6 @@ def run_path(settings: Settings, experiment_id: str, level: int, kind: str) -> P
 def ticket_path(settings: Settings, experiment_id: str) -> Path:
     """``ticket.safetensors``: the winning ticket's masks and initial weights."""
     return layout(settings, experiment_id).ticket
-
-
-def results_path(settings: Settings, experiment_id: str) -> Path:
-    return layout(settings, experiment_id).results
 
 
 def read_runs(settings: Settings, experiment_id: str, level: int) -> dict[str, dict[str, Any]]:

@@ -13,22 +13,23 @@ from safetensors.torch import load_file
 
 import lth_core.experiment as experiment_module
 from lth_core.experiment import Cancelled, Experiment
-from lth_core.training import train as real_train
+from lth_core.training import train_members as real_train_members
 
 
 def _capture_starts(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """Records each run's weights as training starts (after the mask is applied)."""
     starts: list[dict] = []
 
-    def spy(model, mask, *args, **kwargs):
-        with torch.no_grad():
-            state = {k: v.clone() for k, v in model.state_dict().items()}
-            for name, m in mask.items():
-                state[name] *= m
-        starts.append({"state": state, "start_iteration": kwargs["start_iteration"]})
-        return real_train(model, mask, *args, **kwargs)
+    def spy(members, *args, **kwargs):
+        for member in members:
+            with torch.no_grad():
+                state = {k: v.clone() for k, v in member.model.state_dict().items()}
+                for name, m in member.mask.items():
+                    state[name] *= m
+            starts.append({"state": state, "start_iteration": kwargs["start_iteration"]})
+        return real_train_members(members, *args, **kwargs)
 
-    monkeypatch.setattr(experiment_module, "train", spy)
+    monkeypatch.setattr(experiment_module, "train_members", spy)
     return starts
 
 
@@ -213,8 +214,9 @@ def test_the_ticket_file_holds_masks_and_initial_not_trained_weights(tmp_path: P
 
 def test_training_from_a_given_mask(tmp_path: Path) -> None:
     source = run_tiny(tmp_path / "src", pruning={"levels": 2})
-    spec = tiny_spec(pruning={"levels": 1}, seed=7, mask={"experiment_id": "local", "level": 2})
+    spec = tiny_spec(pruning={"levels": 1}, seed=7)  # a local file: no service reference
     exp = Experiment(spec, tmp_path / "new", device="cpu", initial_mask=source.layout.mask(2))
+    assert exp.runs_at_level(0) == exp.runs_at_level(1)  # level 0 has a mask to control for
     exp.run()
     given = load_file(source.layout.mask(2))
     level0 = load_file(exp.layout.mask(0))
@@ -229,7 +231,6 @@ def test_a_mask_of_the_wrong_shape_is_refused_clearly(tmp_path: Path) -> None:
         model="conv2",
         dataset={"synthetic": {"input_shape": [3, 8, 8]}},
         pruning={"levels": 0},
-        mask={"experiment_id": "local", "level": 0},
     )
     del parse_conv
     with pytest.raises(ValueError, match="does not fit conv2"):

@@ -14,7 +14,8 @@ from lth_core.data.augment import flip_and_crop
 from lth_core.data.idx import read_idx
 from lth_core.data.mnist import load_mnist_like
 from lth_core.models import build_model
-from lth_core.paper_defaults import DATASET_SHAPES
+from lth_core.registry.datasets import DATASETS
+from lth_core.registry.models import MODELS
 from lth_core.spec import DatasetSpec
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -33,9 +34,10 @@ WEIGHTS = {
 @pytest.mark.parametrize("name", list(WEIGHTS))
 def test_model_builds_counts_and_steps(name: str) -> None:
     dataset = "mnist" if name == "lenet_300_100" else "cifar10"
-    shape, classes = DATASET_SHAPES[dataset]
+    shape, classes = DATASETS[dataset].input_shape, DATASETS[dataset].num_classes
     model = build_model(name, shape, classes, seed=0)
     kinds = model.weight_kinds()
+    assert set(kinds.values()) == set(MODELS[name].layer_kinds)  # the entry's facts hold
     state = model.state_dict()
     assert sum(state[n].numel() for n in kinds) == WEIGHTS[name]
     assert "out.weight" in kinds and kinds["out.weight"] == "output"

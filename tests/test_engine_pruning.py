@@ -8,6 +8,7 @@ import torch
 from lth_core import pruning
 from lth_core.models import build_model
 from lth_core.spec import PruningSpec
+from lth_core.strategies import strategy
 
 
 def _lenet_weights() -> dict[str, torch.Tensor]:
@@ -33,9 +34,7 @@ def test_layerwise_prunes_exact_rounded_counts_of_the_remaining_weights() -> Non
     weights = _lenet_weights()
     mask = pruning.dense_mask({n: w.shape for n, w in weights.items()})
     for level in range(1, 6):
-        mask = pruning.magnitude_prune(
-            weights, mask, pruning.next_keep_counts(pruning.surviving(mask, spec), KINDS, spec)
-        )
+        mask = pruning.prune_level(weights, mask, KINDS, spec)
         got = {n: int(m.sum()) for n, m in mask.items()}
         assert got == _expected_layerwise(level)
     # Level 1 by hand: 20% of 235,200 is 47,040; 10% of 1,000 is 100.
@@ -50,9 +49,7 @@ def test_layerwise_removes_the_smallest_magnitudes_within_each_layer() -> None:
     spec = PruningSpec(strategy="layerwise", rates={"fc": 0.2, "output": 0.1})
     weights = _lenet_weights()
     mask = pruning.dense_mask({n: w.shape for n, w in weights.items()})
-    mask = pruning.magnitude_prune(
-        weights, mask, pruning.next_keep_counts(pruning.surviving(mask, spec), KINDS, spec)
-    )
+    mask = pruning.prune_level(weights, mask, KINDS, spec)
     for name, m in mask.items():
         kept, dropped = weights[name][m].abs(), weights[name][~m].abs()
         assert kept.min() >= dropped.max()
@@ -62,9 +59,7 @@ def test_global_uses_one_threshold_across_layers_and_differs_from_layerwise() ->
     weights = _lenet_weights()
     dense = pruning.dense_mask({n: w.shape for n, w in weights.items()})
     glob = PruningSpec(strategy="global", global_rate=0.5)
-    mask = pruning.magnitude_prune(
-        weights, dense, pruning.next_keep_counts(pruning.surviving(dense, glob), KINDS, glob)
-    )
+    mask = pruning.prune_level(weights, dense, KINDS, glob)
     total = sum(m.numel() for m in dense.values())
     assert sum(int(m.sum()) for m in mask.values()) == total - int(0.5 * total + 0.5)
     kept = torch.cat([weights[n][m].abs() for n, m in mask.items()])
@@ -81,9 +76,7 @@ def test_pruned_weights_stay_pruned_in_later_rounds() -> None:
     mask = pruning.dense_mask({n: w.shape for n, w in weights.items()})
     for _ in range(3):
         shuffled = {n: torch.randn_like(w) for n, w in weights.items()}  # new magnitudes each round
-        new = pruning.magnitude_prune(
-            shuffled, mask, pruning.next_keep_counts(pruning.surviving(mask, spec), KINDS, spec)
-        )
+        new = pruning.prune_level(shuffled, mask, KINDS, spec)
         for n in mask:
             assert not (new[n] & ~mask[n]).any()
         mask = new
@@ -93,7 +86,9 @@ def test_oneshot_targets_equal_the_iterative_counts() -> None:
     spec = PruningSpec(strategy="layerwise", rates={"fc": 0.2, "output": 0.1})
     weights = _lenet_weights()
     dense = pruning.dense_mask({n: w.shape for n, w in weights.items()})
-    assert pruning.keep_counts_after(dense, KINDS, spec, rounds=7) == _expected_layerwise(7)
+    assert strategy("layerwise").keep_counts(dense, KINDS, spec, 7) == _expected_layerwise(7)
+    once = pruning.prune_level(weights, dense, KINDS, spec, rounds=7)
+    assert {n: int(m.sum()) for n, m in once.items()} == _expected_layerwise(7)
 
 
 def test_exclusions_by_kind_and_name() -> None:
@@ -116,9 +111,7 @@ def test_random_prune_keeps_per_layer_counts_but_not_positions() -> None:
     spec = PruningSpec(strategy="layerwise", rates={"fc": 0.5, "output": 0.5})
     weights = _lenet_weights()
     dense = pruning.dense_mask({n: w.shape for n, w in weights.items()})
-    mask = pruning.magnitude_prune(
-        weights, dense, pruning.next_keep_counts(pruning.surviving(dense, spec), KINDS, spec)
-    )
+    mask = pruning.prune_level(weights, dense, KINDS, spec)
     rand = pruning.random_mask_like(mask, torch.Generator().manual_seed(0))
     for n in mask:
         assert int(rand[n].sum()) == int(mask[n].sum())

@@ -148,12 +148,13 @@ class ControlRun:
         run claim is added to it, so the engine stops at the next evaluation either way.
         """
         started = time.monotonic()
-        previous = experiment.should_stop
-        experiment.should_stop = lambda: heartbeat.lost or should_stop()
-        try:
-            staged = train_staged(experiment, self.level, self.kind, self.token)
-        finally:
-            experiment.should_stop = previous
+        staged = train_staged(
+            experiment,
+            self.level,
+            self.kind,
+            self.token,
+            should_stop=lambda: heartbeat.lost or should_stop(),
+        )
         if heartbeat.lost or not self._holds():
             staged.unlink(missing_ok=True)
             raise RunClaimLost()

@@ -17,28 +17,15 @@ writes the trained weights and stays under the experiment claim, as before.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lth_core.controls import TICKET
 from lth_core.layout import Layout
 
 if TYPE_CHECKING:
     from lth_core.experiment import Experiment
-
-
-@dataclass(frozen=True)
-class StagedLayout(Layout):
-    """The experiment's layout, except that one run's metrics go to ``staged_path``."""
-
-    staged_level: int = -1
-    staged_kind: str = ""
-    staged_path: Path = Path()
-
-    def run_metrics(self, level: int, kind: str) -> Path:
-        if level == self.staged_level and kind == self.staged_kind:
-            return self.staged_path
-        return super().run_metrics(level, kind)
 
 
 def staging_path(layout: Layout, level: int, kind: str, token: str) -> Path:
@@ -46,17 +33,19 @@ def staging_path(layout: Layout, level: int, kind: str, token: str) -> Path:
     return layout.level_dir(level) / "staging" / f"{kind}.{token}.json"
 
 
-def train_staged(experiment: Experiment, level: int, kind: str, token: str) -> Path:
-    """Trains the control run ``kind`` of ``level``; returns its staged metrics file."""
-    if kind == "ticket":
+def train_staged(
+    experiment: Experiment,
+    level: int,
+    kind: str,
+    token: str,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Trains the control run ``kind`` of ``level``; returns its staged metrics file.
+    ``should_stop`` (default: the experiment's) is checked at every evaluation."""
+    if kind == TICKET:
         raise ValueError("the ticket run writes weights too; it is never staged")
-    layout = experiment.layout
-    staged = staging_path(layout, level, kind, token)
-    experiment.layout = StagedLayout(layout.root, level, kind, staged)
-    try:
-        experiment.train_run(level, kind)
-    finally:
-        experiment.layout = layout
+    staged = staging_path(experiment.layout, level, kind, token)
+    experiment.train_run(level, kind, metrics_path=staged, should_stop=should_stop)
     return staged
 
 

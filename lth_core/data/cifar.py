@@ -8,9 +8,14 @@ import torch
 
 from lth_core.data.base import DatasetUnavailable, RawData
 from lth_core.data.mnist import default_root
+from lth_core.spec import DatasetSpec
 
 _MEAN = (0.4914, 0.4822, 0.4465)
 _STD = (0.2470, 0.2435, 0.2616)
+
+
+def load_cifar10_spec(spec: DatasetSpec) -> RawData:
+    return load_cifar10(spec.root)
 
 
 def load_cifar10(root: str | None, download: bool = True) -> RawData:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lth_core.data.base import DatasetUnavailable, RawData
 from lth_core.data.idx import find_idx_files, read_idx
+from lth_core.spec import DatasetSpec
 
 _INFO = {
     # name: (torchvision class, normalization mean, std, local folders searched)
@@ -18,6 +19,14 @@ _INFO = {
         ["/usr/share/datasets/fashion-mnist"],
     ),
 }
+
+
+def load_mnist(spec: DatasetSpec) -> RawData:
+    return load_mnist_like("mnist", spec.root)
+
+
+def load_fashion_mnist(spec: DatasetSpec) -> RawData:
+    return load_mnist_like("fashion_mnist", spec.root)
 
 
 def default_root() -> Path:

@@ -9,11 +9,16 @@ from __future__ import annotations
 import torch
 
 from lth_core.data.base import RawData
-from lth_core.spec import SyntheticSpec
+from lth_core.spec import DatasetSpec, SyntheticSpec
 
 _DATA_SEED = 1234
 _PROTOTYPE_SCALE = 0.1
 _NOISE_SCALE = 0.7
+
+
+def load_synthetic(spec: DatasetSpec) -> RawData:
+    assert spec.synthetic is not None  # the spec fills it in for name "synthetic"
+    return make_synthetic(spec.synthetic)
 
 
 def make_synthetic(cfg: SyntheticSpec) -> RawData:

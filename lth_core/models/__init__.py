@@ -1,28 +1,12 @@
-"""Model registry: spec name -> constructor taking (input_shape, num_classes, dropout)."""
+"""Building a registered model (lth_core.registry.models holds each model's facts)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from functools import partial
 
 import torch
 
 from lth_core.models.base import PrunableModel
-from lth_core.models.conv import ConvNet
-from lth_core.models.lenet import LeNet300100
-from lth_core.models.resnet import ResNet20
-from lth_core.models.vgg import VGG19
-
-ModelFactory = Callable[..., PrunableModel]
-
-REGISTRY: dict[str, ModelFactory] = {
-    "lenet_300_100": LeNet300100,
-    "conv2": partial(ConvNet, depth=2),
-    "conv4": partial(ConvNet, depth=4),
-    "conv6": partial(ConvNet, depth=6),
-    "vgg19": VGG19,
-    "resnet18": ResNet20,
-}
+from lth_core.registry import load
+from lth_core.registry.models import MODELS
 
 
 def build_model(
@@ -34,12 +18,14 @@ def build_model(
     seed: int | None = None,
 ) -> PrunableModel:
     """Builds on the CPU so the same seed gives the same weights whatever the training device."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    entry = MODELS[name]
+    factory = load(entry.factory)
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return REGISTRY[name](tuple(input_shape), num_classes, dropout=dropout)
+        return factory(tuple(input_shape), num_classes, dropout=dropout, **entry.factory_kwargs)
 
 
-__all__ = ["REGISTRY", "PrunableModel", "build_model"]
+__all__ = ["PrunableModel", "build_model"]

@@ -21,6 +21,13 @@ class LeNet300100(PrunableModel):
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.reset_parameters()
 
+    def plain_layers(self) -> list[nn.Linear] | None:
+        """The three layers when the net is nothing but Linear/ReLU (no dropout), else None:
+        what the hand-written steps (lth_core.steps.mlp, lth_core.steps.stacked_mlp) compute."""
+        if not isinstance(self.drop, nn.Identity):
+            return None
+        return [self.fc1, self.fc2, self.out]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         x = self.drop(torch.relu(self.fc1(x)))

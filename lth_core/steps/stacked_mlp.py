@@ -1,12 +1,12 @@
 """K LeNet-300-100s trained as one: batched matmuls with hand-written gradients.
 
-The general stacked path (lth_core.stacked.StackedModel) runs the members through vmap and
+The general stacked path (lth_core.steps.vmap.StackedModel) runs the members through vmap and
 autograd, which on a CPU costs more per member than training them one at a time (measured
 in bench/speed.py). For the MLP the whole step is a few batched matmuls, so it is written
-out here the way lth_core.training.MLPStep writes out one member's: every layer is a
+out here the way lth_core.steps.mlp.MLPStep writes out one member's: every layer is a
 baddbmm over the K members (a batch shared by all members is an expanded view, not K
 copies), the gradients are the members' own (the loss is per member, each the mean over
-its batch), and activations and gradients live in buffers kept from step to step. What
+its batch), and activations and gradients live in buffers (lth_core.steps.buffers). What
 stacking then saves per member is what one member's step spends outside arithmetic:
 kernel calls and Python per layer, per optimizer and mask update, each paid once for K.
 """
@@ -19,23 +19,24 @@ import torch
 from torch import nn
 
 from lth_core.models.lenet import LeNet300100
+from lth_core.steps.buffers import allocator
+from lth_core.steps.stack import Stack
 
 LAYERS = ("fc1", "fc2", "out")
 
 
 def fits(models: Sequence[nn.Module]) -> bool:
-    """Whether every member is a LeNet-300-100 without dropout (what this class computes)."""
-    return all(isinstance(m, LeNet300100) and isinstance(m.drop, nn.Identity) for m in models)
+    """Whether every member is a plain LeNet-300-100 (what this class computes)."""
+    return all(isinstance(m, LeNet300100) and m.plain_layers() is not None for m in models)
 
 
-class StackedMLP:
+class StackedMLP(Stack):
     """Stacked weights (K, out, in) and biases (K, out) per layer, with forward and gradients."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
         if not models or not fits(models):
             raise ValueError("StackedMLP takes one or more LeNet-300-100s without dropout")
-        self.k = len(models)
-        self.params: dict[str, torch.Tensor] = {}
+        super().__init__(models)
         for layer in LAYERS:
             for kind in ("weight", "bias"):
                 name = f"{layer}.{kind}"
@@ -61,9 +62,7 @@ class StackedMLP:
         return h
 
     def _allocate(self, batch: int, like: torch.Tensor) -> None:
-        def empty(*shape: int) -> torch.Tensor:
-            return torch.empty(shape, dtype=like.dtype, device=like.device)
-
+        empty = allocator(like)
         k = self.k
         self._batch = batch
         self.acts = [empty(k, batch, w.shape[1]) for w in self.weights]
@@ -117,10 +116,3 @@ class StackedMLP:
                         pre, h, 0, grad_input=self.grad_outs[i - 1]
                     )
         return self.losses, self.grads
-
-    def write_back(self, models: Sequence[nn.Module]) -> None:
-        """Copies each member's trained tensors into its own module."""
-        with torch.no_grad():
-            for k, model in enumerate(models):
-                for name, tensor in model.named_parameters():
-                    tensor.copy_(self.params[name][k])

@@ -1,0 +1,23 @@
+"""random_reinit: the ticket's mask from a fresh random init (Frankle & Carbin 2019, section 2).
+
+If the ticket's initial values matter, the same sparse structure re-drawn at random learns
+slower and worse. The fresh init is seeded by (experiment seed, level, "random_reinit").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lth_core.controls import RunContext, StartFactory
+    from lth_core.pruning import Mask, StateDict
+
+DESCRIPTION = "same mask, fresh random init"
+
+
+def mask(run: RunContext, level: int, ticket_mask: Mask) -> Mask:
+    return ticket_mask
+
+
+def start(run: RunContext, level: int, ticket_start: StartFactory) -> StateDict:
+    return run.build(seed=run.seed_for(level, "random_reinit")).state_dict()

@@ -1,0 +1,199 @@
+"""The training loop: one for every run, a single model (K = 1) or K stacked members.
+
+The hot loop touches only tensors already on the device: a batch is an index_select into the
+training tensors (lth_core.batches), the stepper computes every member's loss and gradients
+(lth_core.steps), the update is one fused optimizer kernel over all parameters
+(lth_core.optim), the masks are re-applied in place after every step with one fused multiply
+over all pruned weights (so pruned weights stay exactly zero whatever momentum or weight
+decay does; all-ones masks are skipped), and losses stay on the device until an evaluation
+reads them.
+
+Everything else a run does is a callback (lth_core.callbacks): progress, cancellation, the
+rewind snapshot, the early-stopping point, and what later features plug in (patience,
+early-bird masks, keeping the best weights, instability analysis). The interface:
+
+- `on_start(state)`: before the first evaluation, at `state.iteration == start_iteration`;
+- `after_step(state)`: after each step's update and mask, `state.iteration` steps done
+  (called only for callbacks that override it: it is on the hot path);
+- `on_evaluation(state, points)`: after each evaluation (at the start, every `eval_every`
+  iterations and at the end), `points[m]` the curve point just appended for member m; a
+  callback may raise to abort (Cancelled) or set `state.stop = True` to end training after
+  this evaluation (the run then reports the iterations it trained);
+- `on_end(state)`: after the last evaluation, before the members' modules get their weights.
+`state.stepper` gives access to every member's weights (`state_dict(m)`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lth_core.batches import Batches
+from lth_core.data.base import Splits
+from lth_core.optim import FusedStep, LearningRate
+from lth_core.spec import TrainingSpec
+from lth_core.steps.base import Stepper
+
+
+class Cancelled(Exception):
+    """Raised at an evaluation when the caller's should_stop() says so."""
+
+
+@dataclass
+class LoopState:
+    """What callbacks see of a run in progress."""
+
+    stepper: Stepper
+    start_iteration: int
+    iterations: int
+    iteration: int
+    curves: list[list[dict[str, float]]]
+    stop: bool = False
+
+
+class Callback:
+    """A hook of the loop; override what you need (see the module docstring)."""
+
+    def on_start(self, state: LoopState) -> None:
+        pass
+
+    def after_step(self, state: LoopState) -> None:
+        pass
+
+    def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
+        pass
+
+    def on_end(self, state: LoopState) -> None:
+        pass
+
+
+@dataclass
+class LoopResult:
+    """Per member: its curve; and the wall time of the whole loop."""
+
+    curves: list[list[dict[str, float]]]
+    seconds: float
+    trained_iterations: int = field(default=0)
+
+
+class Masks:
+    """The members' masks as float multipliers over the pruned weights, all-ones ones left out.
+
+    A layer with nothing pruned (every layer at level 0, excluded kinds always) would only be
+    multiplied by one after every step: skipping it saves a full pass over its weights.
+    """
+
+    def __init__(self, stepper: Stepper, masks: Sequence[Mapping[str, torch.Tensor]]) -> None:
+        self.weights: list[torch.Tensor] = []
+        self.multipliers: list[torch.Tensor] = []
+        for name in masks[0]:
+            param = stepper.params[name]
+            if stepper.stacked:
+                m = torch.stack([mask[name].to(param.device) for mask in masks])
+            else:
+                (only,) = masks
+                m = only[name]
+            if bool(m.all()):
+                continue
+            self.weights.append(param)
+            self.multipliers.append(m.to(device=param.device, dtype=param.dtype))
+
+    def apply(self) -> None:
+        if self.weights:
+            torch._foreach_mul_(self.weights, self.multipliers)
+
+
+def train_loop(
+    stepper: Stepper,
+    masks: Sequence[Mapping[str, torch.Tensor]],
+    splits: Splits,
+    cfg: TrainingSpec,
+    batches: Batches,
+    *,
+    start_iteration: int,
+    callbacks: Sequence[Callback] = (),
+) -> LoopResult:
+    """Trains every member from start_iteration to cfg.iterations (or until a callback stops)."""
+    if batches.k != stepper.k or len(masks) != stepper.k:
+        raise ValueError("the stepper, its masks and the batches must have the same members")
+    started = time.perf_counter()
+    k, device = stepper.k, splits.train_x.device
+    mask = Masks(stepper, masks)
+    with torch.no_grad():
+        mask.apply()
+    optimizer = FusedStep(list(stepper.params.values()), cfg)
+    learning_rate = LearningRate(cfg)
+    state = LoopState(
+        stepper, start_iteration, cfg.iterations, start_iteration, [[] for _ in range(k)]
+    )
+    overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
+    train_loss_sum = torch.zeros(k, device=device)
+    steps_since_eval = 0
+
+    def evaluate() -> None:
+        nonlocal train_loss_sum, steps_since_eval
+        val_loss, val_acc = stepper.evaluate(splits.val_x, splits.val_y)
+        _, test_acc = stepper.evaluate(splits.test_x, splits.test_y)
+        rows = torch.stack([train_loss_sum.double(), val_loss, val_acc, test_acc]).tolist()
+        points = [
+            {
+                "iteration": state.iteration,
+                "train_loss": rows[0][m] / steps_since_eval if steps_since_eval else math.nan,
+                "val_loss": rows[1][m],
+                "val_accuracy": rows[2][m],
+                "test_accuracy": rows[3][m],
+            }
+            for m in range(k)
+        ]
+        for curve, point in zip(state.curves, points, strict=True):
+            curve.append(point)
+        train_loss_sum = torch.zeros(k, device=device)
+        steps_since_eval = 0
+        for callback in callbacks:
+            callback.on_evaluation(state, points)
+
+    for callback in callbacks:
+        callback.on_start(state)
+    evaluate()
+    shared = batches.shared
+    for iteration in range(start_iteration, cfg.iterations):
+        if state.stop:
+            break
+        x, y = batches(iteration)
+        losses, grads = stepper.loss_and_grads(x, y, shared)
+        with torch.no_grad():
+            optimizer.step(grads, learning_rate(iteration))
+            mask.apply()
+        train_loss_sum.add_(losses)
+        steps_since_eval += 1
+        state.iteration = done = iteration + 1
+        for callback in overrides:
+            callback.after_step(state)
+        if done % cfg.eval_every == 0 or done == cfg.iterations:
+            evaluate()
+    for callback in callbacks:
+        callback.on_end(state)
+    stepper.finish()
+    return LoopResult(state.curves, time.perf_counter() - started, state.iteration)
+
+
+def summarize(
+    curve: list[dict[str, float]], best: dict[str, float], *, seconds: float, iterations: int
+) -> dict[str, Any]:
+    """A run's metrics: its early-stopping point `best` (lth_core.callbacks.EarlyStopping),
+    its final test accuracy, and the curve."""
+    return {
+        "early_stop_iteration": int(best["iteration"]),
+        "early_stop_val_loss": best["val_loss"],
+        "early_stop_val_accuracy": best["val_accuracy"],
+        "early_stop_test_accuracy": best["test_accuracy"],
+        "final_test_accuracy": curve[-1]["test_accuracy"],
+        "iterations": iterations,
+        "seconds": seconds,
+        "curve": curve,
+    }

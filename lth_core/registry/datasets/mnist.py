@@ -1,0 +1,12 @@
+"""MNIST: 28x28 grey digits, 60,000 training and 10,000 test images."""
+
+from lth_core.registry import DatasetEntry
+
+ENTRY = DatasetEntry(
+    name="mnist",
+    loader="lth_core.data.mnist:load_mnist",
+    input_shape=(1, 28, 28),
+    num_classes=10,
+    train_size=60_000,
+    test_size=10_000,
+)
