@@ -58,11 +58,26 @@ def _client(url: str, api_key: str | None = None, timeout: float = 30.0) -> http
 
 
 def _error_message(response: httpx.Response) -> str:
-    """The service's `{"error": {"message"}}`, or the raw status if the body is something else."""
+    """The service's `{"error": {"message"}}`, or the raw status if the body is something else.
+
+    An invalid spec is shown as `lth run` shows it: one line per problem (the API's
+    `details`, worded by lth_core.spec_errors)."""
     try:
-        message = response.json()["error"]["message"]
+        error = response.json()["error"]
+        message = error["message"]
     except (ValueError, KeyError, TypeError):
-        message = response.text[:500] or response.reason_phrase
+        return f"HTTP {response.status_code}: {response.text[:500] or response.reason_phrase}"
+    details = error.get("details") or []
+    if error.get("type") == "invalid_spec" and details:
+        count = "1 problem" if len(details) == 1 else f"{len(details)} problems"
+        lines = [f"HTTP {response.status_code}: invalid spec ({count}):"]
+        for d in details:
+            loc = [p for p in d.get("loc", []) if p != "body"]
+            path = ""
+            for part in loc:
+                path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+            lines.append(f"  {path or 'spec'}: {d.get('msg', '')}")
+        return "\n".join(lines)
     return f"HTTP {response.status_code}: {message}"
 
 
@@ -136,6 +151,9 @@ def wait_for(
                 acc = (p.get("metrics") or {}).get("test_accuracy")
                 if acc is not None:
                     info += f"  test acc {100 * acc:.2f}%"
+                times = timing_text(p)
+                if times:
+                    info += f"  {times}"
             bars.update(
                 run_bar, total=p.get("iterations"), completed=p.get("iteration") or 0, info=info
             )
@@ -144,19 +162,121 @@ def wait_for(
             time.sleep(interval)
 
 
+def timing_text(progress: Mapping[str, Any]) -> str:
+    """``elapsed 1:02  12.5 it/s  level ETA 0:40  ETA 5:10`` from what the API reports."""
+    from lth_core.eta import clock_text
+
+    parts = []
+    if progress.get("elapsed_seconds") is not None:
+        parts.append(f"elapsed {clock_text(progress['elapsed_seconds'])}")
+    if progress.get("iterations_per_second") is not None:
+        parts.append(f"{progress['iterations_per_second']:.1f} it/s")
+    if progress.get("level_eta_seconds") is not None:
+        parts.append(f"level ETA {clock_text(progress['level_eta_seconds'])}")
+    if progress.get("eta_seconds") is not None:
+        parts.append(f"ETA {clock_text(progress['eta_seconds'])}")
+    return "  ".join(parts)
+
+
 def show_experiment(experiment: Mapping[str, Any]) -> None:
-    """Status line, error if any, and the per-level table with the ticket marked."""
+    """Status line, where it stands and how long it needs, error if any, and the per-level
+    table with the ticket marked (the best so far while it runs)."""
     p = experiment["progress"]
     console.print(
         f"[bold]{experiment['id']}[/bold]  {experiment['name']}  status [bold]"
         f"{experiment['status']}[/bold]  levels {p['levels_finished']}/{p['levels']}"
     )
+    running = experiment["status"] in ("queued", "running")
+    if experiment["status"] == "running" and p.get("level") is not None:
+        now = f"  level {p['level']} {p.get('kind') or ''}".rstrip()
+        if p.get("iteration") is not None and p.get("iterations"):
+            now += f"  iteration {p['iteration']}/{p['iterations']}"
+        console.print(now, highlight=False)
+    times = timing_text(p)
+    if times:
+        console.print(f"  {times}", highlight=False)
     if experiment.get("error"):
         err = experiment["error"]
         console.print(f"[red]{err['type']}: {err['message']}[/red]")
+    for note in experiment.get("notes") or []:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if experiment["levels"]:
         ticket = experiment.get("ticket") or {}
-        console.print(level_table(experiment["levels"], ticket.get("level")))
+        training = (experiment.get("spec") or {}).get("training") or {}
+        console.print(
+            level_table(
+                experiment["levels"],
+                ticket.get("level"),
+                iterations=training.get("iterations"),
+                running=running,
+                levels=p["levels"],
+            )
+        )
+
+
+def resolve_id(client: httpx.Client, ref: str) -> str:
+    """A full id from an id or a unique prefix of one (as `lth ls` shows them)."""
+    if len(ref) == 32 or not ref or any(c not in "0123456789abcdef" for c in ref.lower()):
+        return ref
+    matches: list[str] = []
+    offset = 0
+    while True:
+        page = _call(client, "GET", "/experiments", params={"limit": 200, "offset": offset}).json()
+        matches += [e["id"] for e in page["items"] if e["id"].startswith(ref.lower())]
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"] or offset >= 5000:
+            break
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ClientError(f"no experiment id starts with {ref}")
+    raise ClientError(f"{ref} is the start of {len(matches)} ids; give more of it")
+
+
+def _with_client(url: str, api_key: str | None, work: Any, timeout: float = 30.0) -> Any:
+    """Runs `work(client)`; any failure ends the command with its message."""
+    try:
+        with _client(url, api_key, timeout) as client:
+            return work(client)
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _short(experiment_id: str) -> str:
+    return experiment_id[:8]
+
+
+def ls_table(page: Mapping[str, Any]) -> Table:
+    """The experiments of one page, readable in 80 columns: a short id (every command takes
+    it), the name (wrapped, not cut), status, levels, the ticket's weights remaining and
+    accuracy."""
+    from rich import box
+
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption=f"{len(page['items'])} of {page['total']}",
+    )
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("levels", no_wrap=True, justify="right")
+    table.add_column("ticket", no_wrap=True, justify="right")
+    table.add_column("acc %", no_wrap=True, justify="right")
+    table.add_column("created", no_wrap=True)
+    for e in page["items"]:
+        ticket = e.get("ticket")
+        acc = (ticket or {}).get("early_stop_test_accuracy")
+        table.add_row(
+            _short(e["id"]),
+            e["name"],
+            e["status"],
+            f"{e['progress']['levels_finished']}/{e['progress']['levels']}",
+            "-" if not ticket else f"{100 * ticket['weights_remaining']:.1f}% L{ticket['level']}",
+            "-" if acc is None else f"{100 * acc:.2f}",
+            e["created_at"][5:16].replace("T", " "),
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
@@ -172,16 +292,29 @@ def register(app: typer.Typer) -> None:
         idempotency_key: Annotated[
             str | None, typer.Option(help="Reuse to make a repeated submit return the same one.")
         ] = None,
+        set_: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--set", help="Override a spec field, e.g. --set training.iterations=2000."
+            ),
+        ] = None,
     ) -> None:
-        """Submit an experiment spec; with --wait, show progress and the final table."""
+        """Submit an experiment spec; with --wait, show progress, ETA and the final table."""
+        from cli.run import apply_overrides
+
         try:
             spec = json.loads(spec_file.read_text())
         except ValueError as exc:
             raise _fail(f"{spec_file} is not JSON: {exc}") from None
+        if not isinstance(spec, dict):
+            raise _fail(f"{spec_file} must hold a JSON object (the spec)")
+        spec = apply_overrides(spec, set_ or [])
         try:
             with _client(url, api_key) as client:
                 experiment = submit_spec(client, spec, idempotency_key or uuid.uuid4().hex)
                 console.print(f"submitted {experiment['id']} ({experiment['status']})")
+                for note in experiment.get("notes") or []:
+                    console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
                 if not wait:
                     return
                 try:
@@ -197,13 +330,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status(
-        experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
+        experiment_id: Annotated[str, typer.Argument(help="Experiment id (or its start).")],
         url: UrlOption = DEFAULT_URL,
         api_key: ApiKeyOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
     ) -> None:
-        """Show an experiment: status, progress, finished levels and the ticket."""
-        experiment = _fetch_json(url, api_key, "GET", f"/experiments/{experiment_id}")
+        """Show an experiment: status, progress with elapsed time, speed and ETA, finished
+        levels and the ticket."""
+        experiment = _with_client(
+            url,
+            api_key,
+            lambda c: _call(c, "GET", f"/experiments/{resolve_id(c, experiment_id)}").json(),
+        )
         if as_json:
             console.print_json(data=experiment)
         else:
@@ -216,46 +354,111 @@ def register(app: typer.Typer) -> None:
         status_filter: Annotated[
             str | None, typer.Option("--status", help="Only this status.")
         ] = None,
+        name: Annotated[
+            str | None, typer.Option("--name", help="Only names containing this (any case).")
+        ] = None,
+        model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+        tag: Annotated[str | None, typer.Option("--tag", help="Only with this tag.")] = None,
         limit: Annotated[int, typer.Option(help="How many.")] = 20,
         offset: Annotated[int, typer.Option(help="Skip this many (newest first).")] = 0,
     ) -> None:
-        """List experiments, newest first."""
+        """List experiments, newest first: short id, name, status, levels, the ticket's
+        weights remaining (and level) and accuracy."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status_filter:
-            params["status"] = status_filter
+        for key, value in (("status", status_filter), ("name", name), ("model", model)):
+            if value:
+                params[key] = value
+        if tag:
+            params["tag"] = tag
         page = _fetch_json(url, api_key, "GET", "/experiments", params=params)
-        table = Table(caption=f"{len(page['items'])} of {page['total']}")
-        table.add_column("id", no_wrap=True, min_width=32)
-        for column in ("name", "status", "levels", "ticket", "created"):
-            table.add_column(column)
-        for e in page["items"]:
-            ticket = e.get("ticket")
-            table.add_row(
-                e["id"],
-                e["name"],
-                e["status"],
-                f"{e['progress']['levels_finished']}/{e['progress']['levels']}",
-                "-"
-                if not ticket
-                else f"{ticket['level']} ({100 * ticket['weights_remaining']:.1f}%)",
-                e["created_at"][:19].replace("T", " "),
-            )
-        console.print(table)
+        console.print(ls_table(page))
 
     @app.command("cancel")
     def cancel(
-        experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
+        experiment_id: Annotated[str, typer.Argument(help="Experiment id (or its start).")],
         url: UrlOption = DEFAULT_URL,
         api_key: ApiKeyOption = None,
     ) -> None:
         """Cancel: a queued experiment never starts; a running one stops at its next evaluation."""
-        e = _fetch_json(url, api_key, "POST", f"/experiments/{experiment_id}/cancel")
+        e = _with_client(
+            url,
+            api_key,
+            lambda c: _call(
+                c, "POST", f"/experiments/{resolve_id(c, experiment_id)}/cancel"
+            ).json(),
+        )
         pending = " (stops at its next evaluation)" if e["status"] == "running" else ""
         console.print(f"{e['id']}: {e['status']}{pending}")
 
+    @app.command("resume")
+    def resume(
+        experiment_id: Annotated[str, typer.Argument(help="Experiment id (or its start).")],
+        url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
+        wait: Annotated[bool, typer.Option("--wait", help="Follow it until it finishes.")] = False,
+        interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+    ) -> None:
+        """Continue a cancelled or failed experiment from its finished levels (nothing that
+        finished is trained again)."""
+
+        def work(client: httpx.Client) -> dict[str, Any]:
+            full = resolve_id(client, experiment_id)
+            e = _call(client, "POST", f"/experiments/{full}/resume").json()
+            done = e["progress"]["levels_finished"]
+            console.print(
+                f"{e['id']}: {e['status']}, continuing after {done} finished "
+                f"level{'s' if done != 1 else ''} of {e['progress']['levels']}"
+            )
+            return wait_for(client, full, interval) if wait else e
+
+        experiment = _with_client(url, api_key, work)
+        if wait:
+            show_experiment(experiment)
+            if experiment["status"] != "succeeded":
+                raise typer.Exit(1)
+
+    @app.command("delete")
+    def delete(
+        experiment_id: Annotated[str, typer.Argument(help="Experiment id (or its start).")],
+        url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
+    ) -> None:
+        """Delete a succeeded, failed or cancelled experiment and its artifacts (cancel a
+        running one first)."""
+
+        def work(client: httpx.Client) -> str:
+            full = resolve_id(client, experiment_id)
+            _call(client, "DELETE", f"/experiments/{full}")
+            return full
+
+        console.print(f"deleted {_with_client(url, api_key, work)}")
+
+    @app.command("metrics")
+    def metrics(
+        experiment_id: Annotated[str, typer.Argument(help="Experiment id (or its start).")],
+        level: Annotated[int, typer.Argument(help="The level (0 is the dense network).")],
+        url: UrlOption = DEFAULT_URL,
+        api_key: ApiKeyOption = None,
+        csv: Annotated[
+            bool, typer.Option("--csv", help="Every run's curve as CSV, one row per evaluation.")
+        ] = False,
+    ) -> None:
+        """A level's runs (ticket and controls): their numbers, or their curves with --csv."""
+        data = _with_client(
+            url,
+            api_key,
+            lambda c: _call(
+                c, "GET", f"/experiments/{resolve_id(c, experiment_id)}/levels/{level}/metrics"
+            ).json(),
+        )
+        if csv:
+            typer.echo(metrics_csv(data), nl=False)
+        else:
+            console.print(metrics_table(data))
+
     @app.command("download")
     def download(
-        experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
+        experiment_id: Annotated[str, typer.Argument(help="Experiment id (or its start).")],
         output: Annotated[
             Path | None, typer.Option("-o", "--output", help="File to write.")
         ] = None,
@@ -269,18 +472,60 @@ def register(app: typer.Typer) -> None:
         """Download a level's mask (--level K) or the winning ticket (--ticket) as safetensors."""
         if level is not None and ticket:
             raise _fail("give --level K or --ticket, not both")
-        if level is None:
-            path, default = f"/experiments/{experiment_id}/ticket", f"{experiment_id}-ticket"
-        else:
-            path = f"/experiments/{experiment_id}/levels/{level}/mask"
-            default = f"{experiment_id}-level{level:03d}-mask"
-        target = output or Path(f"{default}.safetensors")
-        try:
-            with _client(url, api_key, timeout=300.0) as client:
-                size = download_to(client, path, target)
-        except ClientError as exc:
-            raise _fail(str(exc)) from None
+
+        def work(client: httpx.Client) -> tuple[Path, int]:
+            full = resolve_id(client, experiment_id)
+            if level is None:
+                path, default = f"/experiments/{full}/ticket", f"{full}-ticket"
+            else:
+                path = f"/experiments/{full}/levels/{level}/mask"
+                default = f"{full}-level{level:03d}-mask"
+            target = output or Path(f"{default}.safetensors")
+            return target, download_to(client, path, target)
+
+        target, size = _with_client(url, api_key, work, timeout=300.0)
         console.print(f"wrote {target} ({size} bytes)")
+
+
+CURVE_FIELDS = ("iteration", "train_loss", "val_loss", "val_accuracy", "test_accuracy")
+
+
+def metrics_csv(data: Mapping[str, Any]) -> str:
+    """kind, then the curve's fields, one row per evaluation of each run."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["kind", *CURVE_FIELDS])
+    for kind, run in data["runs"].items():
+        for point in run.get("curve", []):
+            writer.writerow(
+                [kind, *("" if point.get(f) is None else point[f] for f in CURVE_FIELDS)]
+            )
+    return buffer.getvalue()
+
+
+def metrics_table(data: Mapping[str, Any]) -> Table:
+    def pct(x: Any) -> str:
+        return "-" if x is None else f"{100 * x:.2f}"
+
+    state = "" if data.get("finished") else " (not finished)"
+    table = Table(title=f"level {data['level']}{state}")
+    for column in ("run", "weights %", "stop it", "acc % @stop", "final acc %", "iterations", "s"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for kind, run in data["runs"].items():
+        seconds = run.get("seconds")
+        table.add_row(
+            kind,
+            pct(run.get("weights_remaining")),
+            str(run.get("early_stop_iteration")),
+            pct(run.get("early_stop_test_accuracy")),
+            pct(run.get("final_test_accuracy")),
+            str(run.get("iterations")),
+            "-" if seconds is None else f"{seconds:.1f}",
+        )
+    return table
 
 
 def download_to(client: httpx.Client, path: str, target: Path) -> int:

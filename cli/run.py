@@ -58,6 +58,49 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def read_spec(spec_file: Path, overrides: list[str]) -> Any:
+    """The spec file with `--set` overrides applied, parsed; an invalid one ends the command
+    with one line per problem, each blamed on the file or on the `--set` that gave it."""
+    from pydantic import ValidationError
+
+    from lth_core import short_budget
+    from lth_core.spec import parse_spec
+    from lth_core.spec_errors import problems
+
+    try:
+        data = json.loads(spec_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{spec_file} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{spec_file} must hold a JSON object")
+    data = apply_overrides(data, overrides)
+    try:
+        spec = parse_spec(data)
+    except ValidationError as exc:
+        found = problems(exc)
+        count = "1 problem" if len(found) == 1 else f"{len(found)} problems"
+        lines = [f"invalid spec ({count}):"]
+        for p in found:
+            lines.append(f"  {p.line}  [{blame(p.loc, spec_file, overrides)}]")
+        typer.secho("\n".join(lines), fg="red", err=True)
+        raise typer.Exit(2) from None
+    for note in short_budget.notes(data):
+        typer.secho(f"note: {note}", fg="yellow", err=True)
+    return spec
+
+
+def blame(loc: tuple[str | int, ...], spec_file: Path, overrides: list[str]) -> str:
+    """Which input a problem at `loc` came from: the last `--set` whose key covers it (or that
+    it covers: a section's check over a value set there), else the file."""
+    path = [str(p) for p in loc]
+    for item in reversed(overrides):
+        key = item.partition("=")[0].split(".")
+        n = min(len(key), len(path))
+        if n and key[:n] == path[:n]:
+            return f"from --set {item}"
+    return f"in {spec_file}"
+
+
 def run(
     spec_file: Annotated[
         Path, typer.Argument(help="Experiment spec (JSON).", exists=True, dir_okay=False)
@@ -76,31 +119,24 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    from pydantic import ValidationError
-
-    from cli.render import level_table
-    from lth_core.spec import parse_spec
-
-    try:
-        data = json.loads(spec_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"{spec_file} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{spec_file} must hold a JSON object")
-    data = apply_overrides(data, set_ or [])
-    try:
-        spec = parse_spec(data)
-    except ValidationError as exc:
-        typer.secho(f"invalid spec {spec_file}:\n{exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+    spec = read_spec(spec_file, set_ or [])
 
     from rich.console import Console
 
     from cli.progress import RunProgress
-    from lth_core.data import DatasetUnavailable
+    from cli.render import level_table
+    from lth_core import preflight
     from lth_core.experiment import Experiment, InitialMask
 
+    # Everything the run reads is checked before anything is written (a failed start leaves
+    # --out as it was); the data is loaded once, here.
+    try:
+        splits = preflight.check(spec, mask)
+    except preflight.InputError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
     console = Console(stderr=True)
+    existed = out.exists()
     with RunProgress(spec, console=console, enabled=not quiet) as bar:
         try:
             experiment = Experiment(
@@ -109,15 +145,45 @@ def run(
                 device=device,
                 initial_mask=InitialMask(mask, spec.mask) if mask is not None else None,
                 progress=bar.update,
+                splits=splits,
             )
+            bar.start(experiment)
             summaries = experiment.run()
-        except (DatasetUnavailable, ValueError) as exc:
+            bar.finish(summaries)
+        except (ValueError, RuntimeError, OSError) as exc:
+            bar.stop()
+            if not existed and not _has_finished_levels(out):
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
             typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from exc
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            bar.stop()
+            typer.secho(
+                f"interrupted; run the same command again to resume from {out}",
+                fg="yellow",
+                err=True,
+            )
+            raise typer.Exit(130) from None
     results = json.loads(experiment.layout.results.read_text())
-    Console().print(level_table(summaries, results.get("ticket_level"), title=spec.name))
+    Console().print(
+        level_table(
+            summaries,
+            results.get("ticket_level"),
+            title=spec.name,
+            iterations=spec.training.iterations,
+        )
+    )
     write_plots(out)
     typer.echo(f"artifacts in {out}")
+
+
+def _has_finished_levels(out: Path) -> bool:
+    """Whether a level finished in `out` (then the folder holds results worth keeping)."""
+    from lth_core.layout import Layout
+
+    return bool(Layout(out).finished_levels())
 
 
 def write_plots(out: Path) -> None:

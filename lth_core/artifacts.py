@@ -7,6 +7,7 @@ the target: a process killed mid-write leaves the old file or none, never half a
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -31,8 +32,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def strict_json(obj: Any) -> Any:
+    """`obj` with every NaN or infinity as None: JSON has no such numbers, and strict parsers
+    (JavaScript's JSON.parse) reject the `NaN` Python writes (a run's train_loss at iteration
+    0, a diverged loss). The API sends the same values as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def save_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+    """Strict JSON (see strict_json), written atomically."""
+    text = json.dumps(strict_json(obj), indent=1, sort_keys=False, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def load_json(path: Path) -> Any:

@@ -68,7 +68,10 @@ class Experiment:
         initial_mask: InitialMask | Path | str | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        splits: Splits | None = None,
     ) -> None:
+        """`splits`: the data already loaded (lth_core.preflight.check), else loaded when the
+        first run trains."""
         self.spec = spec
         self.layout = Layout(Path(out_dir))
         self.device = resolve_device(device)
@@ -88,7 +91,7 @@ class Experiment:
         template = self._build(seed=spec.seed)
         self.kinds = pruning.prunable_kinds(template.weight_kinds(), spec.pruning.exclude)
         self._theta0 = self._load_or_save(self.layout.init_weights, template.state_dict())
-        self._splits: Splits | None = None
+        self._splits: Splits | None = splits.to(self.device) if splits is not None else None
 
     # ----------------------------------------------------------------- plan
 
@@ -244,6 +247,7 @@ class Experiment:
         `write`, in plan order. Plans of one training share their start iteration."""
         (start_iteration,) = {p.start_iteration for p in plans}
         members = []
+        kinds = tuple(p.kind for p in plans)
         for plan in plans:
             model = self._build(seed=None)
             model.load_state_dict(plan.start)
@@ -253,7 +257,9 @@ class Experiment:
                     on_device(plan.mask, self.device),
                     plan.data_seed,
                     plan.augment_seed,
-                    self._progress_hook(plan.level, plan.kind) if plan.kind in write else None,
+                    self._progress_hook(plan.level, plan.kind, kinds)
+                    if plan.kind in write
+                    else None,
                     plan.snapshot_at,
                 )
             )
@@ -321,6 +327,13 @@ class Experiment:
             "start_iteration": str(plan.start_iteration),
             "spec": self.spec.model_dump_json(),
             "metrics": json.dumps(load_json(self.layout.summary(level))),
+            # What a user needs to use the ticket in their own code (lth_core.tickets): the
+            # registry's model name and the inputs' normalization, (x - mean) / std.
+            "model": self.spec.model,
+            "dataset": self.spec.dataset.name,
+            "normalization": json.dumps(
+                {"mean": list(self.splits.mean or ()), "std": list(self.splits.std or ())}
+            ),
         }
         save_tensors(path, tensors, metadata)
 
@@ -398,24 +411,13 @@ class Experiment:
         shapes = {name: self._theta0[name].shape for name in self.kinds}
         if self.initial_mask is None:
             return pruning.dense_mask(shapes)
-        given = load_tensors(self.initial_mask.path)
-        given = {k.removeprefix("mask/"): v for k, v in given.items() if not k.startswith("init/")}
-        missing = sorted(set(shapes) - set(given))
-        extra = sorted(set(given) - set(shapes))
-        if missing or extra:
-            raise ValueError(
-                f"mask does not fit {self.spec.model}: missing {missing or 'nothing'}, "
-                f"unexpected {extra or 'nothing'}"
-            )
-        for name, shape in shapes.items():
-            if given[name].shape != shape:
-                raise ValueError(
-                    f"mask for {name} has shape {list(given[name].shape)}, the model needs {list(shape)}"
-                )
-        return {name: given[name].to(torch.bool) for name in shapes}
+        from lth_core.preflight import fit_mask, read_mask_file
+
+        given = read_mask_file(self.initial_mask.path, f"mask {self.initial_mask.path}")
+        return fit_mask(given, shapes, self.spec.model, f"mask {self.initial_mask.path}")
 
     def _progress_hook(
-        self, level: int, kind: str
+        self, level: int, kind: str, kinds: tuple[str, ...] = ()
     ) -> Callable[[int, dict[str, float] | None], None] | None:
         if self.progress is None:
             return None
@@ -423,7 +425,7 @@ class Experiment:
         total = self.spec.training.iterations
 
         def hook(iteration: int, record: dict[str, float] | None) -> None:
-            report(ProgressEvent(level, kind, iteration, total, record))
+            report(ProgressEvent(level, kind, iteration, total, record, kinds))
 
         return hook
 

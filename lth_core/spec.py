@@ -15,10 +15,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     field_validator,
     model_validator,
 )
 
+from lth_core import short_budget
 from lth_core.controls import CONTROL_NAMES, TICKET
 from lth_core.paper_defaults import MODEL_NAMES, PAPER_DEFAULTS
 from lth_core.registry.datasets import DATASET_NAMES, DATASETS
@@ -41,13 +43,20 @@ TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,39}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every section of the spec: unknown keys are refused, and values are never coerced
+    (``"0.01"`` is not a number, ``true`` is not a count, ``1`` is not a boolean), so what a
+    user wrote is what runs. A field added to any section inherits both rules; errors are
+    worded for people by lth_core.spec_errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SyntheticSpec(_Strict):
     """A generated, learnable classification problem for tests and quick checks."""
 
-    input_shape: tuple[int, int, int] = (1, 28, 28)
+    # A JSON array is a tuple here (strict mode alone would want a Python tuple); its
+    # entries stay strict integers.
+    input_shape: tuple[StrictInt, StrictInt, StrictInt] = Field((1, 28, 28), strict=False)
     num_classes: int = Field(10, ge=2, le=1000)
     train_size: int = Field(2000, ge=2, le=1_000_000)
     test_size: int = Field(500, ge=1, le=1_000_000)
@@ -144,8 +153,12 @@ class TrainingSpec(_Strict):
                 f"iterations ({self.iterations})"
             )
         ms = self.lr_milestones
-        if any(m <= 0 or m >= self.iterations for m in ms):
-            raise ValueError("every lr_milestones entry must lie strictly between 0 and iterations")
+        outside = [m for m in ms if m <= 0 or m >= self.iterations]
+        if outside:
+            raise ValueError(
+                f"lr_milestones {outside} lie outside the training; every entry must lie "
+                f"strictly between 0 and iterations ({self.iterations})"
+            )
         if any(b <= a for a, b in itertools.pairwise(ms)):
             raise ValueError("lr_milestones must be strictly increasing")
         if self.momentum and self.optimizer != "sgd":
@@ -254,7 +267,7 @@ class ExperimentSpec(_Strict):
         model = data.get("model")
         if not isinstance(model, str) or model not in PAPER_DEFAULTS:
             return data  # the field validator reports the bad model name
-        return _merge(PAPER_DEFAULTS[model], data)
+        return short_budget.adapt(_merge(PAPER_DEFAULTS[model], data), data)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:

@@ -39,6 +39,14 @@ class ProgressEvent:
     iteration: int
     iterations: int
     record: dict[str, float] | None = None
+    # Every run training with this one as one stack (the level's members), `kind` included;
+    # empty when it trains alone.
+    kinds: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """What is training: ``ticket``, or ``ticket+random_reinit`` for a stack."""
+        return "+".join(self.kinds) if len(self.kinds) > 1 else self.kind
 
 
 @dataclass(frozen=True)

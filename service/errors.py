@@ -125,17 +125,21 @@ def details_from_pydantic(
 
 
 def summarize(details: Sequence[ErrorDetail], what: str) -> str:
-    """'<what>: training.learning_rate: Input should be ... (and 2 more problems)'."""
+    """'<what>: training.learning_rate: must be ... (and 2 more problems, in details)'."""
     if not details:
         return what
     first = details[0]
     path = ".".join(str(p) for p in first.loc if p not in ("body",)) or "body"
-    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    n = len(details) - 1
+    more = f" (and {n} more problem{'s' if n > 1 else ''}, in details)" if n else ""
     return f"{what}: {path}: {first.msg}{more}"
 
 
 def invalid_spec(error: ValidationError) -> Unprocessable:
-    details = details_from_pydantic(error.errors(include_input=False), prefix=["body"])
+    """422 for a spec: each problem worded by lth_core.spec_errors, as `lth run` words it."""
+    from lth_core.spec_errors import problems
+
+    details = [detail(["body", *p.loc], p.msg, p.type) for p in problems(error)]
     return Unprocessable(
         summarize(details, "invalid experiment spec"), error_type="invalid_spec", details=details
     )

@@ -12,6 +12,7 @@ from service.schemas import (
     Progress,
     Ticket,
 )
+from service.timing import timing
 from store import experiments
 from store.models import Experiment
 
@@ -36,7 +37,10 @@ def progress_of(experiment: Experiment) -> Progress:
     raw = experiment.progress if isinstance(experiment.progress, dict) else {}
     pruning = experiment.spec.get("pruning", {}) if isinstance(experiment.spec, dict) else {}
     kind = raw.get("kind")
+    kinds = raw.get("kinds")
     return Progress(
+        **timing(experiment, raw),
+        kinds=[str(k) for k in kinds] if isinstance(kinds, list) else None,
         level=_int_or_none(raw.get("level")),
         levels=int(pruning.get("levels", 0)) + 1,
         levels_finished=len(experiment.levels),

@@ -53,11 +53,30 @@ class Progress(BaseModel):
     level: int | None = Field(None, description="Level being trained (0 is the dense network).")
     levels: int = Field(description="Levels in the experiment: pruning.levels + 1.")
     levels_finished: int
-    kind: str | None = Field(None, description="Run being trained: ticket or a control.")
+    kind: str | None = Field(
+        None,
+        description="Run being trained: ticket or a control; a stacked level's members "
+        "joined by + (ticket+random_reinit).",
+    )
+    kinds: list[str] | None = Field(None, description="Every run training now (a stack).")
     iteration: int | None = None
     iterations: int | None = None
     metrics: dict[str, float] | None = Field(
         None, description="The latest evaluation (losses and accuracies) of the current run."
+    )
+    elapsed_seconds: float | None = Field(
+        None, description="Since the experiment started (to its end once finished)."
+    )
+    iterations_per_second: float | None = Field(
+        None, description="Training speed measured on the current run (running only)."
+    )
+    level_eta_seconds: float | None = Field(
+        None, description="Estimated time until the current level finishes (running only)."
+    )
+    eta_seconds: float | None = Field(
+        None,
+        description="Estimated time until the experiment finishes, at the speed so far "
+        "(running only; an upper bound when controls train on other workers).",
     )
 
 
@@ -83,6 +102,11 @@ class ExperimentOut(BaseModel):
     levels: list[LevelSummary] = Field(description="Finished levels, in order.")
     ticket: Ticket | None = Field(None, description="Null until level 0 has finished.")
     error: ExperimentError | None = Field(None, description="Why it failed.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="On submit: paper defaults adapted to the spec's budget (e.g. lr_milestones "
+        "scaled to a shorter training), each said in one line; the values are in `spec`.",
+    )
     cancel_requested: bool
     attempts: int
     created_at: datetime

@@ -118,15 +118,23 @@ def list_experiments(
     owner: str | None = None,
     status: str | None = None,
     tag: str | None = None,
+    name: str | None = None,
+    model: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Experiment], int]:
-    """One page of experiments, newest first, and the total matching the filters."""
+    """One page of experiments, newest first, and the total matching the filters (`name`:
+    a case-insensitive part of the name; `model`: the spec's model)."""
     base = _owned(select(Experiment), owner)
     if status is not None:
         base = base.where(Experiment.status == status)
     if tag is not None:
         base = base.where(has_tag(session, tag))
+    if name is not None:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        base = base.where(Experiment.name.ilike(f"%{escaped}%", escape="\\"))
+    if model is not None:
+        base = base.where(has_model(session, model))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     page = session.scalars(
         base.options(selectinload(Experiment.levels))
@@ -146,6 +154,15 @@ def has_tag(session: Session, tag: str) -> TextClause:
             "EXISTS (SELECT 1 FROM json_each(experiments.spec, '$.tags') AS t WHERE t.value = :tag)"
         )
     return text(clause).bindparams(bindparam("tag", tag))
+
+
+def has_model(session: Session, model: str) -> TextClause:
+    """The spec's ``model`` is this, tested in SQL (like has_tag)."""
+    if session.get_bind().dialect.name == "postgresql":
+        clause = "(experiments.spec::jsonb ->> 'model') = :model"
+    else:
+        clause = "json_extract(experiments.spec, '$.model') = :model"
+    return text(clause).bindparams(bindparam("model", model))
 
 
 def count_active(session: Session, owner: str | None) -> int:

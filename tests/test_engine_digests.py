@@ -12,12 +12,19 @@ levels (LeNet's hand-written stack and the vmap stack). Stacked runs equal one-b
 only to float tolerance, but a stacked level is deterministic too, so it has its own digest.
 Every file an experiment writes is digested (safetensors by content, not by header order) (a folder written by the old engine therefore
 resumes with the new one), except the wall-clock `seconds` of each run.
+
+Two changes of representation, not of numbers (issue 15), are digested as before: run files
+are strict JSON now, writing `null` where the old engine wrote `NaN` (train_loss at the first
+evaluation), so a null in a run's curve digests as the NaN it stands for; and a ticket's
+metadata gained `model`, `dataset` and `normalization` (for lth_core.tickets), which are
+left out of its digest and checked in tests/test_first_hour.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,17 +106,24 @@ EXPECTED: dict[str, str] = {
 }
 
 
+TICKET_USE_KEYS = ("model", "dataset", "normalization")
+
+
 def _file_digest(path: Path) -> str:
     if path.parent.name == "runs" and path.suffix == ".json":
         run = json.loads(path.read_text())
         run.pop("seconds")
+        run["curve"] = [
+            {k: math.nan if v is None else v for k, v in point.items()} for point in run["curve"]
+        ]
         return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
     if path.suffix == ".safetensors":
         # The header's metadata map is written in hash-map order, which varies between
         # processes: digest the metadata sorted and each tensor's name, dtype, shape and bytes.
         h = hashlib.sha256()
         with safe_open(str(path), "pt") as f:
-            h.update(json.dumps(f.metadata(), sort_keys=True).encode())
+            meta = {k: v for k, v in (f.metadata() or {}).items() if k not in TICKET_USE_KEYS}
+            h.update(json.dumps(meta or None, sort_keys=True).encode())
             for name in sorted(f.keys()):
                 t = f.get_tensor(name)
                 h.update(f"{name}:{t.dtype}:{list(t.shape)}".encode())

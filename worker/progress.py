@@ -5,6 +5,10 @@ many per second, so a write happens only when ``min_interval`` has passed (carry
 evaluation's metrics), when a run starts (so a new level or control shows up at once), and at
 a run's final evaluation. Writing progress is best effort: a failed write
 is logged and skipped, never allowed to abort a level.
+
+Each write carries what is training (every member of a stacked level, `kinds`), the speed
+measured on the run and the time left for the level and the experiment (lth_core.eta, once
+`plan` is the experiment), and when it was written, so the API can show an ETA.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+
+from lth_core.eta import Speed, estimate, iterations_left
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +41,49 @@ class ProgressWriter:
         self._last_write = float("-inf")
         self._last_run: tuple[int, str] | None = None
         self._metrics: dict[str, float] | None = None
+        self._speed = Speed(clock)
+        #: The experiment (lth_core.eta's plan: runs per level, stacking, runs done), set by
+        #: the runner once it is built; without it no ETA is written.
+        self.plan: Any = None
 
-    def snapshot(self, level: int, kind: str, iteration: int, iterations: int) -> dict[str, Any]:
+    def snapshot(
+        self,
+        level: int,
+        kind: str,
+        iteration: int,
+        iterations: int,
+        kinds: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
         """The progress document (the API shows ``level``, ``levels``, ``iteration``...)."""
-        return {
+        kinds = kinds or (kind,)
+        doc: dict[str, Any] = {
             "level": level,
             "levels": self._levels,
-            "kind": kind,
+            "kind": "+".join(kinds),
+            "kinds": list(kinds),
             "iteration": iteration,
             "iterations": iterations,
             "metrics": self._metrics,
+            "written_at": time.time(),
         }
+        rate = self._speed.rate
+        if self.plan is not None:
+            try:
+                left = iterations_left(self.plan, level, iteration, kinds)
+            except Exception:  # an estimate must never stop training
+                log.debug("no estimate", exc_info=True)
+            else:
+                doc.update(estimate(left, rate).as_progress())
+        elif rate is not None:
+            doc["iterations_per_second"] = round(rate, 3)
+        return doc
 
     def __call__(self, event: Any) -> None:
+        kinds = tuple(getattr(event, "kinds", ()) or (event.kind,))
+        if event.kind != kinds[0]:
+            return  # a stack is reported once per evaluation, through its first member
         run = (event.level, event.kind)
+        self._speed.observe(run, event.iteration)
         new_run = run != self._last_run
         if new_run:
             self._last_run = run
@@ -59,7 +94,7 @@ class ProgressWriter:
         last = event.record is not None and event.iteration >= event.iterations
         if not (new_run or last) and now - self._last_write < self._min_interval:
             return
-        self.write(self.snapshot(event.level, event.kind, event.iteration, event.iterations))
+        self.write(self.snapshot(event.level, event.kind, event.iteration, event.iterations, kinds))
 
     def write(self, progress: dict[str, Any]) -> None:
         self._last_write = self._clock()

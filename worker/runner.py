@@ -224,7 +224,7 @@ class LevelRunner:
             levels=spec.pruning.levels + 1,
             min_interval=PROGRESS_INTERVAL_SECONDS,
         )
-        return build_experiment(
+        experiment = build_experiment(
             self.settings,
             self.experiment_id,
             spec,
@@ -232,6 +232,8 @@ class LevelRunner:
             progress=writer,
             should_stop=lambda: self._should_stop(heartbeat),
         )
+        writer.plan = experiment  # for the ETA in the progress it writes
+        return experiment
 
     # ----------------------------------------------------------------- controls
 

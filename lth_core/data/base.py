@@ -27,6 +27,10 @@ class Splits:
     num_classes: int
     # Value a zero-intensity pixel has after normalization, per channel (for padding crops).
     pad_value: tuple[float, ...] = (0.0,)
+    # The per-channel normalization applied to the images ((x - mean) / std): a ticket used
+    # outside lth needs its inputs normalized the same way (lth_core.tickets).
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -82,4 +86,6 @@ def split_and_normalize(raw: RawData, validation_size: int, train_subset: int | 
         test_y=raw.test_y.contiguous(),
         num_classes=raw.num_classes,
         pad_value=tuple((-m / s) for m, s in zip(raw.mean, raw.std, strict=True)),
+        mean=tuple(raw.mean),
+        std=tuple(raw.std),
     )

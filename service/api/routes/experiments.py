@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import ValidationError
 
-from lth_core.spec import TAG_PATTERN, parse_spec
+from lth_core import short_budget
+from lth_core.spec import TAG_PATTERN, ModelName, parse_spec
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, PrincipalDep, get_principal
@@ -124,7 +125,9 @@ def submit_experiment(
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/experiments/{experiment.id}"
-    return experiment_out(experiment)
+    out = experiment_out(experiment)
+    out.notes = short_budget.notes(body)
+    return out
 
 
 @router.get(
@@ -143,11 +146,23 @@ def list_experiments(
         str | None,
         Query(pattern=TAG_PATTERN, description="Only experiments whose spec's tags include this."),
     ] = None,
+    name: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Only names containing this (any case)."),
+    ] = None,
+    model: Annotated[ModelName | None, Query(description="Only experiments of this model.")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
 ) -> ExperimentList:
     rows, total = experiments.list_experiments(
-        session, owner=owner, status=status_filter, tag=tag, limit=limit, offset=offset
+        session,
+        owner=owner,
+        status=status_filter,
+        tag=tag,
+        name=name,
+        model=model,
+        limit=limit,
+        offset=offset,
     )
     return ExperimentList(
         items=[experiment_out(r) for r in rows], total=total, limit=limit, offset=offset
