@@ -101,7 +101,7 @@ def _fetch_json(url: str, api_key: str | None, method: str, path: str, **kwargs:
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(1)
 
 
@@ -254,11 +254,13 @@ def ls_table(page: Mapping[str, Any]) -> Table:
 
     table = Table(
         box=box.SIMPLE_HEAD,
+        show_edge=False,
         pad_edge=False,
+        collapse_padding=True,
         caption=f"{len(page['items'])} of {page['total']}",
     )
     table.add_column("id", no_wrap=True)
-    table.add_column("name", overflow="fold", ratio=1)
+    table.add_column("name", overflow="fold")
     table.add_column("status", no_wrap=True)
     table.add_column("levels", no_wrap=True, justify="right")
     table.add_column("ticket", no_wrap=True, justify="right")
@@ -407,7 +409,8 @@ def register(app: typer.Typer) -> None:
             done = e["progress"]["levels_finished"]
             console.print(
                 f"{e['id']}: {e['status']}, continuing after {done} finished "
-                f"level{'s' if done != 1 else ''} of {e['progress']['levels']}"
+                f"level{'s' if done != 1 else ''} of {e['progress']['levels']}",
+                soft_wrap=True,
             )
             return wait_for(client, full, interval) if wait else e
 
@@ -487,6 +490,10 @@ def register(app: typer.Typer) -> None:
         console.print(f"wrote {target} ({size} bytes)")
 
 
+def _ticket_first(runs: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return sorted(runs.items(), key=lambda kv: (kv[0] != "ticket", kv[0]))
+
+
 CURVE_FIELDS = ("iteration", "train_loss", "val_loss", "val_accuracy", "test_accuracy")
 
 
@@ -498,7 +505,7 @@ def metrics_csv(data: Mapping[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["kind", *CURVE_FIELDS])
-    for kind, run in data["runs"].items():
+    for kind, run in _ticket_first(data["runs"]):
         for point in run.get("curve", []):
             writer.writerow(
                 [kind, *("" if point.get(f) is None else point[f] for f in CURVE_FIELDS)]
@@ -507,19 +514,29 @@ def metrics_csv(data: Mapping[str, Any]) -> str:
 
 
 def metrics_table(data: Mapping[str, Any]) -> Table:
-    def pct(x: Any) -> str:
-        return "-" if x is None else f"{100 * x:.2f}"
+    """A level's runs in 80 columns, the ticket first; an early stop at the run's last
+    evaluation reads ``>=N`` (a lower bound, as in the level table)."""
+    from rich import box
+
+    from cli.render import pct, stop_text
 
     state = "" if data.get("finished") else " (not finished)"
-    table = Table(title=f"level {data['level']}{state}")
-    for column in ("run", "weights %", "stop it", "acc % @stop", "final acc %", "iterations", "s"):
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for kind, run in data["runs"].items():
+    table = Table(
+        title=f"level {data['level']}{state}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("run", "weights %", "stop it", "acc % @stop", "final acc %", "iters", "s"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "run" else "right")
+    for kind, run in _ticket_first(data["runs"]):
         seconds = run.get("seconds")
+        stop, _ = stop_text(run.get("early_stop_iteration"), run.get("iterations"))
         table.add_row(
             kind,
             pct(run.get("weights_remaining")),
-            str(run.get("early_stop_iteration")),
+            stop,
             pct(run.get("early_stop_test_accuracy")),
             pct(run.get("final_test_accuracy")),
             str(run.get("iterations")),

@@ -8,11 +8,11 @@ from typing import Any
 from rich.table import Table
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
-def _stop(iteration: Any, iterations: int | None) -> tuple[str, bool]:
+def stop_text(iteration: Any, iterations: int | None) -> tuple[str, bool]:
     """The early-stop iteration, as ``>=N`` when it is the run's last evaluation: validation
     loss was still falling, so the true early-stopping point is at least N."""
     if iterations is not None and isinstance(iteration, int) and iteration >= iterations:
@@ -48,21 +48,21 @@ def level_table(
     bounded = False
     for s in summaries:
         mark = " *" if s["level"] == ticket_level else ""
-        stop, last = _stop(s["early_stop_iteration"], iterations)
+        stop, last = stop_text(s["early_stop_iteration"], iterations)
         bounded |= last
         row = [
             f"{s['level']}{mark}",
-            _pct(s["weights_remaining"]),
+            pct(s["weights_remaining"]),
             stop,
-            _pct(s["early_stop_test_accuracy"]),
-            _pct(s["final_test_accuracy"]),
+            pct(s["early_stop_test_accuracy"]),
+            pct(s["final_test_accuracy"]),
         ]
         for control in controls:
             c = s.get("controls", {}).get(control)
             if c:
-                stop, last = _stop(c["early_stop_iteration"], iterations)
+                stop, last = stop_text(c["early_stop_iteration"], iterations)
                 bounded |= last
-                row += [stop, _pct(c["early_stop_test_accuracy"])]
+                row += [stop, pct(c["early_stop_test_accuracy"])]
             else:
                 row += ["-", "-"]
         table.add_row(*row)

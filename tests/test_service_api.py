@@ -3,6 +3,7 @@ list, cancel, delete, and the error paths."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from fastapi.testclient import TestClient
@@ -33,9 +34,14 @@ def test_submit_fills_every_field_and_enqueues(client: TestClient, settings: Set
         "levels": 21,
         "levels_finished": 0,
         "kind": None,
+        "kinds": None,
         "iteration": None,
         "iterations": None,
         "metrics": None,
+        "elapsed_seconds": None,
+        "iterations_per_second": None,
+        "level_eta_seconds": None,
+        "eta_seconds": None,
     }
     assert body["levels"] == [] and body["ticket"] is None and body["error"] is None
     assert datetime.fromisoformat(body["created_at"]).utcoffset().total_seconds() == 0
@@ -192,19 +198,31 @@ def test_progress_written_by_the_worker_is_shown(client: TestClient, settings: S
                 "iterations": 50,
                 "metrics": {"test_accuracy": 0.5, "val_loss": float("nan")},
                 "anything_else": [1, 2],
+                # What worker.progress writes for the ETA (lth_core.eta), 2 s ago.
+                "iterations_per_second": 12.5,
+                "level_eta_seconds": 40.0,
+                "eta_seconds": 300.0,
+                "written_at": time.time() - 2.0,
             },
         )
     body = client.get(f"/experiments/{experiment['id']}").json()
     assert body["status"] == "running" and body["started_at"] is not None
     assert body["attempts"] == 1
-    assert body["progress"] == {
+    progress = body["progress"]
+    assert 0 <= progress.pop("elapsed_seconds") < 60
+    # The estimates are aged by the time since the worker wrote them.
+    assert 37.0 <= progress.pop("level_eta_seconds") <= 38.1
+    assert 297.0 <= progress.pop("eta_seconds") <= 298.1
+    assert progress == {
         "level": 1,
         "levels": 2,
         "levels_finished": 0,
         "kind": "random_reinit",
+        "kinds": None,
         "iteration": 25,
         "iterations": 50,
         "metrics": {"test_accuracy": 0.5},
+        "iterations_per_second": 12.5,
     }
 
 
