@@ -128,9 +128,15 @@ def submit_spec(
 
 
 def wait_for(
-    client: httpx.Client, experiment_id: str, interval: float, show: bool = True
+    client: httpx.Client,
+    experiment_id: str,
+    interval: float,
+    show: bool = True,
+    line_seconds: float = 5.0,
 ) -> dict[str, Any]:
-    """Polls until the experiment finishes, with bars over levels and the current run."""
+    """Polls until the experiment finishes, with bars over levels and the current run (and
+    the speed and ETA the API reports); without a terminal, a line at each new run and every
+    `line_seconds`, so a log shows where it stands."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -138,7 +144,9 @@ def wait_for(
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, disable=not show) as bars:
+    lines = show and not console.is_terminal
+    last_line, last_run = float("-inf"), None
+    with Progress(*columns, console=console, disable=not show or lines) as bars:
         levels_bar = bars.add_task("levels", total=None, info="")
         run_bar = bars.add_task("iterations", total=None, info="")
         while True:
@@ -157,6 +165,16 @@ def wait_for(
             bars.update(
                 run_bar, total=p.get("iterations"), completed=p.get("iteration") or 0, info=info
             )
+            run = (experiment["status"], p.get("level"), p.get("kind"))
+            now = time.monotonic()
+            if lines and (run != last_run or now - last_line >= line_seconds):
+                at = f" iteration {p['iteration']}/{p['iterations']}" if p.get("iterations") else ""
+                console.print(
+                    f"levels {p['levels_finished']}/{p['levels']}  {info}{at}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                last_line, last_run = now, run
             if experiment["status"] in FINISHED:
                 return experiment
             time.sleep(interval)

@@ -266,7 +266,9 @@ class ExperimentSpec(_Strict):
             return data
         model = data.get("model")
         if not isinstance(model, str) or model not in PAPER_DEFAULTS:
-            return data  # the field validator reports the bad model name
+            # The field validator reports the bad model name; nothing the paper's defaults
+            # or their adaptation would settle is reported beside it.
+            return short_budget.adapt(data, data)
         return short_budget.adapt(_merge(PAPER_DEFAULTS[model], data), data)
 
     @model_validator(mode="after")

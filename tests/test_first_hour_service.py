@@ -4,9 +4,11 @@ budgets, list filters, the ETA, resume, and the client commands a user types."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from test_service_client import server  # noqa: F401 - the uvicorn fixture
@@ -247,8 +249,51 @@ def test_lth_resume_and_submit_wait_show_progress(
     assert f"{experiment_id}: queued, continuing after 0 finished levels of 2" in out
     code, out = _lth("resume", experiment_id, "--url", url)
     assert code == 1 and "only a cancelled or failed experiment can be resumed" in out
-
     finish_like_worker(settings, experiment_id, engine_run)
-    code, out = _lth("status", experiment_id, "--url", url)
-    assert code == 0 and "succeeded" in out and "elapsed " in out
-    assert "so far" not in out
+
+    def worker() -> None:  # stands in for a worker: progress with an ETA, then done
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            queued = [
+                e["id"]
+                for e in httpx.get(f"{url}/experiments", params={"status": "queued"}).json()[
+                    "items"
+                ]
+            ]
+            if queued:
+                with session_scope(settings) as session:
+                    experiments.mark_running(session, queued[0])
+                    experiments.record_progress(
+                        session,
+                        queued[0],
+                        {
+                            "level": 0,
+                            "kind": "ticket",
+                            "iteration": 25,
+                            "iterations": 50,
+                            "iterations_per_second": 20.0,
+                            "level_eta_seconds": 1.25,
+                            "eta_seconds": 6.25,
+                            "written_at": time.time(),
+                        },
+                    )
+                time.sleep(0.6)
+                finish_files_and_rows(settings, queued[0], engine_run)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    code, out = _lth("submit", str(spec_file), "--url", url, "--wait", "--interval", "0.1")
+    thread.join()
+    assert code == 0, out
+    waiting = [line for line in out.splitlines() if "level 0 ticket" in line]
+    assert waiting and "20.0 it/s  level ETA 0:01  ETA 0:0" in waiting[0], out
+    assert "iteration 25/50" in waiting[0] and "elapsed " in waiting[0]
+    assert "status succeeded" in out and "winning ticket" in out
+
+
+def finish_files_and_rows(settings: Settings, experiment_id: str, run: EngineRun) -> None:
+    finish_like_worker_files(settings, experiment_id, run)
+    with session_scope(settings) as session:
+        assert experiments.mark_succeeded(session, experiment_id)
