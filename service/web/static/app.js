@@ -205,8 +205,11 @@ function runFraction(exp) {
   if (typeof p.level === "number" && p.level >= p.levels_finished && p.iterations) {
     const controls = (exp.spec && exp.spec.controls) || [];
     const kinds = p.level === 0 && !(exp.spec && exp.spec.mask) ? ["ticket"] : ["ticket", ...controls];
+    const fraction = Math.min(1, (p.iteration || 0) / p.iterations);
+    // A stacked level trains all its runs at once (p.kinds, kind "ticket+random_reinit").
+    const stacked = Array.isArray(p.kinds) && p.kinds.length > 1;
     const index = Math.max(0, kinds.indexOf(p.kind));
-    within = (index + Math.min(1, (p.iteration || 0) / p.iterations)) / kinds.length;
+    within = stacked ? fraction : (index + fraction) / kinds.length;
   }
   return Math.min(1, (p.levels_finished + within) / levels);
 }
