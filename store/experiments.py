@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, TextClause, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Select, TextClause, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -137,9 +137,10 @@ def list_experiments(
     return list(page), total
 
 
-def has_tag(session: Session, tag: str) -> TextClause:
+def has_tag(session: Session | Connection, tag: str) -> TextClause:
     """``tag`` is in the spec's ``tags`` list, tested in SQL so that pagination stays exact."""
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
         clause = "(experiments.spec::jsonb -> 'tags') @> jsonb_build_array(CAST(:tag AS text))"
     else:
         clause = (
