@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         "proxies see it is alive (a client that hears nothing for longer falls back to polling).",
     )
 
+    api_events_max_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="An event stream is closed after this long; clients reconnect with "
+        "Last-Event-ID and miss nothing (it bounds what one connection holds).",
+    )
+
     @property
     def capacity(self) -> Capacity:
         """The API's concurrency limits, computed in this one place so that they agree."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from lth_core.spec import TAG_PATTERN, parse_spec
@@ -20,6 +21,7 @@ from service.errors import (
     error_responses,
     invalid_spec,
 )
+from service.events import event_stream
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
 from service.quotas import check_active_limit
@@ -214,6 +216,38 @@ async def get_experiment(
             connection, experiment_id, principal.visible_owner, if_none_match
         ),
     )
+
+
+@read_router.get(
+    "/{experiment_id}/events",
+    response_class=StreamingResponse,
+    summary="Follow an experiment as server-sent events: status, levels, progress, end",
+    responses={
+        200: {
+            "description": "A text/event-stream of `status`, `level`, `progress` and `end` "
+            "events (each `data` one JSON object, each `id` a cursor for Last-Event-ID), with "
+            "a comment line every few seconds while nothing happens; it ends after `end`.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 404, 422, 503),
+    },
+)
+async def experiment_events(
+    request: Request,
+    experiment_id: ExperimentIdDep,
+    settings: SettingsDep,
+    credentials: CredentialsDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=100,
+            description="The id of the last event received: resume after it.",
+        ),
+    ] = None,
+) -> StreamingResponse:
+    """Live progress without polling (service.events): resumable, ends with the experiment."""
+    return await event_stream(request, settings, credentials, experiment_id, last_event_id)
 
 
 @router.post(
