@@ -131,6 +131,30 @@ def start_api(
     )
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and its descendants (Linux /proc), so
+    that a noisy shared machine still gives the API's cost per request."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def wait_ready(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -237,8 +261,13 @@ def main() -> None:
             wait_ready(url)
             asyncio.run(hammer(url, key, path, 2, 1.0, args.etag, args.timeout))  # warm up
             for clients in concurrencies:
+                cpu = cpu_seconds(server.pid)
                 result = asyncio.run(
                     hammer(url, key, path, clients, args.seconds, args.etag, args.timeout)
+                )
+                answered = sum(v for k, v in result["statuses"].items() if k.isdigit())
+                result["server_cpu_ms_per_request"] = round(
+                    1000 * (cpu_seconds(server.pid) - cpu) / max(1, answered), 2
                 )
                 print(
                     json.dumps(

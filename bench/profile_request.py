@@ -51,10 +51,10 @@ STEPS = [
 ]
 
 
-def seed(data_dir: Path, levels: int) -> tuple[str, str]:
+def seed(data_dir: Path, levels: int, list_size: int = 0) -> tuple[str, str]:
     from bench.poll import seed_database
 
-    return seed_database(data_dir, levels, 0)
+    return seed_database(data_dir, levels, list_size)
 
 
 async def drive(app, key: str, path: str, n: int) -> float:
@@ -79,12 +79,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="lth-prof-") as tmp:
         data_dir = Path(tmp)
-        key, experiment_id = seed(data_dir, args.levels)
+        key, experiment_id = seed(data_dir, args.levels, 49 if args.route == "list" else 0)
         from service.main import create_app
         from store.settings import Settings
 
         app = create_app(Settings(data_dir=data_dir))
-        path = f"/experiments/{experiment_id}" if args.route == "experiment" else "/experiments"
+        path = (
+            f"/experiments/{experiment_id}"
+            if args.route == "experiment"
+            else "/experiments?limit=50"
+        )
         asyncio.run(drive(app, key, path, 50))  # warm up: engine, caches, thread pool
         wall = asyncio.run(drive(app, key, path, args.requests))
 

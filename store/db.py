@@ -105,11 +105,8 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
     """A Core connection for reads only (``BEGIN DEFERRED`` on SQLite), returned to the pool
     on exit: the API's fast read paths take one per request, inside one thread."""
     with engine.connect() as connection:
-        connection = connection.execution_options(**{READ_ONLY_OPTION: True})
-        try:
-            yield connection
-        finally:
-            connection.rollback()
+        # Closing ends the read transaction (one ROLLBACK; the pool then skips its own reset).
+        yield connection.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def init_db(engine: Engine) -> None:

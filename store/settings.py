@@ -192,7 +192,7 @@ class Capacity:
     def for_in_flight(cls, in_flight: int) -> Capacity:
         return cls(
             in_flight=in_flight,
-            threads=min(in_flight, 32),
+            threads=min(in_flight, 8),
             pool_size=in_flight,
             max_overflow=max(4, in_flight // 2),
             pool_timeout=5.0,
