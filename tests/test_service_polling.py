@@ -77,6 +77,15 @@ def test_etag_answers_304_and_changes_with_the_experiment(
     other = client.get("/experiments", params={"limit": 1}, headers={"If-None-Match": page_tag})
     assert other.status_code == 200
 
+    # The CLI's poller: the second read is a 304 and gives the same body.
+    from cli.client import Conditional
+
+    seen: list[int] = []
+    client.event_hooks["response"].append(lambda r: seen.append(r.status_code))
+    reader = Conditional(client)
+    assert reader.get(path) == reader.get(path) == changed.json()
+    assert seen == [200, 304]
+
 
 def _run_like_worker(settings: Settings, experiment_id: str, delay: float) -> threading.Thread:
     """A worker in a thread: every level of the experiment, as `lth worker` runs them."""
@@ -141,6 +150,14 @@ def test_event_stream_follows_a_real_experiment_to_its_end(
             assert [d["level"] for n, _, d in later if n == "level"] == [1]
             assert [d["status"] for n, _, d in later if n == "status"] == ["succeeded"]
             assert later[-1][0] == "end"
+
+            # The CLI follows the same stream (`lth submit --wait`) and stops at its end.
+            from cli.client import follow_events
+
+            client.headers.update(bearer(alice))
+            followed: list[str] = []
+            follow_events(client, experiment_id, lambda name, _data: followed.append(name))
+            assert followed[0] == "status" and followed[-1] == "end" and "level" in followed
     finally:
         dispose_engines()
         broker.close_clients()
