@@ -13,10 +13,18 @@ caller with the same rule as every route (:func:`service.auth.resolve_principal`
 Responses carry a strong ``ETag`` over the experiment's version columns (or, for a page, over
 every item's); a request whose ``If-None-Match`` matches is answered ``304`` with no body,
 after reading one row (or one page of version columns) and nothing else.
+
+The same version names the experiment's rendered JSON: :data:`RENDERED` keeps the bytes of the
+most recent experiments by ETag, so a page of 50 experiments of which one changed reads the
+page's version columns, the one changed row with its levels, and joins 49 cached bodies.
+An experiment's body is the same whoever may see it (the owner check is the version query's),
+so the cache cannot leak anything across owners.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,7 +36,6 @@ from sqlalchemy import Connection
 from service.auth import resolve_principal
 from service.errors import NotFound, Unavailable
 from service.presenters import experiment_out
-from service.schemas import ExperimentList
 from store import api_keys, reads
 from store.api_keys import Principal
 from store.db import get_engine, read_connection
@@ -40,6 +47,39 @@ T = TypeVar("T")
 #: Sent with every experiment and list answer: a cache may keep it but must revalidate, and an
 #: answer depends on who asks (owner isolation).
 CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+
+
+class RenderedCache:
+    """The JSON of recently read experiments by ETag (least recently used out first)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()  # reads run in several threads of the pool
+
+    def get(self, etag: str) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get(etag)
+            if body is not None:
+                self._bodies.move_to_end(etag)
+            return body
+
+    def put(self, etag: str, body: bytes) -> None:
+        with self._lock:
+            self._bodies[etag] = body
+            self._bodies.move_to_end(etag)
+            while len(self._bodies) > self.size:
+                self._bodies.popitem(last=False)
+
+
+RENDERED = RenderedCache()
+
+
+def render(row: reads.ExperimentRow) -> bytes:
+    """The experiment's JSON (built and validated once), remembered under its ETag."""
+    body = experiment_out(row).model_dump_json().encode()  # type: ignore[arg-type]
+    RENDERED.put(row.etag, body)
+    return body
 
 
 def not_found(experiment_id: str) -> NotFound:
@@ -115,14 +155,19 @@ def experiment_response(
     connection: Connection, experiment_id: str, owner: str | None, if_none_match: str | None
 ) -> Response:
     """The experiment as JSON with its ETag, or 304 when the client's copy is current."""
-    row = reads.experiment(connection, experiment_id, owner=owner, with_levels=False)
-    if row is None:
+    version = reads.version(connection, experiment_id, owner=owner)
+    if version is None:
         raise not_found(experiment_id)
-    etag = row.etag
+    etag = reads.etag_of(version)
     if matches(if_none_match, etag):
         return not_modified(etag)
-    row.levels = reads.levels_of(connection, [experiment_id]).get(experiment_id, [])
-    return json_response(experiment_out(row).model_dump_json().encode(), etag)  # type: ignore[arg-type]
+    body = RENDERED.get(etag)
+    if body is None:
+        row = reads.experiment(connection, experiment_id, owner=owner)
+        if row is None:  # deleted in between
+            raise not_found(experiment_id)
+        etag, body = row.etag, render(row)
+    return json_response(body, etag)
 
 
 def list_response(
@@ -147,11 +192,19 @@ def list_response(
     etag = reads.list_etag(versions, total, f"{owner}|{status}|{tag}|{limit}|{offset}")
     if matches(if_none_match, etag):
         return not_modified(etag)
-    rows = reads.experiments_by_id(connection, [v[0] for v in versions])
-    page = ExperimentList(
-        items=[experiment_out(r) for r in rows],  # type: ignore[arg-type]
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
-    return json_response(page.model_dump_json().encode(), etag)
+    tags = [reads.etag_of(v) for v in versions]
+    bodies = [RENDERED.get(tag) for tag in tags]
+    missing = [v[0] for v, body in zip(versions, bodies, strict=True) if body is None]
+    rows = {row.id: row for row in reads.experiments_by_id(connection, missing)}
+    items = []
+    for version, body in zip(versions, bodies, strict=True):
+        if body is None:
+            row = rows.get(version[0])
+            if row is None:  # deleted in between
+                continue
+            body = render(row)
+        items.append(body)
+    # The shape of ExperimentList, joined from the items' bytes (pydantic's compact JSON).
+    head = b'{"items":[' + b",".join(items)
+    tail = f'],"total":{total},"limit":{limit},"offset":{offset}}}'.encode()
+    return json_response(head + tail, etag)
