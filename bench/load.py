@@ -1,57 +1,68 @@
-"""Loopback load test: does polling the API slow training down?
+"""The API's capacity curve on loopback, with a worker training beside it.
 
-Starts `lth serve` (API + one CPU worker, embedded broker, SQLite) on 127.0.0.1 in a throwaway
-data directory, with one API key. Then trains identical experiments (different seeds), in turn:
+Starts `lth api` (``--workers`` 1 and 2 by default, one after the other) and one `lth worker`
+(CPU, ``--train-threads`` torch threads, embedded broker, SQLite) in a throwaway data
+directory with one API key, and submits one long LeNet-300-100 experiment on synthetic data
+that trains through the whole measurement. Then for each offered rate (``--rates``, requests
+per second, open loop: a slow answer does not slow the senders) it measures, back to back:
 
-  - idle:   the experiment trains with the API idle;
-  - loaded: it trains while clients send GET /experiments/{id} and GET /experiments
-            (alternating) at a fixed rate, open loop (a slow answer does not slow the senders);
+  - idle:   ``--idle-seconds`` with no requests: the training rate;
+  - loaded: ``--seconds`` of GETs at the offered rate, half ``GET /experiments/{id}`` and half
+            ``GET /experiments?limit=20``, each sending the ETag of its last answer as
+            ``If-None-Match`` (what `lth submit --wait`, the web view and scripts do):
+            requests held (200 + 304 per second), p50/p99/max latency of those, 304s, shed
+            (503 with Retry-After, answered at once), errors (timeouts, refused connections),
+            and the training rate meanwhile.
 
---rounds idle/loaded pairs and a final idle run, so that drift (other tenants, thermal) shows
-up in the spread of the idle runs instead of passing as the cost of the load.
+The training rate is the worker's own progress: iterations between two progress records over
+the time between them (``progress.iteration`` and ``updated_at`` in the database), so API
+time never counts as training time. Everything is bounded: ``--seconds`` per point, at most
+``rate x seconds`` requests, a 10 s client timeout, loopback only. The client is
+bench/rawhttp.py (keep-alive connections, little CPU of its own). Prints a JSON report (and
+writes it with ``--output``); ``--markdown`` prints the table for bench/LOAD.md.
 
-Training speed is the engine's own measure: iterations / seconds summed over every run's
-metrics file. The load is bounded in time (--max-seconds per phase) and count (rate x time),
-and goes to 127.0.0.1 only. Prints a JSON report (and writes it with --output).
-
-    .venv/bin/python bench/load.py --rate 50 --iterations 3000
+    .venv/bin/python bench/load.py --output /tmp/load.json --markdown
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 HOST = "127.0.0.1"  # never anything else: this is a loopback test
+MAX_CONNECTIONS = 256
 
 
-def spec(seed: int, iterations: int) -> dict[str, Any]:
-    """LeNet-300-100 on synthetic data: the paper's model, no dataset download needed."""
+def spec(iterations: int) -> dict[str, Any]:
+    """LeNet-300-100 on synthetic data, one long run: it trains through every point."""
     return {
         "model": "lenet_300_100",
-        "seed": seed,
         "dataset": {
             "name": "synthetic",
             "validation_size": 500,
             "synthetic": {"train_size": 5000, "test_size": 1000},
         },
-        "training": {"iterations": iterations, "eval_every": max(100, iterations // 10)},
+        "training": {"iterations": iterations, "eval_every": 100},
         "pruning": {"levels": 1},
+        "controls": [],
     }
 
 
@@ -61,32 +72,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: Path, port: int, train_threads: int) -> tuple[subprocess.Popen, str]:
-    """An API key, then `lth serve`; returns the server process and the key."""
-    env = {
-        **os.environ,
-        "LTH_DATA_DIR": str(data_dir),
-        "OMP_NUM_THREADS": str(train_threads),  # the worker's torch threads
-        "MKL_NUM_THREADS": str(train_threads),
-    }
-    env.pop("LTH_DATABASE_URL", None)
-    env.pop("LTH_BROKER_URL", None)
-    lth = [sys.executable, "-m", "cli.main"]
-    key = create_key(data_dir)
-    server = subprocess.Popen(
-        [*lth, "serve", "--host", HOST, "--port", str(port), "--gpus", "none"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(data_dir / "serve.log", "w"),  # noqa: SIM115 - lives as long as the server
-        start_new_session=True,
-    )
-    return server, key
-
-
 def create_key(data_dir: Path) -> str:
-    """What `lth keys create --owner bench` does, in-process, for the bench's database."""
-    sys.path.insert(0, str(REPO))
     from store import api_keys
     from store.db import dispose_engines, session_scope
     from store.settings import Settings
@@ -97,186 +83,234 @@ def create_key(data_dir: Path) -> str:
     return key
 
 
-def wait_ready(client: httpx.Client, timeout: float = 60.0) -> None:
+def start(argv: list[str], env: dict[str, str], log: Path, repo: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *argv],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # lives as long as the process
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    with_group = os.getpgid(process.pid) if process.poll() is None else None
+    if with_group is not None:
+        os.killpg(with_group, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_until(check: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
+            value = check()
+            if value:
+                return value
+        except (httpx.TransportError, sqlite3.Error):
             pass
-        time.sleep(0.3)
-    raise RuntimeError("the server did not become ready")
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
 
 
-def training_rate(data_dir: Path, experiment_id: str) -> dict[str, float]:
-    """Iterations per second over every run of the experiment, from its metrics files."""
-    iterations = seconds = 0.0
-    for path in (data_dir / "experiments" / experiment_id / "levels").glob("*/runs/*.json"):
-        run = json.loads(path.read_text())
-        iterations += run["iterations"]
-        seconds += run["seconds"]
-    return {"iterations": iterations, "seconds": seconds, "rate": iterations / seconds}
+def progress(db: Path, experiment_id: str) -> tuple[int, float, str] | None:
+    """(iteration, time of that record, run) of the experiment's latest progress record."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
+        row = connection.execute(
+            "SELECT progress, updated_at FROM experiments WHERE id = ?", (experiment_id,)
+        ).fetchone()
+    if row is None or not row[0]:
+        return None
+    p = json.loads(row[0])
+    if p.get("iteration") is None:
+        return None
+    at = datetime.fromisoformat(row[1]).timestamp()
+    return int(p["iteration"]), at, f"{p.get('level')}/{p.get('kind')}"
 
 
-async def hammer(
-    base_url: str, key: str, experiment_id: str, rate: float, stop: asyncio.Event, limit: int
+def training_rate(db: Path, experiment_id: str, seconds: float) -> float | None:
+    """Iterations per second of the run training now, over about ``seconds``."""
+    first = progress(db, experiment_id)
+    time.sleep(seconds)
+    last = progress(db, experiment_id)
+    if first is None or last is None or first[2] != last[2] or last[1] <= first[1]:
+        return None
+    return (last[0] - first[0]) / (last[1] - first[1])
+
+
+async def offered_load(
+    port: int, key: str, experiment_id: str, rate: float, seconds: float
 ) -> dict[str, Any]:
-    """Open-loop GETs at ``rate`` per second until ``stop`` (or ``limit`` requests)."""
-    latencies: list[float] = []
-    errors = 0
-    headers = {"Authorization": f"Bearer {key}"}
+    """Open-loop GETs at ``rate`` for ``seconds`` over up to MAX_CONNECTIONS connections."""
+    from bench.rawhttp import Connection
+
     paths = [f"/experiments/{experiment_id}", "/experiments?limit=20"]
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, limits=limits, timeout=10
-    ) as client:
+    etags: dict[str, str] = {}
+    idle: list[Connection] = []
+    opened = 0
+    latencies: list[float] = []
+    counts: Counter[str] = Counter()
+    available = asyncio.Semaphore(MAX_CONNECTIONS)
 
-        async def one(path: str) -> None:
-            nonlocal errors
-            start = time.perf_counter()
+    async def one(path: str) -> None:
+        nonlocal opened
+        async with available:
+            if idle:
+                connection = idle.pop()
+            else:
+                opened += 1
+                connection = Connection(HOST, port, {"Authorization": f"Bearer {key}"})
+            headers = {"If-None-Match": etags[path]} if path in etags else {}
+            began = time.perf_counter()
             try:
-                response = await client.get(path)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            latencies.append(time.perf_counter() - start)
-            errors += not ok
+                status, got, _ = await asyncio.wait_for(connection.get(path, headers), 10.0)
+            except (TimeoutError, ConnectionError, OSError):
+                counts["errors"] += 1
+                await connection.close()
+                return
+            idle.append(connection)
+            took = time.perf_counter() - began
+            if status in (200, 304):
+                latencies.append(took)
+                counts[str(status)] += 1
+                if got.get("etag"):
+                    etags[path] = got["etag"]
+            elif status == 503:
+                counts["shed"] += 1
+                counts["shed_ms_max"] = max(counts["shed_ms_max"], int(1000 * took))
+            else:
+                counts["errors"] += 1
 
-        tasks = []
-        began = time.perf_counter()
-        sent = 0
-        while not stop.is_set() and sent < limit:
-            tasks.append(asyncio.create_task(one(paths[sent % 2])))
-            sent += 1
-            delay = began + sent / rate - time.perf_counter()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-        elapsed = time.perf_counter() - began
-        await asyncio.gather(*tasks)
-    ms = sorted(x * 1000 for x in latencies)
+    tasks = []
+    began = time.perf_counter()
+    total = int(rate * seconds)
+    for sent in range(total):
+        delay = began + sent / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(paths[sent % 2])))
+    sending = time.perf_counter() - began
+    await asyncio.gather(*tasks)
+    for connection in idle:
+        await connection.close()
+    ms = sorted(1000 * x for x in latencies)
+    answered = counts["200"] + counts["304"]
     return {
-        "target_rate": rate,
-        "requests": len(ms),
-        "errors": errors,
-        "seconds": round(elapsed, 2),
-        "held_rate": round(len(ms) / elapsed, 1) if elapsed else 0.0,
-        "p50_ms": round(statistics.median(ms), 2) if ms else None,
-        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2) if ms else None,
-        "max_ms": round(ms[-1], 2) if ms else None,
+        "offered": rate,
+        "sent": total,
+        "held": round(answered / max(sending, seconds), 1),
+        "p50_ms": round(statistics.median(ms), 1) if ms else None,
+        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 1) if ms else None,
+        "max_ms": round(ms[-1], 1) if ms else None,
+        "ok_200": counts["200"],
+        "not_modified_304": counts["304"],
+        "shed_503": counts["shed"],
+        "shed_max_ms": counts["shed_ms_max"] if counts["shed"] else None,
+        "errors": counts["errors"],
+        "connections": opened,
     }
 
 
-def run_one(
-    client: httpx.Client,
-    data_dir: Path,
-    seed: int,
-    iterations: int,
-    max_seconds: float,
-    load: tuple[str, str, float] | None,
-) -> dict[str, Any]:
-    """Submits one experiment and waits for it, under load if ``load`` is (url, key, rate)."""
-    experiment_id = client.post("/experiments", json=spec(seed, iterations)).json()["id"]
-    stop = asyncio.Event()
-    result: dict[str, Any] = {}
+def curve(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    """One API configuration: servers up, the experiment training, every offered rate."""
+    with tempfile.TemporaryDirectory(prefix="lth-load-") as tmp:
+        data_dir = Path(tmp)
+        env = {
+            **os.environ,
+            "LTH_DATA_DIR": str(data_dir),
+            "PYTHONPATH": str(args.repo),
+            "LTH_TORCH_THREADS": str(args.train_threads),
+            "OMP_NUM_THREADS": str(args.train_threads),
+            "MKL_NUM_THREADS": str(args.train_threads),
+        }
+        for name in ("LTH_DATABASE_URL", "LTH_BROKER_URL"):
+            env.pop(name, None)
+        key = create_key(data_dir)
+        port = free_port()
+        api_argv = ["api", "--host", HOST, "--port", str(port), "--log-level", "warning"]
+        if workers > 1:
+            api_argv += ["--workers", str(workers)]
+        api = start(api_argv, env, data_dir / "api.log", args.repo)
+        worker = start(["worker", "--gpus", "none"], env, data_dir / "worker.log", args.repo)
+        url = f"http://{HOST}:{port}"
+        db = data_dir / "lth.db"
+        points = []
+        try:
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as c:
+                wait_until(lambda: c.get("/healthz").status_code == 200, 60, "the API")
+                experiment_id = c.post("/experiments", json=spec(args.iterations)).json()["id"]
+                wait_until(lambda: progress(db, experiment_id), 120, "training to start")
+            for rate in args.rates:
+                idle = training_rate(db, experiment_id, args.idle_seconds)
+                first = progress(db, experiment_id)
+                result = asyncio.run(offered_load(port, key, experiment_id, rate, args.seconds))
+                last = progress(db, experiment_id)
+                loaded = None
+                if first and last and first[2] == last[2] and last[1] > first[1]:
+                    loaded = (last[0] - first[0]) / (last[1] - first[1])
+                result["train_idle_it_s"] = round(idle, 1) if idle else None
+                result["train_loaded_it_s"] = round(loaded, 1) if loaded else None
+                result["train_change_percent"] = (
+                    round(100 * (loaded - idle) / idle, 1) if idle and loaded else None
+                )
+                print(json.dumps({"workers": workers, **result}), file=sys.stderr, flush=True)
+                points.append(result)
+        finally:
+            stop(api)
+            stop(worker)
+    return {"api_workers": workers, "points": points}
 
-    async def watch() -> None:
-        deadline = time.monotonic() + max_seconds
-        while time.monotonic() < deadline:
-            status = (await asyncio.to_thread(client.get, f"/experiments/{experiment_id}")).json()
-            if status["status"] in ("succeeded", "failed", "cancelled"):
-                result["status"] = status["status"]
-                break
-            await asyncio.sleep(0.5)
-        else:
-            result["status"] = "timeout"
-        stop.set()
 
-    async def both() -> None:
-        jobs = [watch()]
-        if load is not None:
-            url, key, rate = load
-            limit = int(rate * max_seconds)
-
-            async def loaded() -> None:
-                result["load"] = await hammer(url, key, experiment_id, rate, stop, limit)
-
-            jobs.append(loaded())
-        await asyncio.gather(*jobs)
-
-    asyncio.run(both())
-    if result["status"] != "succeeded":
-        raise RuntimeError(f"experiment {experiment_id} ended {result['status']}")
-    result["training"] = training_rate(data_dir, experiment_id)
-    return result
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| API processes | offered req/s | held req/s | p50 / p99 / max ms | 304s | shed (503) "
+        "| errors | training it/s idle → loaded (change) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for config in report["curves"]:
+        for p in config["points"]:
+            shed = f"{p['shed_503']}" + (f" (≤ {p['shed_max_ms']} ms)" if p["shed_503"] else "")
+            change = p["train_change_percent"]
+            lines.append(
+                f"| {config['api_workers']} | {p['offered']:g} | {p['held']} "
+                f"| {p['p50_ms']} / {p['p99_ms']} / {p['max_ms']} | {p['not_modified_304']} "
+                f"| {shed} | {p['errors']} | {p['train_idle_it_s']} → {p['train_loaded_it_s']}"
+                f" ({'n/a' if change is None else f'{change:+.1f} %'}) |"
+            )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=50.0, help="GET requests per second.")
-    parser.add_argument("--iterations", type=int, default=3000, help="Per run (3 runs).")
+    parser.add_argument("--rates", default="50,100,200,400,800", help="Offered req/s.")
+    parser.add_argument("--workers", default="1,2", help="API process counts, one curve each.")
+    parser.add_argument("--seconds", type=float, default=4.0, help="Load per point.")
+    parser.add_argument("--idle-seconds", type=float, default=3.0, help="Idle before each point.")
+    parser.add_argument("--iterations", type=int, default=200_000, help="Of the training run.")
     parser.add_argument("--train-threads", type=int, default=1, help="Worker torch threads.")
-    parser.add_argument("--max-seconds", type=float, default=240.0, help="Cap per phase.")
-    parser.add_argument("--rounds", type=int, default=2, help="Idle/loaded pairs.")
+    parser.add_argument("--repo", type=Path, default=REPO, help="Serve from this checkout.")
     parser.add_argument("--output", type=Path, help="Also write the JSON report here.")
+    parser.add_argument("--markdown", action="store_true", help="Print the LOAD.md table.")
     args = parser.parse_args()
-    if not 0 < args.rate <= 2000:
-        parser.error("--rate must be in (0, 2000]")
-
-    with tempfile.TemporaryDirectory(prefix="lth-load-") as tmp:
-        data_dir = Path(tmp)
-        port = free_port()
-        server, key = start_server(data_dir, port, args.train_threads)
-        url = f"http://{HOST}:{port}"
-        try:
-            with httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-            ) as client:
-                wait_ready(client)
-                # Alternate idle and loaded runs, ending idle: a machine whose speed drifts
-                # (other tenants, thermal) then shows up in the spread, not as "load".
-                plan = [("baseline", None), ("load", (url, key, args.rate))] * args.rounds
-                plan.append(("baseline", None))
-                phases: list[tuple[str, dict[str, Any]]] = []
-                for seed, (name, load) in enumerate(plan):
-                    result = run_one(
-                        client, data_dir, seed, args.iterations, args.max_seconds, load
-                    )
-                    phases.append((name, result))
-                    print(f"{name}: {json.dumps(result)}", file=sys.stderr)
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-    idle = [r["training"]["rate"] for name, r in phases if name == "baseline"]
-    loaded = [r["training"]["rate"] for name, r in phases if name == "load"]
-    loads = [r["load"] for name, r in phases if name == "load"]
-    base, under = statistics.median(idle), statistics.median(loaded)
+    args.rates = [float(r) for r in args.rates.split(",")]
+    if not all(0 < r <= 2000 for r in args.rates) or not 0 < args.seconds <= 30:
+        parser.error("rates in (0, 2000], seconds in (0, 30]")
     report = {
         "command": " ".join(["python", *sys.argv]),
         "cpu_count": os.cpu_count(),
         "train_threads": args.train_threads,
-        "requests": {
-            "target_rate": args.rate,
-            "requests": sum(x["requests"] for x in loads),
-            "errors": sum(x["errors"] for x in loads),
-            "held_rate": [x["held_rate"] for x in loads],
-            "p50_ms": [x["p50_ms"] for x in loads],
-            "p99_ms": [x["p99_ms"] for x in loads],
-        },
-        "training_it_per_s": {
-            "idle_runs": [round(x, 1) for x in idle],
-            "loaded_runs": [round(x, 1) for x in loaded],
-        },
-        "training_rate_change_percent": round(100 * (under - base) / base, 1),
+        "curves": [curve(args, int(w)) for w in args.workers.split(",")],
     }
     text = json.dumps(report, indent=1)
     print(text)
     if args.output:
         args.output.write_text(text + "\n")
+    if args.markdown:
+        print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,14 +81,124 @@ def _error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {message}"
 
 
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+#: Most seconds a client waits on one Retry-After, and how many times it retries a read.
+MAX_RETRY_AFTER = 30.0
+READ_RETRIES = 5
+
+
+def retry_after(response: httpx.Response, default: float = 1.0) -> float:
+    """The seconds a 503 or 429 asks the client to wait (``Retry-After``), bounded."""
     try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise ClientError(f"cannot reach the service at {client.base_url}: {exc}") from exc
+        return min(MAX_RETRY_AFTER, max(0.0, float(response.headers.get("Retry-After", default))))
+    except ValueError:
+        return default
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request; a read answered 503 (an API at capacity sheds load that way, or the
+    database is briefly down) is retried after its Retry-After, a few times."""
+    for attempt in range(READ_RETRIES + 1):
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the service at {client.base_url}: {exc}") from exc
+        if response.status_code == 503 and method in ("GET", "HEAD") and attempt < READ_RETRIES:
+            time.sleep(retry_after(response))
+            continue
+        break
     if response.is_error:
         raise ClientError(_error_message(response))
     return response
+
+
+class Conditional:
+    """GETs with ``If-None-Match``: an unchanged resource costs a 304 and no body."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self.cache: dict[str, tuple[str, Any]] = {}
+
+    def get(self, path: str) -> Any:
+        etag, body = self.cache.get(path, (None, None))
+        headers = {"If-None-Match": etag} if etag else {}
+        response = _call(self.client, "GET", path, headers=headers)
+        if response.status_code == 304 and body is not None:
+            return body
+        body = response.json()
+        if response.headers.get("ETag"):
+            self.cache[path] = (response.headers["ETag"], body)
+        return body
+
+
+class StreamUnavailable(Exception):
+    """The event stream cannot be followed here (an older server, a buffering proxy)."""
+
+
+def follow_events(
+    client: httpx.Client,
+    experiment_id: str,
+    on_event: Callable[[str, dict[str, Any]], None],
+    *,
+    quiet_seconds: float = 20.0,
+    reconnects: int = 5,
+) -> None:
+    """Follows ``GET /experiments/{id}/events`` until its ``end`` event, calling
+    ``on_event(name, data)`` for each event. A dropped connection is resumed with
+    ``Last-Event-ID``; a 503 waits its Retry-After. Raises StreamUnavailable when the stream
+    is not served, or when nothing (not even a heartbeat) arrives for ``quiet_seconds``: a
+    proxy that buffers the stream; the caller then polls.
+    """
+    cursor: str | None = None
+    failures = 0
+    timeout = httpx.Timeout(10.0, read=quiet_seconds)
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if cursor:
+            headers["Last-Event-ID"] = cursor
+        try:
+            with client.stream(
+                "GET", f"/experiments/{experiment_id}/events", headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code == 503 and failures < reconnects:
+                    failures += 1
+                    time.sleep(retry_after(response))
+                    continue
+                if response.status_code in (401, 403):
+                    response.read()
+                    raise ClientError(_error_message(response))
+                content_type = response.headers.get("content-type", "")
+                if response.status_code != 200 or not content_type.startswith("text/event-stream"):
+                    raise StreamUnavailable(f"HTTP {response.status_code} {content_type}")
+                name, data = "message", []
+                for line in response.iter_lines():
+                    if line.startswith(":"):
+                        continue  # heartbeat
+                    if line == "":
+                        if data:
+                            payload = json.loads("\n".join(data))
+                            on_event(name, payload)
+                            if name == "end":
+                                return
+                            if name == "error":
+                                raise ClientError(payload.get("message", "stream error"))
+                        name, data = "message", []
+                        continue
+                    field, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if field == "event":
+                        name = value
+                    elif field == "data":
+                        data.append(value)
+                    elif field == "id":
+                        cursor = value
+                failures = 0  # the server closed a healthy stream (its time limit): resume
+        except httpx.ReadTimeout as exc:
+            raise StreamUnavailable(f"nothing received for {quiet_seconds:.0f} s") from exc
+        except httpx.TransportError as exc:
+            failures += 1
+            if failures > reconnects:
+                raise StreamUnavailable(str(exc)) from exc
+            time.sleep(min(5.0, 0.5 * failures))
 
 
 def _fetch_json(url: str, api_key: str | None, method: str, path: str, **kwargs: Any) -> Any:
@@ -134,9 +244,10 @@ def wait_for(
     show: bool = True,
     line_seconds: float = 5.0,
 ) -> dict[str, Any]:
-    """Polls until the experiment finishes, with bars over levels and the current run (and
-    the speed and ETA the API reports); without a terminal, a line at each new run and every
-    `line_seconds`, so a log shows where it stands."""
+    """Follows the experiment until it finishes, with bars over levels and the current run
+    (and the speed and ETA the API reports): through its event stream, or, where that is not
+    available, by polling with ETags. Without a terminal, a line at each new run and every
+    `line_seconds` instead, so a log shows where it stands."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -145,15 +256,16 @@ def wait_for(
         TimeElapsedColumn(),
     )
     lines = show and not console.is_terminal
-    last_line, last_run = float("-inf"), None
+    last: dict[str, Any] = {"line": float("-inf"), "run": None}
+    reader = Conditional(client)
+    path = f"/experiments/{experiment_id}"
     with Progress(*columns, console=console, disable=not show or lines) as bars:
         levels_bar = bars.add_task("levels", total=None, info="")
         run_bar = bars.add_task("iterations", total=None, info="")
-        while True:
-            experiment = _call(client, "GET", f"/experiments/{experiment_id}").json()
-            p = experiment["progress"]
+
+        def draw(status: str, p: Mapping[str, Any]) -> None:
             bars.update(levels_bar, total=p["levels"], completed=p["levels_finished"])
-            info = experiment["status"]
+            info = status
             if p.get("level") is not None:
                 info = f"level {p['level']} {p.get('kind') or ''}".rstrip()
                 acc = (p.get("metrics") or {}).get("test_accuracy")
@@ -165,16 +277,37 @@ def wait_for(
             bars.update(
                 run_bar, total=p.get("iterations"), completed=p.get("iteration") or 0, info=info
             )
-            run = (experiment["status"], p.get("level"), p.get("kind"))
+            run = (status, p.get("level"), p.get("kind"))
             now = time.monotonic()
-            if lines and (run != last_run or now - last_line >= line_seconds):
+            if lines and (run != last["run"] or now - last["line"] >= line_seconds):
                 at = f" iteration {p['iteration']}/{p['iterations']}" if p.get("iterations") else ""
                 console.print(
                     f"levels {p['levels_finished']}/{p['levels']}  {info}{at}",
                     highlight=False,
                     soft_wrap=True,
                 )
-                last_line, last_run = now, run
+                last.update(line=now, run=run)
+
+        experiment = reader.get(path)
+        draw(experiment["status"], experiment["progress"])
+        if experiment["status"] in FINISHED:
+            return experiment
+        state = {"status": experiment["status"]}
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "status":
+                state["status"] = data["status"]
+            elif name == "progress":
+                draw(state["status"], data)
+
+        try:
+            follow_events(client, experiment_id, on_event)
+            return reader.get(path)
+        except StreamUnavailable:
+            pass  # polling below
+        while True:
+            experiment = reader.get(path)
+            draw(experiment["status"], experiment["progress"])
             if experiment["status"] in FINISHED:
                 return experiment
             time.sleep(interval)

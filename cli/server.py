@@ -25,15 +25,32 @@ def register_api_commands(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
         log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+        workers: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                max=64,
+                envvar="LTH_API_WORKERS",
+                help="API processes sharing the port (one database pool and one in-flight "
+                "limit each); more than one pays when the CPUs are not all training.",
+            ),
+        ] = 1,
     ) -> None:
         """Start the REST API alone (workers run elsewhere: `lth worker`)."""
         import uvicorn
 
         from service.security import enforce_startup
 
+        # Checked once here; the rule is also applied per request in every process (each
+        # builds its app from the same environment, LTH_API_HOST included).
         enforce_startup(host)  # no API keys: loopback only (open, logged), else refuse
         uvicorn.run(
-            "service.main:create_app", factory=True, host=host, port=port, log_level=log_level
+            "service.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level=log_level,
+            workers=workers if workers > 1 else None,
         )
 
     @app.command("openapi")

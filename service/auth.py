@@ -8,6 +8,7 @@ itself never reaches a log line or an error message: errors say only what kind o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,6 +19,7 @@ from service.errors import Unauthorized
 from service.security import is_loopback
 from store import api_keys
 from store.api_keys import OPEN_ACCESS, Principal
+from store.settings import Settings
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -30,24 +32,46 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _INVALID = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
 def get_principal(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    credentials: CredentialsDep,
 ) -> Principal:
     """The caller, or a 401 that does not say whether a key exists, was revoked or is mistyped."""
+    return resolve_principal(
+        request,
+        settings,
+        credentials,
+        authenticate=lambda presented: api_keys.authenticate(session, presented),
+        any_active=lambda: api_keys.any_active(session),
+    )
+
+
+def resolve_principal(
+    request: Request,
+    settings: Settings,
+    credentials: HTTPAuthorizationCredentials | None,
+    *,
+    authenticate: Callable[[str], Principal | None],
+    any_active: Callable[[], bool],
+) -> Principal:
+    """The one rule (a key if any exists; open only on loopback without keys), over whatever
+    reads the keys: an ORM session, or the fast read path's Core connection."""
     presented = credentials.credentials if credentials is not None else None
     if presented is None and "authorization" in request.headers:
         raise Unauthorized("the Authorization header must be `Bearer <key>`", headers=_INVALID)
     if presented is not None:
-        principal = api_keys.authenticate(session, presented)
+        principal = authenticate(presented)
         if principal is None:
             raise Unauthorized(
                 "the API key is not valid (unknown, revoked or mistyped)", headers=_INVALID
             )
         return principal
-    if api_keys.any_active(session):
+    if any_active():
         raise Unauthorized(
             "this API needs a key: send `Authorization: Bearer <key>` (an administrator "
             "creates one with `lth keys create --owner NAME`)",
@@ -66,7 +90,7 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def visible_owner(principal: PrincipalDep) -> str | None:
+async def visible_owner(principal: PrincipalDep) -> str | None:
     """Whose experiments the caller may see: its own, or everyone's (admin, open mode)."""
     return principal.visible_owner
 

@@ -154,7 +154,6 @@ _DB_OUTAGES = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
 )
 
 
@@ -218,6 +217,18 @@ def install_error_handlers(app: FastAPI) -> None:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+        # No connection free within the pool timeout: the process is overloaded, the
+        # database is fine (store.settings.Capacity keeps admitted requests from getting here).
+        log.warning("connection pool exhausted: %s", exc)
+        retry = getattr(request.app.state.settings, "api_retry_after_seconds", 1)
+        return JSONResponse(
+            _body("overloaded", "the API is at capacity; retry after the Retry-After seconds"),
+            status_code=503,
+            headers={"Retry-After": str(retry)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -10,8 +10,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
+from service.admission import AdmissionMiddleware
 from service.api.main import api_router
 from service.body_limit import BodyLimitMiddleware
 from service.errors import install_error_handlers
@@ -33,6 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Threads no more than connections (store.settings.Capacity): no request holding a
+        # thread ever waits for a connection that a request waiting for a thread holds.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.capacity.threads
         try:
             get_engine(settings)  # creates missing tables early; not fatal if the DB is down
         except Exception as exc:
@@ -49,6 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(  # outermost: a request beyond capacity costs nothing but its answer
+        AdmissionMiddleware,
+        max_in_flight=settings.capacity.in_flight,
+        max_streams=settings.api_max_streams,
+        retry_after=settings.api_retry_after_seconds,
+    )
     app.include_router(api_router)
     install_web(app)
     install_openapi(app)

@@ -16,20 +16,37 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.settings import Settings, get_settings
+from store.settings import Capacity, Settings, get_settings
+
+#: Execution option (on a Connection, or a Session's bind via ``execution_options``) marking a
+#: transaction that will only read: on SQLite it begins ``BEGIN DEFERRED`` and takes no lock.
+READ_ONLY_OPTION = "lth_read_only"
 
 
-def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
-    """An engine for ``url`` with the per-dialect settings described in the module docstring."""
+def make_engine(
+    url: str, *, busy_timeout_seconds: float = 30.0, capacity: Capacity | None = None
+) -> Engine:
+    """An engine for ``url`` with the per-dialect settings described in the module docstring.
+
+    ``capacity`` sizes the connection pool (see :class:`store.settings.Capacity`); the pool
+    opens connections only as they are needed, so a large size costs an idle process nothing.
+    """
     parsed = make_url(url)
+    pool: dict[str, Any] = {}
+    if capacity is not None and not (parsed.database or "").startswith(":memory:"):
+        pool = {
+            "pool_size": capacity.pool_size,
+            "max_overflow": capacity.max_overflow,
+            "pool_timeout": capacity.pool_timeout,
+        }
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(_postgres_driver(parsed), pool_pre_ping=True)
+        return create_engine(_postgres_driver(parsed), pool_pre_ping=True, **pool)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **pool)
 
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -37,6 +54,7 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds},
+        **pool,
     )
     busy_ms = int(busy_timeout_seconds * 1000)
 
@@ -53,7 +71,9 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 30.0) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Through the Connection (not the raw cursor) so that statement tracing sees it.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN")
 
     return engine
 
@@ -70,9 +90,23 @@ def _postgres_driver(url: URL) -> URL:
     return url.set(drivername="postgresql+psycopg2")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit (responses are built after it)."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit (responses are built after it).
+
+    ``read_only=True`` makes sessions whose transactions begin ``BEGIN DEFERRED`` on SQLite:
+    for code that never writes, so it never queues behind a writer.
+    """
+    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A Core connection for reads only (``BEGIN DEFERRED`` on SQLite), returned to the pool
+    on exit: the API's fast read paths take one per request, inside one thread."""
+    with engine.connect() as connection:
+        # Closing ends the read transaction (one ROLLBACK; the pool then skips its own reset).
+        yield connection.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def init_db(engine: Engine) -> None:
@@ -83,7 +117,7 @@ def init_db(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
-_ENGINES: dict[tuple[str, float], Engine] = {}
+_ENGINES: dict[tuple[str, float, Capacity], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -93,11 +127,11 @@ def get_engine(settings: Settings | None = None) -> Engine:
     One engine per URL keeps one connection pool per process, as SQLAlchemy intends.
     """
     settings = settings or get_settings()
-    key = (settings.resolved_database_url, settings.db_busy_timeout_seconds)
+    key = (settings.resolved_database_url, settings.db_busy_timeout_seconds, settings.capacity)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = make_engine(key[0], busy_timeout_seconds=key[1])
+            engine = make_engine(key[0], busy_timeout_seconds=key[1], capacity=key[2])
             init_db(engine)
             _ENGINES[key] = engine
         return engine

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, TextClause, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Select, TextClause, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -131,8 +131,7 @@ def list_experiments(
     if tag is not None:
         base = base.where(has_tag(session, tag))
     if name is not None:
-        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        base = base.where(Experiment.name.ilike(f"%{escaped}%", escape="\\"))
+        base = base.where(name_contains(name))
     if model is not None:
         base = base.where(has_model(session, model))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
@@ -145,9 +144,10 @@ def list_experiments(
     return list(page), total
 
 
-def has_tag(session: Session, tag: str) -> TextClause:
+def has_tag(session: Session | Connection, tag: str) -> TextClause:
     """``tag`` is in the spec's ``tags`` list, tested in SQL so that pagination stays exact."""
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
         clause = "(experiments.spec::jsonb -> 'tags') @> jsonb_build_array(CAST(:tag AS text))"
     else:
         clause = (
@@ -156,9 +156,16 @@ def has_tag(session: Session, tag: str) -> TextClause:
     return text(clause).bindparams(bindparam("tag", tag))
 
 
-def has_model(session: Session, model: str) -> TextClause:
+def name_contains(name: str) -> Any:
+    """The name contains ``name``, in any case (``%`` and ``_`` match themselves)."""
+    escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Experiment.__table__.c.name.ilike(f"%{escaped}%", escape="\\")
+
+
+def has_model(session: Session | Connection, model: str) -> TextClause:
     """The spec's ``model`` is this, tested in SQL (like has_tag)."""
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
         clause = "(experiments.spec::jsonb ->> 'model') = :model"
     else:
         clause = "json_extract(experiments.spec, '$.model') = :model"

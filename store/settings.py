@@ -6,6 +6,7 @@ database, the broker or the artifacts are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -112,6 +113,50 @@ class Settings(BaseSettings):
         "a remote user must not choose which server files a worker reads.",
     )
 
+    api_max_in_flight: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Requests one API process works on at once; beyond it a request is "
+        "answered 503 with Retry-After at once (health, readiness and event streams are "
+        "counted apart). The database pool and the thread pool are sized from it.",
+    )
+    api_max_streams: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Event streams (GET /experiments/{id}/events) one API process keeps "
+        "open at once; beyond it a new stream is answered 503 with Retry-After.",
+    )
+    api_retry_after_seconds: int = Field(
+        1, ge=1, description="Retry-After sent with a 503 when the API is at capacity."
+    )
+    api_events_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="How often an event stream looks at its experiment in the database.",
+    )
+    api_events_heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often an idle event stream sends a comment line, so that clients and "
+        "proxies see it is alive (a client that hears nothing for longer falls back to polling).",
+    )
+
+    api_events_max_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="An event stream is closed after this long; clients reconnect with "
+        "Last-Event-ID and miss nothing (it bounds what one connection holds).",
+    )
+
+    @property
+    def capacity(self) -> Capacity:
+        """The API's concurrency limits, computed in this one place so that they agree."""
+        return Capacity.for_in_flight(self.api_max_in_flight)
+
     @property
     def resolved_database_url(self) -> str:
         """The URL actually used: the configured one, or the SQLite file in the data dir."""
@@ -123,6 +168,39 @@ class Settings(BaseSettings):
     def experiments_dir(self) -> Path:
         """Where each experiment's artifact directory lives."""
         return self.data_dir / "experiments"
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many requests, threads and database connections one API process uses at most.
+
+    Before, 64 concurrent clients stalled the API for the pool timeout (30 s) and were told the
+    database was down: the 40 threads of the pool ran requests that waited for one of the 15
+    connections, held by requests that had authenticated and were waiting for a thread to run
+    their route in. Here ``pool_size == in_flight``: every admitted request can have its
+    connection at once, whatever it waits for, so no cycle can form; the overflow is for what
+    is counted apart (event-stream polls, readiness, start-up). Threads are fewer
+    (at most 8): the fast reads hold their connection only inside their one thread hop, and
+    with one interpreter lock more threads only contend (measured: 4 to 32 threads serve the
+    same rate). A connection that still cannot be had within ``pool_timeout`` seconds means
+    overload, answered 503 ``overloaded``, not a database outage.
+    """
+
+    in_flight: int
+    threads: int
+    pool_size: int
+    max_overflow: int
+    pool_timeout: float
+
+    @classmethod
+    def for_in_flight(cls, in_flight: int) -> Capacity:
+        return cls(
+            in_flight=in_flight,
+            threads=min(in_flight, 8),
+            pool_size=in_flight,
+            max_overflow=max(4, in_flight // 2),
+            pool_timeout=5.0,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ from store.db import get_engine, session_factory
 from store.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -44,7 +44,7 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def experiment_id(
+async def experiment_id(
     experiment_id: Annotated[str, Path(description="The experiment's id (32 hex digits).")],
 ) -> str:
     """The normalized id; anything that is not an id cannot name an experiment: 404."""

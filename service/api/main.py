@@ -8,6 +8,7 @@ from service.api.routes import artifacts, experiments, health, plots, resume
 
 api_router = APIRouter()
 api_router.include_router(experiments.router)
+api_router.include_router(experiments.read_router)
 api_router.include_router(resume.router)
 api_router.include_router(artifacts.router)
 api_router.include_router(plots.router)

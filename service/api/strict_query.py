@@ -29,7 +29,7 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """A dependency for routers: 422 if the query string names a parameter the route lacks."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):

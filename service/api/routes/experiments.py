@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from lth_core import short_budget
 from lth_core.spec import TAG_PATTERN, ModelName, parse_spec
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import reject_unknown_query
-from service.auth import OwnerDep, PrincipalDep, get_principal
+from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.errors import (
     Conflict,
     NotFound,
@@ -21,9 +22,11 @@ from service.errors import (
     error_responses,
     invalid_spec,
 )
+from service.events import event_stream
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
 from service.quotas import check_active_limit
+from service.reads import authorized_read, experiment_response, list_response
 from service.schemas import ExperimentList, ExperimentOut, StatusName
 from service.spec_limits import check_spec_limits
 from store import artifacts, experiments, queue
@@ -34,6 +37,11 @@ router = APIRouter(
     prefix="/experiments",
     tags=["experiments"],
     dependencies=[Depends(get_principal), Depends(reject_unknown_query)],
+)
+
+# The hot reads resolve the caller themselves, inside their one thread hop (service.reads).
+read_router = APIRouter(
+    prefix="/experiments", tags=["experiments"], dependencies=[Depends(reject_unknown_query)]
 )
 
 _SPEC_BODY = {
@@ -130,15 +138,37 @@ def submit_experiment(
     return out
 
 
-@router.get(
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="The ETag of the copy the client holds: if it is still current the "
+        "answer is 304 with no body.",
+    ),
+]
+
+_CONDITIONAL = {
+    "headers": {
+        "ETag": {
+            "description": "Changes whenever anything in the body changes; send it back as "
+            "If-None-Match.",
+            "schema": {"type": "string"},
+        }
+    }
+}
+_NOT_MODIFIED = {304: {"description": "Not modified: If-None-Match names the current ETag."}}
+
+
+@read_router.get(
     "",
     response_model=ExperimentList,
     summary="List experiments, newest first",
-    responses=error_responses(401, 422, 503),
+    responses={200: _CONDITIONAL, **_NOT_MODIFIED, **error_responses(401, 422, 503)},
 )
-def list_experiments(
-    session: SessionDep,
-    owner: OwnerDep,
+async def list_experiments(
+    request: Request,
+    settings: SettingsDep,
+    credentials: CredentialsDep,
     status_filter: Annotated[
         StatusName | None, Query(alias="status", description="Only experiments in this state.")
     ] = None,
@@ -153,35 +183,81 @@ def list_experiments(
     model: Annotated[ModelName | None, Query(description="Only experiments of this model.")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
-) -> ExperimentList:
-    rows, total = experiments.list_experiments(
-        session,
-        owner=owner,
-        status=status_filter,
-        tag=tag,
-        name=name,
-        model=model,
-        limit=limit,
-        offset=offset,
-    )
-    return ExperimentList(
-        items=[experiment_out(r) for r in rows], total=total, limit=limit, offset=offset
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Read in one thread with one connection (service.reads); 304 when the page is unchanged."""
+    return await authorized_read(
+        request,
+        settings,
+        credentials,
+        lambda connection, principal: list_response(
+            connection,
+            owner=principal.visible_owner,
+            status=status_filter,
+            tag=tag,
+            name=name,
+            model=model,
+            limit=limit,
+            offset=offset,
+            if_none_match=if_none_match,
+        ),
     )
 
 
-@router.get(
+@read_router.get(
     "/{experiment_id}",
     response_model=ExperimentOut,
     summary="Get an experiment: status, progress, finished levels, ticket",
-    responses=error_responses(401, 404, 503),
+    responses={200: _CONDITIONAL, **_NOT_MODIFIED, **error_responses(401, 404, 503)},
 )
-def get_experiment(
-    experiment_id: ExperimentIdDep, session: SessionDep, owner: OwnerDep
-) -> ExperimentOut:
-    experiment = experiments.get(session, experiment_id, owner=owner)
-    if experiment is None:
-        raise _not_found(experiment_id)
-    return experiment_out(experiment)
+async def get_experiment(
+    request: Request,
+    experiment_id: ExperimentIdDep,
+    settings: SettingsDep,
+    credentials: CredentialsDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Read in one thread with one connection (service.reads); 304 when it is unchanged."""
+    return await authorized_read(
+        request,
+        settings,
+        credentials,
+        lambda connection, principal: experiment_response(
+            connection, experiment_id, principal.visible_owner, if_none_match
+        ),
+    )
+
+
+@read_router.get(
+    "/{experiment_id}/events",
+    response_class=StreamingResponse,
+    summary="Follow an experiment as server-sent events: status, levels, progress, end",
+    responses={
+        200: {
+            "description": "A text/event-stream of `status`, `level`, `progress` and `end` "
+            "events (each `data` one JSON object, each `id` a cursor for Last-Event-ID), with "
+            "a comment line every few seconds while nothing happens; it ends after `end`.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 404, 422, 503),
+    },
+)
+async def experiment_events(
+    request: Request,
+    experiment_id: ExperimentIdDep,
+    settings: SettingsDep,
+    credentials: CredentialsDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=100,
+            description="The id of the last event received: resume after it.",
+        ),
+    ] = None,
+) -> StreamingResponse:
+    """Live progress without polling (service.events): resumable, ends with the experiment."""
+    return await event_stream(request, settings, credentials, experiment_id, last_event_id)
 
 
 @router.post(

@@ -15,6 +15,8 @@ const FIGURES = [
 const ACTIVE = new Set(["queued", "running"]);
 const PAGE = 25;
 let timer = null; // the one poll loop of the page shown
+let stream = null; // the AbortController of the event stream the page follows
+let generation = 0; // bumped when the page changes: late callbacks of the old one do nothing
 let views = []; // Vega views to finalize when the page changes
 
 // ------------------------------------------------------------------ DOM and formatting helpers
@@ -83,7 +85,84 @@ async function message(response) {
   }
 }
 
-const getJson = async (path) => (await api(path)).json();
+// GETs of JSON are conditional: the last ETag of each path is sent back as If-None-Match and a
+// 304 reuses the body kept with it. A 503 (the API sheds load that way) is retried after its
+// Retry-After, a few times.
+const cache = new Map();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function retryAfterMs(response) {
+  const seconds = Number(response.headers.get("Retry-After"));
+  return 1000 * (isFinite(seconds) && seconds > 0 ? Math.min(seconds, 30) : 1);
+}
+
+async function getJson(path) {
+  for (let attempt = 0; ; attempt++) {
+    const cached = cache.get(path);
+    const response = await fetch(path, { headers: headers(cached ? { "If-None-Match": cached.etag } : {}) });
+    if (response.status === 304 && cached) return cached.body;
+    if (response.status === 503 && attempt < 5) {
+      await sleep(retryAfterMs(response));
+      continue;
+    }
+    if (response.status === 401) throw new Unauthorized(await message(response));
+    if (!response.ok) throw new Error(await message(response));
+    const body = await response.json();
+    const etag = response.headers.get("ETag");
+    if (etag) {
+      if (cache.size > 200) cache.clear();
+      cache.set(path, { etag, body });
+    }
+    return body;
+  }
+}
+
+// Follows GET /experiments/{id}/events (fetch, not EventSource: the key goes in a header),
+// calling onEvent(name) for each event. Resolves "end" after the experiment's end event,
+// "closed" when the server closed the stream, "failed" when it cannot be followed: an error,
+// or 15 s without a byte (the server sends a comment every few seconds; a proxy that buffers
+// the stream sends nothing), which is when the page falls back to polling.
+async function follow(id, onEvent) {
+  const controller = new AbortController();
+  stream = controller;
+  let quiet = null;
+  const arm = () => {
+    clearTimeout(quiet);
+    quiet = setTimeout(() => controller.abort(), 15000);
+  };
+  try {
+    arm();
+    const response = await fetch(`/experiments/${id}/events`, {
+      headers: headers({ Accept: "text/event-stream" }), signal: controller.signal });
+    if (!response.ok || !(response.headers.get("Content-Type") || "").startsWith("text/event-stream")) return "failed";
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return "closed";
+      arm();
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message", data = null;
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data = line.slice(5).trim();
+        }
+        if (data === null) continue; // a comment (heartbeat)
+        if (name === "end") return "end";
+        onEvent(name);
+      }
+    }
+  } catch (_) {
+    return "failed";
+  } finally {
+    clearTimeout(quiet);
+    if (stream === controller) stream = null;
+  }
+}
 
 async function download(path, filename) {
   const blob = await (await api(path, { headers: { Accept: "*/*" } })).blob();
@@ -155,6 +234,9 @@ function handle(err) {
 function stop() {
   if (timer) clearTimeout(timer);
   timer = null;
+  generation += 1;
+  if (stream) stream.abort();
+  stream = null;
   views.forEach((v) => v.finalize());
   views = [];
 }
@@ -491,12 +573,34 @@ async function experimentPage(id) {
     el("h2", {}, "Spec (defaults filled in)"), el("pre", { class: "spec", id: "spec" }, JSON.stringify(exp.spec, null, 2)));
   update(exp, true);
 
+  // Polling (conditional GETs: 304 while nothing changed), where the stream cannot be had.
   async function tick() {
     const next = await getJson(`/experiments/${id}`);
     update(next, false);
     if (ACTIVE.has(next.status)) poll(tick, 1000);
   }
-  if (ACTIVE.has(exp.status)) poll(tick, 1000);
+
+  // Live: each event of the stream schedules one re-read (at most one every 300 ms).
+  const mine = generation;
+  let pending = null;
+  const refresh = async () => {
+    pending = null;
+    if (generation !== mine) return;
+    update(await getJson(`/experiments/${id}`), false);
+  };
+  const onEvent = () => {
+    if (!pending) pending = setTimeout(() => refresh().catch(handle), 300);
+  };
+  async function live() {
+    for (let failures = 0; failures < 3; ) {
+      const outcome = await follow(id, onEvent);
+      if (generation !== mine) return;
+      if (outcome === "end") return refresh();
+      if (outcome === "failed") failures += 1; // "closed": the server's time limit, reconnect
+    }
+    if (generation === mine) poll(tick, 1000);
+  }
+  if (ACTIVE.has(exp.status)) live().catch(handle);
 }
 
 function stopViews() {
