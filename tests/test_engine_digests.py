@@ -1,30 +1,33 @@
-"""Same bits as before: digests of what tiny experiments write, recorded from the engine as it was.
+"""Same bits as before: digests of what tiny experiments train, recorded from the engine as it was.
 
 The expected digests were produced by the engine before the training-loop refactor (issue 10),
-by running this file as a script against that code:
+by running this file as a script against that code (commit f7738fe), on each kind of CPU the
+project is tested on:
 
-    PYTHONPATH=/path/to/old/checkout .venv/bin/python tests/test_engine_digests.py
+    git archive f7738fe | tar -x -C /tmp/old
+    PYTHONPATH=/tmp/old .venv/bin/python tests/test_engine_digests.py
+
+Bits are only promised per machine (same CPU, same thread count): MKL and oneDNN take other
+code paths on other CPUs, so the digests are kept per CPU model and torch version
+(`machine_key()`). On a CPU with no recorded digests the comparison is skipped, saying so and
+how to record them, and `test_the_same_spec_twice_gives_the_same_bits` still holds there.
 
 Each spec covers a part of the engine whose bits must not move: layer-wise and global pruning,
 init / rewind / finetune resets, iterative and one-shot schedules, both controls, SGD with
 momentum, weight decay, warmup and milestones, dropout, batch norm, augmentation, and stacked
 levels (LeNet's hand-written stack and the vmap stack). Stacked runs equal one-by-one runs
 only to float tolerance, but a stacked level is deterministic too, so it has its own digest.
-Every file an experiment writes is digested (safetensors by content, not by header order) (a folder written by the old engine therefore
-resumes with the new one), except the wall-clock `seconds` of each run.
-
-Two changes of representation, not of numbers (issue 15), are digested as before: run files
-are strict JSON now, writing `null` where the old engine wrote `NaN` (train_loss at the first
-evaluation), so a null in a run's curve digests as the NaN it stands for; and a ticket's
-metadata gained `model`, `dataset` and `normalization` (for lth_core.tickets), which are
-left out of its digest and checked in tests/test_first_hour.py.
+What is digested is what the engine trains: every tensor of every safetensors file (masks,
+θ0, rewind points, trained weights, the ticket) and every run's metrics (its curve and
+early-stop numbers, NaN and null alike). Reports derived from them (summary.json,
+results.json, the echoed spec) and file metadata are left out: later issues add fields
+there on purpose, and a changed number in them would show in the runs' metrics first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,49 +97,86 @@ SPECS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The metrics of a run that the engine before the refactor wrote (later fields are new facts).
+RUN_METRICS = (
+    "level",
+    "kind",
+    "weights_remaining",
+    "start_iteration",
+    "early_stop_iteration",
+    "early_stop_val_loss",
+    "early_stop_val_accuracy",
+    "early_stop_test_accuracy",
+    "final_test_accuracy",
+    "iterations",
+)
+CURVE_METRICS = ("iteration", "train_loss", "val_loss", "val_accuracy", "test_accuracy")
+
 # Generated from the engine before the refactor (see the module docstring); do not edit by hand.
-EXPECTED: dict[str, str] = {
-    "lenet_layerwise_init_iterative": "6ae49f7bba94a407909ffc2c1ba67557d3d4ffe361f675f16b6956fbe99b5f0f",
-    "lenet_global_rewind_oneshot_sgd_dropout": "9eb42d8a2c6c3595e8e08c6255357b51a77093f1399d8bb17f70fc8cd12f205a",
-    "lenet_finetune_layerwise": "7d43c8344860fee32f4c504b1d378e85d219e99fd8d94d338551e5e378a90fbc",
-    "conv2_augment": "fb6e2fa0e29a095200d804d460761f5ea52ad6e18d922b1ce71227581c66cae4",
-    "resnet_batchnorm_global": "4a2be886a0471ce5dfc8bd0ef9b2e11e02ac8eb1748b13c061837d51d31f013e",
-    "lenet_stacked": "a0c5f9cfcd3bd56608e9ab59475b42d347df83cbd1faaeb26476e7ee582eade3",
-    "conv2_stacked_vmap": "f2896c985636ec4c417f9ae45e0abaffd016376e00b063060d636c3969c0ac7a",
+# Keyed by machine_key(): bits are the same on the same CPU and torch, not across CPUs.
+EXPECTED_BY_MACHINE: dict[str, dict[str, str]] = {
+    "Intel(R) Xeon(R) Processor | AVX512 | torch 2.14.1+cu130": {
+        "lenet_layerwise_init_iterative": "bffed45e325f7f4d1038a83267ddd509efaef635c0dcc8d5e6b9b78a1444a00c",
+        "lenet_global_rewind_oneshot_sgd_dropout": "655ab950bee4869db47c9b6b9ee7cc87bf433eccdb164b01cd67e212f2f88f6e",
+        "lenet_finetune_layerwise": "11d7c3df57d6b9af640e24774a2f40de270816489f100a6a692b0b13affeb739",
+        "conv2_augment": "22bed5bbc1355fd89837e0cea6c021f90b1f52dcf14903af9035654eea5ef78d",
+        "resnet_batchnorm_global": "61daa3603dd5fdf737634ebbc90780cc54cbfd64e793c2a0109acbe5882d67b0",
+        "lenet_stacked": "9705ab197e21bb138c734dd11a4c51c883bbd874613eeeaa50223877abf8ade8",
+        "conv2_stacked_vmap": "1548a4b8d00c92d1abecb7dd9f24ff2729c072f9cc9728787f538dd4117a54e6",
+    },
 }
 
 
-TICKET_USE_KEYS = ("model", "dataset", "normalization")
+def machine_key() -> str:
+    """The CPU model and torch version: what decides which kernels (and so which bits) run."""
+    cpu = "unknown cpu"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__}"
 
 
-def _file_digest(path: Path) -> str:
-    if path.parent.name == "runs" and path.suffix == ".json":
-        run = json.loads(path.read_text())
-        run.pop("seconds")
-        run["curve"] = [
-            {k: math.nan if v is None else v for k, v in point.items()} for point in run["curve"]
-        ]
-        return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
-    if path.suffix == ".safetensors":
-        # The header's metadata map is written in hash-map order, which varies between
-        # processes: digest the metadata sorted and each tensor's name, dtype, shape and bytes.
-        h = hashlib.sha256()
-        with safe_open(str(path), "pt") as f:
-            meta = {k: v for k, v in (f.metadata() or {}).items() if k not in TICKET_USE_KEYS}
-            h.update(json.dumps(meta or None, sort_keys=True).encode())
-            for name in sorted(f.keys()):
-                t = f.get_tensor(name)
-                h.update(f"{name}:{t.dtype}:{list(t.shape)}".encode())
-                h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+EXPECTED: dict[str, str] | None = EXPECTED_BY_MACHINE.get(machine_key())
+
+
+def _number(value: Any) -> Any:
+    """NaN and null are the same missing number (strict-JSON writers turn one into the other)."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def _run_digest(path: Path) -> str:
+    run = json.loads(path.read_text())
+    facts = {key: _number(run.get(key)) for key in RUN_METRICS}
+    facts["curve"] = [
+        {key: _number(record.get(key)) for key in CURVE_METRICS} for record in run["curve"]
+    ]
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def _tensors_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with safe_open(str(path), "pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name)
+            h.update(f"{name}:{t.dtype}:{list(t.shape)}".encode())
+            h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def folder_digest(root: Path) -> str:
-    """One digest over every file's relative path and content (run seconds left out)."""
+    """One digest over every tensor file and every run's metrics, by relative path."""
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(root)}={_file_digest(path)}\n".encode())
+        if path.suffix == ".safetensors":
+            digest = _tensors_digest(path)
+        elif path.parent.name == "runs" and path.suffix == ".json":
+            digest = _run_digest(path)
+        else:
+            continue
+        h.update(f"{path.relative_to(root)}={digest}\n".encode())
     return h.hexdigest()
 
 
@@ -168,13 +208,26 @@ def digest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("name", list(SPECS))
 def test_same_bits_as_before_the_refactor(name: str, digest_dir: Path) -> None:
+    if EXPECTED is None:
+        pytest.skip(
+            f"no digests recorded for this machine ({machine_key()}); record them with the "
+            "pre-refactor engine as the module docstring says"
+        )
     experiment = run_spec(name, digest_dir / name)
     assert folder_digest(experiment.layout.root) == EXPECTED[name]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_same_spec_twice_gives_the_same_bits(tmp_path: Path) -> None:
+    """On any machine: one spec run twice in one process writes the same masks and metrics."""
+    name = "lenet_global_rewind_oneshot_sgd_dropout"
+    first = folder_digest(run_spec(name, tmp_path / "first").layout.root)
+    assert first == folder_digest(run_spec(name, tmp_path / "second").layout.root)
 
 
 if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(digests(Path(tmp)), indent=4))
+        print(json.dumps({machine_key(): digests(Path(tmp))}, indent=4))
     sys.exit(0)
