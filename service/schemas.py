@@ -85,6 +85,9 @@ class ExperimentOut(BaseModel):
     error: ExperimentError | None = Field(None, description="Why it failed.")
     cancel_requested: bool
     attempts: int
+    queue: str = Field(
+        description="The broker queue the experiment was sent to; re-sends go there too."
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

@@ -29,7 +29,11 @@ from service.reads import authorized_read, experiment_response, list_response
 from service.schemas import ExperimentList, ExperimentOut, StatusName
 from service.spec_limits import check_spec_limits
 from store import artifacts, experiments, queue
+from store.broker import DEFAULT_QUEUE
 from store.models import Status
+
+#: A broker queue name: what Celery's ``--queues`` accepts without quoting.
+QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
 # Every route needs a caller, resolved before the id or body is even looked at.
 router = APIRouter(
@@ -90,6 +94,16 @@ def submit_experiment(
             "instead of creating another; the same key with a different spec is refused.",
         ),
     ] = None,
+    queue_name: Annotated[
+        str,
+        Query(
+            alias="queue",
+            pattern=QUEUE_PATTERN,
+            description="The broker queue to send it to: `lth` (any worker), `lth.gpu`, "
+            "`lth.cpu`, or a custom queue some worker consumes (`lth worker --queues`). Kept "
+            "with the experiment: its next levels and any re-send go there too.",
+        ),
+    ] = DEFAULT_QUEUE,
 ) -> ExperimentOut:
     """Validates the spec, stores a queued experiment, then hands its id to the workers."""
     if not isinstance(body, dict):
@@ -111,7 +125,7 @@ def submit_experiment(
     experiments.lock_owner(session, owner)
     try:
         experiment, created = experiments.create(
-            session, spec_json, owner=owner, idempotency_key=idempotency_key
+            session, spec_json, owner=owner, idempotency_key=idempotency_key, queue=queue_name
         )
     except experiments.IdempotencyConflict as exc:
         raise Unprocessable(
@@ -128,7 +142,7 @@ def submit_experiment(
             raise
     session.commit()
     if created:
-        queue.enqueue(experiment.id, settings)
+        queue.enqueue(experiment.id, settings, experiment.queue)
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/experiments/{experiment.id}"
@@ -286,6 +300,19 @@ def delete_experiment(
     experiment = experiments.get(session, experiment_id, owner=owner)
     if experiment is None:
         raise _not_found(experiment_id)
+    dependents = experiments.mask_dependents(session, experiment_id)
+    if dependents:
+        session.rollback()
+        shown = ", ".join(dependents[:10]) + (" ..." if len(dependents) > 10 else "")
+        raise Conflict(
+            f"experiment {experiment_id} is the mask source of {len(dependents)} queued or "
+            f"running experiment(s): {shown}; cancel them or wait until they finish",
+            error_type="mask_source_in_use",
+            details=[
+                detail(["path", "experiment_id"], f"mask source of {d}", "mask_source_in_use")
+                for d in dependents[:10]
+            ],
+        )
     if not experiments.delete_experiment(session, experiment_id):
         session.rollback()
         raise Conflict(
