@@ -206,3 +206,13 @@ def test_deleting_a_mask_source_that_active_experiments_name_is_refused(
     assert client.delete(f"/experiments/{other}").status_code == 204, "unrelated: deletable"
     client.post(f"/experiments/{dependent['id']}/cancel")
     assert client.delete(f"/experiments/{source}").status_code == 204, "no active dependent left"
+
+
+def test_an_image_of_a_figure_with_nothing_to_draw_is_409_not_500(client: TestClient) -> None:
+    """Found by the live fuzz run: an experiment without finished levels broke the PNG
+    renderer (an empty chart has no size). The JSON description is still served."""
+    experiment_id = submit(client, tiny_spec())["id"]
+    for fmt in ("png", "svg"):
+        response = client.get(f"/experiments/{experiment_id}/plots/accuracy_curves.{fmt}")
+        assert_error(response, 409, "no_data")
+    assert client.get(f"/experiments/{experiment_id}/plots/accuracy_curves.json").status_code == 200
