@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from lth_core.spec import TAG_PATTERN, parse_spec
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
-from service.api.strict_query import reject_unknown_query
+from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.errors import (
     Conflict,
@@ -187,8 +187,10 @@ async def list_experiments(
         str | None,
         Query(pattern=TAG_PATTERN, description="Only experiments whose spec's tags include this."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size."), INTEGER_DIGITS] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=10_000_000, description="Items to skip."), INTEGER_DIGITS
+    ] = 0,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Read in one thread with one connection (service.reads); 304 when the page is unchanged."""
