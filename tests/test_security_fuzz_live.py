@@ -121,7 +121,7 @@ def test_stateful_authenticated_concurrent_fuzz_of_lth_serve(tmp_path: Path) -> 
                 *("--exclude-path-regex", "/events$"),
                 *("--report", "har,ndjson", "--report-dir", str(reports), "--seed", "14"),
             ],
-            cwd=ROOT,
+            cwd=tmp_path,  # its cache (.schemathesis/) stays out of the repository
             env=env,
             capture_output=True,
             text=True,

@@ -32,7 +32,7 @@ router = APIRouter(
 
 # Any integer is a well-formed level; one the experiment does not have is a 404, like any
 # other artifact that does not exist (the bound is checked against the spec, not here).
-LevelPath = Annotated[int, INTEGER_DIGITS, Path(description="Pruning level (0 is dense).")]
+LevelPath = Annotated[int, Path(description="Pruning level (0 is dense)."), INTEGER_DIGITS]
 
 _SAFETENSORS = {
     200: {
