@@ -111,7 +111,9 @@ def test_stateful_authenticated_concurrent_fuzz_of_lth_serve(tmp_path: Path) -> 
             time.sleep(0.3)
         run = subprocess.run(
             [
-                *(sys.executable, "-m", "schemathesis.cli", "run", str(ROOT / "openapi.yaml")),
+                *(sys.executable, "-m", "schemathesis.cli"),
+                *("--config-file", str(ROOT / "tests" / "fuzz" / "schemathesis.toml")),
+                *("run", str(ROOT / "openapi.yaml")),
                 *("--url", url, "-H", f"Authorization: Bearer {key}"),
                 *("--workers", str(WORKERS), "--max-time", str(FUZZ_SECONDS)),
                 *("--phases", "examples,fuzzing,stateful", "--suppress-health-check", "all"),
@@ -153,4 +155,4 @@ def test_stateful_authenticated_concurrent_fuzz_of_lth_serve(tmp_path: Path) -> 
     assert statuses[("DELETE /experiments/{id}", 204)] > 0
     reached = sum(n for (op, code), n in statuses.items() if "/{id}/" in op and code != 404)
     assert reached > 0, "the artifact operations never got past 404"
-    assert requests > 300
+    assert requests > 100
