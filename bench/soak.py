@@ -442,6 +442,8 @@ class Stack:
             Processes.kill(self.redis)
         if self.proxy is not None:
             self.proxy.down()
+
+    def drop_database(self) -> None:
         if self.pg_name is not None:
             import psycopg2
 
@@ -502,11 +504,12 @@ def same_results(got: Path, want: Path) -> bool:
 
 
 def check_database(stack: Stack, record: Record) -> dict[str, Any]:
-    from sqlalchemy import create_engine, func, select
+    from sqlalchemy import func, select
 
+    from store.db import make_engine
     from store.models import Experiment, Level
 
-    engine = create_engine(stack.direct_db_url)
+    engine = make_engine(stack.direct_db_url)
     with engine.connect() as connection:
         rows = connection.execute(
             select(Experiment.id, Experiment.status, Experiment.spec, Experiment.idempotency_key)
@@ -632,7 +635,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         stack.stop()
     stopped = time.monotonic()
-    checked = check_database(stack, record)
+    try:
+        checked = check_database(stack, record)
+    finally:
+        stack.drop_database()
     seconds = {
         "load": round(load_done - started, 1),
         "drain": round(drained - load_done, 1),
@@ -697,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         "--kill-every", type=float, default=30.0, help="Seconds between worker SIGKILLs."
     )
     parser.add_argument(
-        "--drain-seconds", type=float, default=180.0, help="Longest wait for the queue to empty."
+        "--drain-seconds", type=float, default=600.0, help="Longest wait for the queue to empty."
     )
     parser.add_argument("--out", help="Folder for data and logs (default: a temporary one).")
     args = parser.parse_args(argv)
