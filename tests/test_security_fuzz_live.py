@@ -31,7 +31,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Seconds schemathesis fuzzes for (the fixed cost around it is the server's start).
-FUZZ_SECONDS = 30
+FUZZ_SECONDS = 20
 WORKERS = 4
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -155,4 +155,4 @@ def test_stateful_authenticated_concurrent_fuzz_of_lth_serve(tmp_path: Path) -> 
     assert statuses[("DELETE /experiments/{id}", 204)] > 0
     reached = sum(n for (op, code), n in statuses.items() if "/{id}/" in op and code != 404)
     assert reached > 0, "the artifact operations never got past 404"
-    assert requests > 100
+    assert requests > 50
