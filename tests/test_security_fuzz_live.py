@@ -116,6 +116,7 @@ def test_stateful_authenticated_concurrent_fuzz_of_lth_serve(tmp_path: Path) -> 
                 *("run", str(ROOT / "openapi.yaml")),
                 *("--url", url, "-H", f"Authorization: Bearer {key}"),
                 *("--workers", str(WORKERS), "--max-time", str(FUZZ_SECONDS)),
+                *("--request-timeout", "60"),  # a loaded shared machine is slow, not broken
                 *("--phases", "examples,fuzzing,stateful", "--suppress-health-check", "all"),
                 # Schema-valid specs may rightly be refused (rules JSON Schema cannot state).
                 *("--exclude-checks", "positive_data_acceptance"),
