@@ -62,6 +62,7 @@ def install_openapi(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(spec_components())
             _use_error_shape_for_422(schema)
+            _link_submission_to_its_operations(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -83,6 +84,34 @@ def _use_error_shape_for_422(schema: dict[str, Any]) -> None:
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+
+
+def _link_submission_to_its_operations(schema: dict[str, Any]) -> None:
+    """OpenAPI links from ``POST /experiments``'s 201 to every operation taking its id.
+
+    A client (or a stateful fuzzer such as schemathesis) can then follow one submission
+    through its life: read it, its artifacts and plots, cancel it, delete it. Other path
+    parameters (``level``) are left to the client.
+    """
+    paths = schema.get("paths", {})
+    created = paths.get("/experiments", {}).get("post", {}).get("responses", {}).get("201")
+    if created is None:
+        return
+    links: dict[str, Any] = {}
+    for operations in paths.values():
+        for operation in operations.values():
+            names = {
+                p.get("name") for p in operation.get("parameters", []) if p.get("in") == "path"
+            }
+            if "experiment_id" not in names or "operationId" not in operation:
+                continue
+            op_id = operation["operationId"]
+            links[op_id.split("-", 1)[-1]] = {
+                "operationId": op_id,
+                "parameters": {"path.experiment_id": "$response.body#/id"},
+            }
+    if links:
+        created["links"] = links
 
 
 def operation_id(route: APIRoute) -> str:

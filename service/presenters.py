@@ -14,6 +14,7 @@ from service.schemas import (
 )
 from service.timing import timing
 from store import experiments
+from store.broker import DEFAULT_QUEUE
 from store.models import Experiment
 
 
@@ -77,6 +78,7 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         error=error,
         cancel_requested=experiment.cancel_requested,
         attempts=experiment.attempts,
+        queue=experiment.queue or DEFAULT_QUEUE,
         created_at=experiment.created_at,
         updated_at=experiment.updated_at,
         started_at=experiment.started_at,

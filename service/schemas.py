@@ -109,6 +109,9 @@ class ExperimentOut(BaseModel):
     )
     cancel_requested: bool
     attempts: int
+    queue: str = Field(
+        description="The broker queue the experiment was sent to; re-sends go there too."
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

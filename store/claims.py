@@ -1,55 +1,30 @@
-"""Who may work on an experiment right now: a claim with an owner token and a heartbeat.
+"""The experiment's lease: who runs its next level (one :mod:`store.lease` over ``experiments``).
 
-A broker can deliver one message twice (Redis re-delivers late-acked work after its
-visibility timeout or after a reconnect; the reconciler re-sends work it believes lost). The
-claim makes that harmless: every state change below is one conditional ``UPDATE`` (a
-compare-and-set on ``claim_token`` / ``heartbeat_at``), so of two copies exactly one wins, and
-the loser sees it at once. A holder that stops heart-beating for ``timeout`` seconds is
-presumed dead and its claim may be taken over; a holder that was presumed dead but is not
-notices on its next heartbeat (the UPDATE matches no row) and stops.
-
-``attempts`` counts claims since the last finished level, so a level that kills its worker
-every time (a segfault, an out-of-memory kill, a hard time limit) fails the experiment after
-``max_attempts`` instead of looping forever.
+What is particular to experiments: a claim also marks the experiment running and counts the
+attempt; ``attempts`` counts claims since the last finished level, so a level that kills its
+worker every time (a segfault, an out-of-memory kill, a hard time limit) fails the experiment
+after ``max_attempts`` instead of looping forever; and the reconciler's queries (stale
+holders, experiments waiting for a worker) live here because they are about this table.
 
 Like store.experiments, every function takes the caller's Session and the caller commits
-(``store.db.session_scope``). Timestamps come from the caller's clock (UTC); hosts are expected to keep time with NTP, and
-the timeout should be many heartbeats long.
+(``store.db.session_scope``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from store import lease
+from store.lease import LeaseOutcome
 from store.models import ACTIVE_STATUSES, Experiment, Status, utcnow
 
 
-class ClaimOutcome(StrEnum):
-    """What :func:`claim` found; only CLAIMED lets the caller run anything."""
-
-    CLAIMED = "claimed"
-    HELD = "held"  # another holder heart-beats: this copy is a duplicate
-    FINISHED = "finished"  # succeeded, failed or cancelled already
-    CANCEL_REQUESTED = "cancel_requested"  # the caller should mark it cancelled
-    EXHAUSTED = "exhausted"  # too many claims without finishing a level
-    MISSING = "missing"  # deleted
-
-
-def _cutoff(now: datetime, timeout_seconds: float) -> datetime:
-    return now - timedelta(seconds=timeout_seconds)
-
-
-def _claimable(cutoff: datetime):
-    """Nobody holds it, or the holder's heartbeat is older than the cutoff."""
-    return or_(
-        Experiment.claim_token.is_(None),
-        Experiment.heartbeat_at.is_(None),
-        Experiment.heartbeat_at < cutoff,
-    )
+def of(experiment_id: str) -> lease.Lease:
+    """The lease of one experiment row."""
+    return lease.Lease(Experiment, (Experiment.id == experiment_id,))
 
 
 def claim(
@@ -59,31 +34,38 @@ def claim(
     *,
     timeout_seconds: float,
     max_attempts: int,
+    queue: str | None = None,
     now: datetime | None = None,
-) -> ClaimOutcome:
-    """Takes the experiment for ``token`` (and marks it running) if nobody live holds it."""
+) -> LeaseOutcome:
+    """Takes the experiment for ``token`` (and marks it running) if nobody live holds it.
+
+    ``queue``, when given, is the queue the claiming message came from; it is stored so that
+    re-sends go where the experiment was sent (a row that already names one keeps it).
+    """
     now = now or utcnow()
-    result = session.execute(
-        update(Experiment)
-        .where(
-            Experiment.id == experiment_id,
+    values: dict[str, object] = {
+        "status": Status.RUNNING,
+        "attempts": Experiment.attempts + 1,
+        "started_at": case((Experiment.started_at.is_(None), now), else_=Experiment.started_at),
+        "updated_at": now,
+    }
+    if queue is not None:
+        values["queue"] = func.coalesce(Experiment.queue, queue)
+    won = lease.claim(
+        session,
+        of(experiment_id),
+        token,
+        timeout_seconds=timeout_seconds,
+        conditions=(
             Experiment.status.in_(ACTIVE_STATUSES),
             Experiment.cancel_requested.is_(False),
             Experiment.attempts < max_attempts,
-            _claimable(_cutoff(now, timeout_seconds)),
-        )
-        .values(
-            claim_token=token,
-            heartbeat_at=now,
-            status=Status.RUNNING,
-            attempts=Experiment.attempts + 1,
-            started_at=_coalesce_started(now),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+        ),
+        values=values,
+        now=now,
     )
-    if result.rowcount == 1:
-        return ClaimOutcome.CLAIMED
+    if won:
+        return LeaseOutcome.CLAIMED
     row = session.execute(
         select(
             Experiment.status,
@@ -94,44 +76,28 @@ def claim(
         ).where(Experiment.id == experiment_id)
     ).one_or_none()
     if row is None:
-        return ClaimOutcome.MISSING
+        return LeaseOutcome.MISSING
     if row.status not in ACTIVE_STATUSES:
-        return ClaimOutcome.FINISHED
-    live = row.claim_token is not None and (
-        row.heartbeat_at is not None and row.heartbeat_at >= _cutoff(now, timeout_seconds)
-    )
-    if live:
-        return ClaimOutcome.HELD
+        return LeaseOutcome.FINISHED
+    if lease.is_live(row.claim_token, row.heartbeat_at, now, timeout_seconds):
+        return LeaseOutcome.HELD
     if row.cancel_requested:
-        return ClaimOutcome.CANCEL_REQUESTED
+        return LeaseOutcome.CANCEL_REQUESTED
     if row.attempts >= max_attempts:
-        return ClaimOutcome.EXHAUSTED
-    return ClaimOutcome.HELD  # lost a race with another claimer between the two statements
-
-
-def _coalesce_started(now: datetime):
-    """``started_at`` keeps the first claim's time."""
-    return case((Experiment.started_at.is_(None), now), else_=Experiment.started_at)
+        return LeaseOutcome.EXHAUSTED
+    return LeaseOutcome.HELD  # lost a race with another claimer between the two statements
 
 
 def heartbeat(
     session: Session, experiment_id: str, token: str, now: datetime | None = None
 ) -> bool:
     """Refreshes the claim; False means the caller no longer holds it and must stop."""
-    now = now or utcnow()
-    result = session.execute(
-        update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.claim_token == token)
-        .values(heartbeat_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return lease.beat(session, of(experiment_id), token, now)
 
 
 def holds(session: Session, experiment_id: str, token: str) -> bool:
     """True while ``token`` is the experiment's claim."""
-    found = session.scalar(select(Experiment.claim_token).where(Experiment.id == experiment_id))
-    return found == token
+    return lease.holds(session, of(experiment_id), token)
 
 
 def cancel_requested(session: Session, experiment_id: str) -> bool:
@@ -155,16 +121,10 @@ def release(
     starts here; a finished level resets ``attempts``.
     """
     now = now or utcnow()
-    values: dict[str, object] = {"claim_token": None, "heartbeat_at": now, "updated_at": now}
+    values: dict[str, object] = {"updated_at": now}
     if level_finished:
         values["attempts"] = 0
-    result = session.execute(
-        update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.claim_token == token)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return lease.release(session, of(experiment_id), token, values=values, heartbeat_at=now)
 
 
 def finish_unclaimed(
@@ -184,7 +144,7 @@ def finish_unclaimed(
     nobody = (
         Experiment.claim_token.is_(None)
         if timeout_seconds is None
-        else _claimable(_cutoff(now, timeout_seconds))
+        else lease.free(Experiment, now, timeout_seconds)
     )
     result = session.execute(
         update(Experiment)
@@ -207,33 +167,20 @@ def take_over_dead(
 ) -> list[str]:
     """Clears claims whose holder stopped heart-beating; returns the ids this caller cleared.
 
-    Each row is cleared with its own compare-and-set, so two reconcilers running at once never
-    both re-send the same experiment.
+    Each row is cleared with its own compare-and-set (:func:`store.lease.take_over`), so two
+    reconcilers running at once never both re-send the same experiment.
     """
     now = now or utcnow()
-    cutoff = _cutoff(now, timeout_seconds)
     candidates = session.scalars(
         select(Experiment.id).where(
-            Experiment.status.in_(ACTIVE_STATUSES),
-            Experiment.claim_token.is_not(None),
-            or_(Experiment.heartbeat_at.is_(None), Experiment.heartbeat_at < cutoff),
+            Experiment.status.in_(ACTIVE_STATUSES), lease.stale(Experiment, now, timeout_seconds)
         )
     ).all()
-    won = []
-    for experiment_id in candidates:
-        result = session.execute(
-            update(Experiment)
-            .where(
-                Experiment.id == experiment_id,
-                Experiment.claim_token.is_not(None),
-                or_(Experiment.heartbeat_at.is_(None), Experiment.heartbeat_at < cutoff),
-            )
-            .values(claim_token=None, heartbeat_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            won.append(experiment_id)
-    return won
+    return [
+        experiment_id
+        for experiment_id in candidates
+        if lease.take_over(session, of(experiment_id), timeout_seconds=timeout_seconds, now=now)
+    ]
 
 
 def waiting(session: Session, *, grace_seconds: float, now: datetime | None = None) -> list[str]:
@@ -243,7 +190,7 @@ def waiting(session: Session, *, grace_seconds: float, now: datetime | None = No
     running between two levels.
     """
     now = now or utcnow()
-    cutoff = _cutoff(now, grace_seconds)
+    cutoff = lease.cutoff(now, grace_seconds)
     return list(
         session.scalars(
             select(Experiment.id)
@@ -287,6 +234,11 @@ def touch_waiting(session: Session, experiment_id: str, now: datetime | None = N
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def queue_of(session: Session, experiment_id: str) -> str | None:
+    """The queue the experiment was sent to (None: the default queue, or no such row)."""
+    return session.scalar(select(Experiment.queue).where(Experiment.id == experiment_id))
 
 
 def cancel_unclaimed(session: Session, now: datetime | None = None) -> list[str]:

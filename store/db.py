@@ -1,10 +1,21 @@
 """The SQLAlchemy engine and sessions, tuned so the API and workers can share one database.
 
 SQLite is the zero-setup default and must be safe with a worker in another process: WAL lets
-readers proceed during a write, ``busy_timeout`` makes a writer wait for the lock instead of
-failing, and explicit ``BEGIN`` replaces pysqlite's own transaction guessing so that SQLAlchemy's
-transactions (and savepoints) mean what they say. PostgreSQL gets ``pool_pre_ping`` so a
-restarted server costs a reconnect, not an error.
+readers proceed during a write, and ``busy_timeout`` makes a writer wait for the lock instead of
+failing. That wait only happens when a transaction asks for the write lock as it *begins*: a
+deferred ``BEGIN`` that reads and then writes is refused at once ("database is locked",
+``SQLITE_BUSY`` without waiting) whenever another connection committed a write in between,
+because SQLite cannot upgrade a read snapshot that is no longer the newest. So every
+transaction here begins with ``BEGIN IMMEDIATE`` (the SQLAlchemy documentation's recipe:
+pysqlite's own transaction handling is switched off and the ``begin`` event emits the
+statement), which queues concurrent writers on ``busy_timeout`` instead of failing them.
+
+A transaction that will only read says so and begins ``BEGIN DEFERRED`` instead, taking no
+lock, so reads never wait on a writer: ``session_factory(engine, read_only=True)``,
+``session_scope(read_only=True)``, :func:`read_connection`, or on any connection the execution
+option ``{READ_ONLY_OPTION: True}``, set before the transaction begins. PostgreSQL keeps its
+default behaviour (MVCC; no lock to take up front) and gets ``pool_pre_ping`` so a restarted
+server costs a reconnect, not an error.
 """
 
 from __future__ import annotations
@@ -73,7 +84,7 @@ def make_engine(
     def _on_begin(connection: Any) -> None:
         # Through the Connection (not the raw cursor) so that statement tracing sees it.
         read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN")
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -94,7 +105,8 @@ def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[
     """Sessions that keep loaded objects usable after commit (responses are built after it).
 
     ``read_only=True`` makes sessions whose transactions begin ``BEGIN DEFERRED`` on SQLite:
-    for code that never writes, so it never queues behind a writer.
+    for code that never writes, so it never queues behind a writer. A write in such a session
+    may fail with "database is locked" under contention (see the module docstring).
     """
     bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
@@ -110,11 +122,33 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
 
 
 def init_db(engine: Engine) -> None:
-    """Creates missing tables; idempotent, safe to call from every process at start."""
-    import store.run_claims  # noqa: F401  (registers the worker's run_claims table)
+    """Creates missing tables and columns; idempotent, safe to call from every process at start.
+
+    ``create_all`` never alters an existing table, so a column added after a database was
+    created is added here (:data:`ADDED_COLUMNS`, nullable, so old rows stay valid).
+    """
+    from sqlalchemy import inspect
+
     from store.models import Base
 
     Base.metadata.create_all(engine)
+    inspector = inspect(engine)
+    for table, column, ddl_type in ADDED_COLUMNS:
+        present = {c["name"] for c in inspector.get_columns(table)}
+        if column in present:
+            continue
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}")
+        except Exception:
+            # Another process added it first; anything else shows up on first use.
+            fresh = {c["name"] for c in inspect(engine).get_columns(table)}
+            if column not in fresh:
+                raise
+
+
+#: Columns added to existing tables since the first release: (table, column, SQL type).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("experiments", "queue", "VARCHAR(200)"),)
 
 
 _ENGINES: dict[tuple[str, float, Capacity], Engine] = {}
@@ -146,13 +180,16 @@ def dispose_engines() -> None:
 
 
 @contextmanager
-def session_scope(settings: Settings | None = None) -> Iterator[Session]:
+def session_scope(
+    settings: Settings | None = None, *, read_only: bool = False
+) -> Iterator[Session]:
     """One unit of work for the worker: commits on success, rolls back on any exception.
 
     Keep it short: a session open across a training run would hold a database transaction
-    (and, on SQLite, possibly the write lock) for the whole run.
+    (and, on SQLite, the write lock) for the whole run. ``read_only=True`` for pure reads
+    (``BEGIN DEFERRED``; see the module docstring).
     """
-    session = session_factory(get_engine(settings))()
+    session = session_factory(get_engine(settings), read_only=read_only)()
     try:
         yield session
         session.commit()

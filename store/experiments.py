@@ -67,6 +67,7 @@ def create(
     *,
     owner: str | None = None,
     idempotency_key: str | None = None,
+    queue: str | None = None,
 ) -> tuple[Experiment, bool]:
     """A new queued experiment for a validated spec, or the one this idempotency key made.
 
@@ -86,6 +87,7 @@ def create(
         spec=spec,
         owner=owner,
         idempotency_key=idempotency_key,
+        queue=queue,
         progress={},
         cancel_requested=False,
         attempts=0,
@@ -220,6 +222,22 @@ def request_cancel(
     )
     session.expire_all()
     return get(session, experiment_id, owner=owner)
+
+
+def mask_dependents(session: Session, experiment_id: str) -> list[str]:
+    """Queued or running experiments whose spec takes its mask from ``experiment_id``.
+
+    Deleting the source would make each of them fail in the worker when it loads the mask;
+    the API refuses the delete instead. Oldest first.
+    """
+    source = Experiment.spec[("mask", "experiment_id")].as_string()
+    return list(
+        session.scalars(
+            select(Experiment.id)
+            .where(Experiment.status.in_(ACTIVE_STATUSES), source == experiment_id)
+            .order_by(Experiment.created_at)
+        )
+    )
 
 
 def delete_experiment(session: Session, experiment_id: str) -> bool:

@@ -1,4 +1,5 @@
-"""The tables: ``experiments`` (one row per submitted spec) and ``levels`` (one per finished level).
+"""The tables: ``experiments`` (one row per submitted spec), ``levels`` (one per finished level),
+``run_claims`` (one per control run offered to other workers) and ``api_keys``.
 
 The database is the system of record. The broker carries only ids, and artifacts on disk are
 found from the id, so a lost message or a restarted process never loses what a row says.
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -137,6 +139,10 @@ class Experiment(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     ticket_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The broker queue the experiment was sent to (``lth``, ``lth.gpu``, ``lth.cpu`` or a
+    #: custom one); every later message about it (re-sends included) goes there too. NULL in
+    #: rows older than the column: the default queue.
+    queue: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -181,6 +187,40 @@ class Level(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     experiment: Mapped[Experiment] = relationship(back_populates="levels")
+
+
+class RunClaim(Base):
+    """One control run of one level: who holds it (if anyone), who finished it and when.
+
+    The controls of a level depend only on its mask, so other workers may train them while the
+    level's holder trains the ticket; the row is their lease (``claim_token`` /
+    ``heartbeat_at``, see store.lease) and the record of who trained each (``worker``, ``pid``,
+    ``attempts``). The run's metrics are the engine's file, not here.
+    """
+
+    __tablename__ = "run_claims"
+    __table_args__ = (UniqueConstraint("experiment_id", "level", "kind", name="uq_run_claims_run"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None
 
 
 class ApiKey(Base):

@@ -17,14 +17,15 @@ from store.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def enqueue(experiment_id: str, settings: Settings | None = None) -> bool:
-    """Publishes ``lth.run_experiment(experiment_id)``; call only after the row is committed.
+def enqueue(experiment_id: str, settings: Settings | None = None, queue: str | None = None) -> bool:
+    """Publishes ``lth.run_experiment(experiment_id)`` to ``queue`` (default ``lth``); call only
+    after the row (which stores the queue) is committed.
 
     Returns False (and logs) when the broker cannot be reached, instead of raising: the
     caller has already stored the experiment and must still answer the client.
     """
     try:
-        broker.send_experiment(settings or get_settings(), experiment_id)
+        broker.send_experiment(settings or get_settings(), experiment_id, queue)
     except Exception as exc:  # any broker failure: the reconciler is the fallback
         log.warning("could not enqueue experiment %s (left queued): %s", experiment_id, exc)
         return False

@@ -40,7 +40,7 @@ _VERSION_COLUMNS = (
 
 #: Bumped whenever the response shape changes, so that a client's cached ETag cannot match a
 #: body of another shape after an upgrade.
-REPRESENTATION = "lth-experiment-2"
+REPRESENTATION = "lth-experiment-3"  # 2: the experiment's ``queue``; 3: ETA, kinds, notes
 
 
 @dataclass
@@ -64,6 +64,7 @@ class ExperimentRow:
     cancel_requested: bool
     attempts: int
     ticket_level: int | None
+    queue: str | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

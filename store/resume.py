@@ -12,8 +12,7 @@ from __future__ import annotations
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from store.models import Experiment, Status, utcnow
-from store.run_claims import RunClaim
+from store.models import Experiment, RunClaim, Status, utcnow
 
 RESUMABLE: frozenset[str] = frozenset({Status.CANCELLED, Status.FAILED})
 

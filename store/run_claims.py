@@ -1,17 +1,13 @@
-"""Who may train one control run of a level right now, and who trained it: the ``run_claims`` table.
+"""The control runs' lease: who trains one control run of a level (:mod:`store.lease` over the
+``run_claims`` table, declared in store.models with the other tables).
 
 The controls of a level (random_reinit, random_prune) depend only on the level's mask, so they
 may run on other workers while the worker holding the experiment trains the ticket. Each such
-run gets a row here, and whoever trains it first claims the row with an owner token and keeps it
-alive with a heartbeat, exactly like the experiment claim in :mod:`store.claims`: every state
-change is one conditional ``UPDATE`` (a compare-and-set on ``claim_token`` / ``heartbeat_at``),
-so of two workers exactly one trains a run, and a holder whose heartbeat went stale may be
-taken over by anyone (the worker holding the experiment does so while it waits).
-
-The row is also the record of who trained the run (``worker``, ``pid``) and how often it was
-claimed (``attempts``), which is what lets an operator (and a test) see that the controls
-really ran on several machines. The run's metrics are not here: they are the engine's file,
-and the level's summary is recorded through :mod:`store.experiments` as before.
+run gets a row, and whoever trains it first leases the row; of two workers exactly one trains a
+run, and a holder whose heartbeat went stale may be taken over by anyone (the worker holding
+the experiment does so while it waits). What is particular to this table: rows are registered
+by the level's holder, a claim records who trained the run (``worker``, ``pid``, ``attempts``),
+and a finished run stays finished (``finished_at``) unless its file goes missing.
 
 Like store.claims, every function takes the caller's Session and the caller commits.
 """
@@ -20,79 +16,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from sqlalchemy import (
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from store.models import Base, UTCDateTime, utcnow
-
-
-class RunClaim(Base):
-    """One control run of one level: who holds it (if anyone), who finished it and when."""
-
-    __tablename__ = "run_claims"
-    __table_args__ = (UniqueConstraint("experiment_id", "level", "kind", name="uq_run_claims_run"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    experiment_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("experiments.id", ondelete="CASCADE"), index=True
-    )
-    level: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(64))
-    claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-    @property
-    def done(self) -> bool:
-        return self.finished_at is not None
+from store import lease
+from store.lease import LeaseOutcome
+from store.models import RunClaim, utcnow
 
 
-class RunClaimOutcome(StrEnum):
-    """What :func:`claim` found; only CLAIMED lets the caller train the run."""
-
-    CLAIMED = "claimed"
-    HELD = "held"  # a live holder is training it
-    DONE = "done"  # finished already
-    MISSING = "missing"  # never registered (or the experiment was deleted)
-
-
-def _key(experiment_id: str, level: int, kind: str):
-    return (
-        RunClaim.experiment_id == experiment_id,
-        RunClaim.level == level,
-        RunClaim.kind == kind,
-    )
-
-
-def _claimable(now: datetime, timeout_seconds: float):
-    """Unfinished, and nobody holds it or the holder's heartbeat is older than the timeout."""
-    cutoff = now - timedelta(seconds=timeout_seconds)
-    return (
-        RunClaim.finished_at.is_(None),
-        or_(
-            RunClaim.claim_token.is_(None),
-            RunClaim.heartbeat_at.is_(None),
-            RunClaim.heartbeat_at < cutoff,
+def of(experiment_id: str, level: int, kind: str) -> lease.Lease:
+    """The lease of one control run's row."""
+    return lease.Lease(
+        RunClaim,
+        (
+            RunClaim.experiment_id == experiment_id,
+            RunClaim.level == level,
+            RunClaim.kind == kind,
         ),
     )
 
@@ -158,7 +99,8 @@ def unheld(
                 RunClaim.experiment_id == experiment_id,
                 RunClaim.level == level,
                 RunClaim.kind.in_(list(kinds)),
-                *_claimable(now, timeout_seconds),
+                RunClaim.finished_at.is_(None),
+                lease.free(RunClaim, now, timeout_seconds),
             )
         )
     )
@@ -176,31 +118,32 @@ def claim(
     pid: int,
     timeout_seconds: float,
     now: datetime | None = None,
-) -> RunClaimOutcome:
+) -> LeaseOutcome:
     """Takes the run for ``token`` if it is unfinished and nobody live holds it."""
     now = now or utcnow()
-    result = session.execute(
-        update(RunClaim)
-        .where(*_key(experiment_id, level, kind), *_claimable(now, timeout_seconds))
-        .values(
-            claim_token=token,
-            heartbeat_at=now,
-            worker=worker,
-            pid=pid,
-            attempts=RunClaim.attempts + 1,
-            started_at=now,
-            error=None,
-        )
-        .execution_options(synchronize_session=False)
+    won = lease.claim(
+        session,
+        of(experiment_id, level, kind),
+        token,
+        timeout_seconds=timeout_seconds,
+        conditions=(RunClaim.finished_at.is_(None),),
+        values={
+            "worker": worker,
+            "pid": pid,
+            "attempts": RunClaim.attempts + 1,
+            "started_at": now,
+            "error": None,
+        },
+        now=now,
     )
-    if result.rowcount == 1:
-        return RunClaimOutcome.CLAIMED
-    finished = session.execute(
-        select(RunClaim.finished_at).where(*_key(experiment_id, level, kind))
+    if won:
+        return LeaseOutcome.CLAIMED
+    row = session.execute(
+        select(RunClaim.finished_at).where(*of(experiment_id, level, kind).key)
     ).one_or_none()
-    if finished is None:
-        return RunClaimOutcome.MISSING
-    return RunClaimOutcome.DONE if finished[0] is not None else RunClaimOutcome.HELD
+    if row is None:
+        return LeaseOutcome.MISSING
+    return LeaseOutcome.FINISHED if row.finished_at is not None else LeaseOutcome.HELD
 
 
 def heartbeat(
@@ -212,19 +155,12 @@ def heartbeat(
     now: datetime | None = None,
 ) -> bool:
     """Refreshes the claim; False means the caller no longer holds it and must stop."""
-    result = session.execute(
-        update(RunClaim)
-        .where(*_key(experiment_id, level, kind), RunClaim.claim_token == token)
-        .values(heartbeat_at=now or utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return lease.beat(session, of(experiment_id, level, kind), token, now)
 
 
 def holds(session: Session, experiment_id: str, level: int, kind: str, token: str) -> bool:
     """True while ``token`` holds the run (checked right before its file is published)."""
-    found = session.scalar(select(RunClaim.claim_token).where(*_key(experiment_id, level, kind)))
-    return found == token
+    return lease.holds(session, of(experiment_id, level, kind), token)
 
 
 def finish(
@@ -239,13 +175,13 @@ def finish(
 ) -> bool:
     """Marks the run finished by its holder (its file is on disk); the claim is dropped."""
     now = now or utcnow()
-    result = session.execute(
-        update(RunClaim)
-        .where(*_key(experiment_id, level, kind), RunClaim.claim_token == token)
-        .values(claim_token=None, heartbeat_at=now, finished_at=now, seconds=seconds)
-        .execution_options(synchronize_session=False)
+    return lease.release(
+        session,
+        of(experiment_id, level, kind),
+        token,
+        values={"finished_at": now, "seconds": seconds},
+        heartbeat_at=now,
     )
-    return result.rowcount == 1
 
 
 def release(
@@ -258,13 +194,7 @@ def release(
     error: str | None = None,
 ) -> bool:
     """Gives an unfinished run up (stopped, or failed with ``error``) so anyone may claim it."""
-    result = session.execute(
-        update(RunClaim)
-        .where(*_key(experiment_id, level, kind), RunClaim.claim_token == token)
-        .values(claim_token=None, heartbeat_at=None, error=error)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return lease.release(session, of(experiment_id, level, kind), token, values={"error": error})
 
 
 def settle(
@@ -306,7 +236,7 @@ def reopen(
     result = session.execute(
         update(RunClaim)
         .where(
-            *_key(experiment_id, level, kind),
+            *of(experiment_id, level, kind).key,
             RunClaim.finished_at < now - timedelta(seconds=older_than_seconds),
         )
         .values(finished_at=None, claim_token=None, heartbeat_at=None)

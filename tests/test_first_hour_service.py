@@ -97,9 +97,9 @@ def test_the_list_filters_by_name_and_model(client: TestClient) -> None:
 
 
 def _worker(settings: Settings, experiment_id: str) -> str:
-    from worker.runner import LevelRunner
+    from worker.level_task import LevelTask
 
-    return LevelRunner(settings, experiment_id, send_next=lambda: None, device="cpu").run()
+    return LevelTask(settings, experiment_id, send_next=lambda: None, device="cpu").run()
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)

@@ -120,9 +120,9 @@ def test_killed_before_the_rename_the_api_serves_nothing_half_written(
 
 
 def _run_worker(settings: Settings, experiment_id: str) -> str:
-    from worker.runner import LevelRunner
+    from worker.level_task import LevelTask
 
-    return LevelRunner(settings, experiment_id, send_next=lambda: None, device="cpu").run()
+    return LevelTask(settings, experiment_id, send_next=lambda: None, device="cpu").run()
 
 
 @pytest.mark.parametrize("fault", ["disk_full", "unwritable_dir"])

@@ -51,6 +51,22 @@ def test_submit_fills_every_field_and_enqueues(client: TestClient, settings: Set
     assert client.get(response.headers["Location"]).json() == body
 
 
+def test_submit_to_a_named_queue_keeps_the_queue_with_the_experiment(
+    client: TestClient, settings: Settings
+) -> None:
+    body = submit(client, tiny_spec(), params={"queue": "lth.gpu"})
+    assert body["queue"] == "lth.gpu"
+    assert broker.queue_depth(settings, ("lth.gpu",)) == 1
+    assert broker.queue_depth(settings, ("lth",)) == 0
+    with session_scope(settings) as session:
+        assert experiments.get(session, body["id"]).queue == "lth.gpu"
+    assert submit(client, tiny_spec(seed=2))["queue"] == "lth", "the default queue"
+    error = assert_error(
+        client.post("/experiments", json=tiny_spec(), params={"queue": "no spaces"}), 422
+    )
+    assert ["query", "queue"] in [d["loc"] for d in error["details"]]
+
+
 def test_idempotency_key_returns_the_same_experiment(
     client: TestClient, settings: Settings
 ) -> None:

@@ -189,3 +189,30 @@ def test_mask_reuse_refuses_what_cannot_fit(
     with session_scope(settings) as session:
         experiments.mark_cancelled(session, running)
     assert_error(post({"experiment_id": running, "level": 1}), 422, "mask_level_unavailable")
+
+
+def test_deleting_a_mask_source_that_active_experiments_name_is_refused(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    """The dependent would fail later in the worker; the delete is refused naming it."""
+    source = _finished(client, settings, engine_run)
+    other = _finished(client, settings, engine_run)
+    dependent = submit(client, tiny_spec(seed=4, mask={"experiment_id": source, "level": 1}))
+    error = assert_error(client.delete(f"/experiments/{source}"), 409, "mask_source_in_use")
+    assert dependent["id"] in error["message"]
+    assert [d["loc"] for d in error["details"]] == [["path", "experiment_id"]]
+    assert client.get(f"/experiments/{source}").status_code == 200, "nothing was deleted"
+    assert artifacts.mask_path(settings, source, 1).is_file()
+    assert client.delete(f"/experiments/{other}").status_code == 204, "unrelated: deletable"
+    client.post(f"/experiments/{dependent['id']}/cancel")
+    assert client.delete(f"/experiments/{source}").status_code == 204, "no active dependent left"
+
+
+def test_an_image_of_a_figure_with_nothing_to_draw_is_409_not_500(client: TestClient) -> None:
+    """Found by the live fuzz run: an experiment without finished levels broke the PNG
+    renderer (an empty chart has no size). The JSON description is still served."""
+    experiment_id = submit(client, tiny_spec())["id"]
+    for fmt in ("png", "svg"):
+        response = client.get(f"/experiments/{experiment_id}/plots/accuracy_curves.{fmt}")
+        assert_error(response, 409, "no_data")
+    assert client.get(f"/experiments/{experiment_id}/plots/accuracy_curves.json").status_code == 200

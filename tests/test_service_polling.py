@@ -89,14 +89,12 @@ def test_etag_answers_304_and_changes_with_the_experiment(
 
 def _run_like_worker(settings: Settings, experiment_id: str, delay: float) -> threading.Thread:
     """A worker in a thread: every level of the experiment, as `lth worker` runs them."""
-    from worker.runner import LevelRunner, Outcome
+    from worker.level_task import LevelTask, Outcome
 
     def work() -> None:
         time.sleep(delay)  # let the stream see the experiment queued first
         for _ in range(10):
-            outcome = LevelRunner(
-                settings, experiment_id, send_next=lambda: None, device="cpu"
-            ).run()
+            outcome = LevelTask(settings, experiment_id, send_next=lambda: None, device="cpu").run()
             if outcome is not Outcome.LEVEL_DONE:
                 return
 

@@ -19,12 +19,12 @@ import pytest
 
 from store import claims, run_claims
 from store.db import dispose_engines, make_engine, session_factory, session_scope
-from store.models import Base, Experiment, Status, utcnow
-from store.run_claims import RunClaim, RunClaimOutcome
+from store.lease import LeaseOutcome
+from store.models import Base, Experiment, RunClaim, Status, utcnow
 from store.settings import Settings
-from worker.control_task import ControlTask
-from worker.controls import ControlOutcome
-from worker.runner import LevelRunner, Outcome
+from worker.control_run import ControlOutcome
+from worker.level_task import LevelTask, Outcome
+from worker.offered_control import OfferedControl
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,7 +73,7 @@ def add_experiment(sessions) -> str:
         return row.id
 
 
-def claim(s, experiment_id: str, token: str, **kw: Any) -> RunClaimOutcome:
+def claim(s, experiment_id: str, token: str, **kw: Any) -> LeaseOutcome:
     return run_claims.claim(
         s, experiment_id, 1, "random_prune", token, worker=token, pid=1, timeout_seconds=10, **kw
     )
@@ -97,7 +97,7 @@ def test_a_run_has_one_holder_and_a_dead_one_is_taken_over(sessions) -> None:
         assert not run_claims.heartbeat(s, experiment_id, 1, "random_prune", "a")
         assert not run_claims.finish(s, experiment_id, 1, "random_prune", "a")
         assert run_claims.finish(s, experiment_id, 1, "random_prune", "b", seconds=1.5)
-        assert claim(s, experiment_id, "c", now=later + timedelta(hours=1)) == "done"
+        assert claim(s, experiment_id, "c", now=later + timedelta(hours=1)) == "finished"
         rows = {r.kind: r for r in run_claims.runs(s, experiment_id)}
         assert rows["random_prune"].worker == "b" and rows["random_prune"].attempts == 2
         assert rows["random_prune"].done and not rows["random_reinit"].done
@@ -142,7 +142,7 @@ class Offers:
 
 
 def run_level(settings: Settings, experiment_id: str, offers: Offers | None = None) -> Outcome:
-    return LevelRunner(
+    return LevelTask(
         settings, experiment_id, lambda: None, send_controls=offers or Offers(), worker="here"
     ).run()
 
@@ -252,7 +252,9 @@ def test_a_control_message_only_runs_what_is_still_needed(settings: Settings) ->
     experiment_id = submit(settings)
 
     def task(kind: str = "random_prune", level: int = 1) -> ControlOutcome:
-        return ControlTask(settings, experiment_id, level, kind, worker="there", device="cpu").run()
+        return OfferedControl(
+            settings, experiment_id, level, kind, worker="there", device="cpu"
+        ).run()
 
     assert task() == ControlOutcome.NOT_READY, "no mask yet"
     assert run_level(settings, experiment_id) == Outcome.LEVEL_DONE

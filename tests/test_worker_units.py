@@ -161,12 +161,16 @@ def test_claims_stop_a_crash_loop_and_honour_cancel(sessions) -> None:
 class FakeBroker:
     def __init__(self, depth: int = 0) -> None:
         self.sent: list[str] = []
+        self.queues: dict[str, str] = {}
+        self.counted: tuple[str, ...] = ()
         self.depth = depth
 
-    def send(self, experiment_id: str) -> None:
+    def send(self, experiment_id: str, queue: str) -> None:
         self.sent.append(experiment_id)
+        self.queues[experiment_id] = queue
 
-    def queue_depth(self) -> int:
+    def queue_depth(self, queues: tuple[str, ...]) -> int:
+        self.counted = queues
         return self.depth
 
 
@@ -199,6 +203,41 @@ def test_reconciler_resends_lost_messages_but_not_a_healthy_queue(settings, sess
     again = FakeBroker(depth=0)
     Reconciler(settings, sessions, again.send, again.queue_depth).reconcile_once()
     assert again.sent == [], "re-sent experiments get a new grace period"
+
+
+def test_reconciler_resends_to_the_queue_stored_with_the_experiment(settings, sessions) -> None:
+    """A lost message is re-sent where the experiment was sent, not to the default queue,
+    and the stored queues are counted when deciding whether messages were lost."""
+    old = utcnow() - timedelta(seconds=60)
+    gpu = add_experiment(sessions, created_at=old, queue="lth.gpu")
+    custom = add_experiment(sessions, created_at=old, queue="team-a.big")
+    legacy = add_experiment(sessions, created_at=old)  # a row from before the column
+    dead = add_experiment(sessions, queue="lth.cpu")
+    with sessions.begin() as s:
+        claims.claim(
+            s, dead, "dead", timeout_seconds=10, max_attempts=3, now=utcnow() - timedelta(60)
+        )
+    flushed = FakeBroker(depth=0)
+    report = Reconciler(settings, sessions, flushed.send, flushed.queue_depth).reconcile_once()
+    assert report.taken_over == [dead]
+    assert flushed.queues == {
+        gpu: "lth.gpu",
+        custom: "team-a.big",
+        legacy: "lth",
+        dead: "lth.cpu",
+    }
+    assert set(flushed.counted) >= {"lth", "lth.gpu", "lth.cpu", "team-a.big"}
+
+
+def test_a_claim_stores_the_queue_its_message_came_from_once(sessions) -> None:
+    legacy = add_experiment(sessions)
+    routed = add_experiment(sessions, queue="lth.gpu")
+    with sessions.begin() as s:
+        for experiment_id in (legacy, routed):
+            claims.claim(s, experiment_id, "t", timeout_seconds=10, max_attempts=3, queue="lth.cpu")
+    with sessions.begin() as s:
+        assert claims.queue_of(s, legacy) == "lth.cpu", "a row naming none learns it"
+        assert claims.queue_of(s, routed) == "lth.gpu", "a stored queue is kept"
 
 
 def test_reconciler_cancels_an_unclaimed_cancel_request(settings, sessions) -> None:

@@ -1,4 +1,9 @@
-"""A background thread that keeps a claim alive while the main thread trains.
+"""The worker's one way to hold a lease while working: a heartbeat thread and :func:`held`.
+
+Both leases (an experiment's next level, one control run; see store.lease) are held the same
+way: :func:`held` starts a :class:`Heartbeat` that beats the lease, and turns whatever stops
+the work into one of two things: :class:`LeaseLost` when a beat found another holder (stop
+without writing anything), or the original exception after ``on_error`` gave the lease back.
 
 Training holds the GIL in long stretches of Python between kernels, but releases it during
 every tensor op and I/O, so a plain daemon thread gets to run often enough for beats measured
@@ -10,9 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another worker took the lease over: stop without publishing or recording anything."""
 
 
 class Heartbeat:
@@ -59,3 +69,32 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def held(
+    beat: Callable[[], bool],
+    interval: float,
+    *,
+    name: str,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Iterator[Heartbeat]:
+    """Heart-beats a lease while the body runs; the one lease-holding context of the worker.
+
+    An exception in the body becomes :class:`LeaseLost` if a beat found the lease gone (the
+    work was presumed dead and taken over; its result must not be written). Any other
+    exception is passed to ``on_error`` (to give the lease back, or record a failure) and
+    re-raised. The heartbeat is stopped on the way out in every case.
+    """
+    heartbeat = Heartbeat(beat, interval, name=name)
+    with heartbeat:
+        try:
+            yield heartbeat
+        except LeaseLost:
+            raise
+        except BaseException as exc:
+            if heartbeat.lost:
+                raise LeaseLost() from exc
+            if on_error is not None:
+                on_error(exc)
+            raise

@@ -19,8 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from lth_core.eta import Speed, estimate, iterations_left
+from store import experiments as repo
+from store.db import session_scope
+from store.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Seconds between progress writes (evaluations in between only update the metrics shown).
+PROGRESS_INTERVAL_SECONDS = 0.5
 
 
 class ProgressWriter:
@@ -102,3 +108,13 @@ class ProgressWriter:
             self._write(progress)
         except Exception:
             log.warning("could not record progress; continuing", exc_info=True)
+
+
+def database_progress(settings: Settings, experiment_id: str, *, levels: int) -> ProgressWriter:
+    """A ProgressWriter that records into the experiment's row (what the API shows)."""
+
+    def write(progress: dict[str, Any]) -> None:
+        with session_scope(settings) as session:
+            repo.record_progress(session, experiment_id, progress)
+
+    return ProgressWriter(write, levels=levels, min_interval=PROGRESS_INTERVAL_SECONDS)

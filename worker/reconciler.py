@@ -12,6 +12,10 @@ worker runs this loop, at start and then periodically:
    there are such experiments, messages were lost (a flushed or restarted Redis): the overdue
    ones are sent again. Comparing counts keeps a long but healthy queue from being flooded with
    duplicates; a duplicate that does slip through finds the claim taken or the level done.
+
+Every re-send goes to the queue stored with the experiment (``experiments.queue``: ``lth.gpu``,
+``lth.cpu`` or a custom one), so a lost message never moves work to a kind of worker it was
+not meant for; and the queues counted are the standard ones plus every stored one.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import claims
+from store.broker import ALL_QUEUES, DEFAULT_QUEUE
+from store.models import ACTIVE_STATUSES, Experiment
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,14 +53,18 @@ class Report:
 
 
 class Reconciler:
-    """One reconciliation policy over a database, a sender and a queue-depth probe."""
+    """One reconciliation policy over a database, a sender and a queue-depth probe.
+
+    ``send(experiment_id, queue)`` publishes one message to ``queue``; ``queue_depth(queues)``
+    counts the messages waiting in ``queues``.
+    """
 
     def __init__(
         self,
         settings: Settings,
         sessions: sessionmaker[Session],
-        send: Callable[[str], None],
-        queue_depth: Callable[[], int],
+        send: Callable[[str, str], None],
+        queue_depth: Callable[[tuple[str, ...]], int],
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -78,8 +88,9 @@ class Reconciler:
         with self.sessions.begin() as session:
             overdue = claims.waiting(session, grace_seconds=timeout)
             expected = claims.count_waiting(session)
+            queues = self._queues(session)
         overdue = [i for i in overdue if i not in report.resent]
-        if overdue and self.queue_depth() < expected:
+        if overdue and self.queue_depth(queues) < expected:
             for experiment_id in overdue:
                 with self.sessions.begin() as session:
                     still_waiting = claims.touch_waiting(session, experiment_id)
@@ -94,9 +105,21 @@ class Reconciler:
             )
         return report
 
+    @staticmethod
+    def _queues(session: Session) -> tuple[str, ...]:
+        """The standard queues and every queue an active experiment was sent to."""
+        stored = session.scalars(
+            select(Experiment.queue)
+            .where(Experiment.status.in_(ACTIVE_STATUSES), Experiment.queue.is_not(None))
+            .distinct()
+        ).all()
+        return tuple(dict.fromkeys([*ALL_QUEUES, *stored]))
+
     def _send(self, experiment_id: str, sent: list[str]) -> None:
         try:
-            self.send(experiment_id)
+            with self.sessions.begin() as session:
+                queue = claims.queue_of(session, experiment_id) or DEFAULT_QUEUE
+            self.send(experiment_id, queue)
         except Exception:
             log.warning("reconciler could not send %s; will retry", experiment_id, exc_info=True)
             return

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutting_down
 
-from store.broker import ALL_QUEUES, RUN_EXPERIMENT_TASK, queue_depth
+from store.broker import RUN_EXPERIMENT_TASK, queue_depth
 from store.db import init_db, make_engine, session_factory
 from store.settings import get_settings
 from worker.reconciler import Reconciler, ReconcilerThread
@@ -32,16 +32,16 @@ def start_reconciler(sender: Any = None, **_: Any) -> None:
     init_db(engine)
     celery_app = sender.app if sender is not None else None
 
-    def send(experiment_id: str) -> None:
+    def send(experiment_id: str, queue: str) -> None:
         if celery_app is None:
             from store.broker import send_experiment
 
-            send_experiment(settings, experiment_id)
+            send_experiment(settings, experiment_id, queue)
         else:
-            celery_app.send_task(RUN_EXPERIMENT_TASK, args=[experiment_id])
+            celery_app.send_task(RUN_EXPERIMENT_TASK, args=[experiment_id], queue=queue)
 
     reconciler = Reconciler(
-        settings, session_factory(engine), send, lambda: queue_depth(settings, ALL_QUEUES)
+        settings, session_factory(engine), send, lambda queues: queue_depth(settings, queues)
     )
     _thread = ReconcilerThread(reconciler, engine).start()
     log.info("reconciler started (every %.1f s)", reconciler.interval)

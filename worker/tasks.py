@@ -1,5 +1,5 @@
-"""Celery tasks: thin adapters from a message (ids, JSON) to :mod:`worker.runner` and
-:mod:`worker.control_task`."""
+"""Celery tasks: thin adapters from a message (ids, JSON) to :mod:`worker.level_task` and
+:mod:`worker.offered_control`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from celery import Task, group
 from store.broker import DEFAULT_QUEUE, RUN_CONTROL_TASK, RUN_EXPERIMENT_TASK
 from store.settings import get_settings
 from worker.app import app
-from worker.control_task import ControlTask
-from worker.controls import default_worker_name
-from worker.runner import LevelRunner
+from worker.control_run import default_worker_name
+from worker.level_task import LevelTask
+from worker.offered_control import OfferedControl
 
 
 def _queue_of(task: Task) -> str:
@@ -43,20 +43,21 @@ def run_experiment(self: Task, experiment_id: str) -> str:
             for kind in kinds
         ).apply_async()
 
-    runner = LevelRunner(
+    task = LevelTask(
         get_settings(),
         experiment_id,
         send_next,
         send_controls=send_controls,
         worker=_worker_of(self),
+        queue=queue,
     )
-    return runner.run().value
+    return task.run().value
 
 
 @app.task(name=RUN_CONTROL_TASK, bind=True)
 def run_control(self: Task, experiment_id: str, level: int, kind: str) -> str:
     """Trains one control run of a level that another worker is running, if still needed."""
-    task = ControlTask(
+    task = OfferedControl(
         get_settings(), experiment_id, int(level), str(kind), worker=_worker_of(self)
     )
     return task.run().value

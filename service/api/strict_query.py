@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator
 
 from service.errors import Unprocessable, detail
 
@@ -45,3 +46,15 @@ async def reject_unknown_query(request: Request) -> None:
                 for name in unknown
             ],
         )
+
+
+def _integer_digits(value: object) -> object:
+    """An integer parameter is written in digits (``2``, ``-1``); ``+0.0`` or ``1e0`` is
+    refused (422), not quietly read as a number as pydantic's lax int parsing would."""
+    if isinstance(value, str) and not value.removeprefix("-").isdigit():
+        raise ValueError("must be an integer, written in digits")
+    return value
+
+
+#: Annotate an ``int`` path or query parameter with this to refuse non-digit spellings.
+INTEGER_DIGITS = BeforeValidator(_integer_digits)

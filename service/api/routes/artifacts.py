@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
-from service.api.strict_query import reject_unknown_query
+from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.errors import ApiError, Conflict, NotFound, error_responses
 from service.schemas import LevelMetrics, RunMetrics
@@ -29,9 +29,10 @@ router = APIRouter(
     dependencies=[Depends(get_principal), Depends(reject_unknown_query)],
 )
 
+
 # Any integer is a well-formed level; one the experiment does not have is a 404, like any
 # other artifact that does not exist (the bound is checked against the spec, not here).
-LevelPath = Annotated[int, Path(description="Pruning level (0 is dense).")]
+LevelPath = Annotated[int, Path(description="Pruning level (0 is dense)."), INTEGER_DIGITS]
 
 _SAFETENSORS = {
     200: {

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from lth_core import short_budget
 from lth_core.spec import TAG_PATTERN, ModelName, parse_spec
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
-from service.api.strict_query import reject_unknown_query
+from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.errors import (
     Conflict,
@@ -30,7 +30,11 @@ from service.reads import authorized_read, experiment_response, list_response
 from service.schemas import ExperimentList, ExperimentOut, StatusName
 from service.spec_limits import check_spec_limits
 from store import artifacts, experiments, queue
+from store.broker import DEFAULT_QUEUE
 from store.models import Status
+
+#: A broker queue name: what Celery's ``--queues`` accepts without quoting.
+QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
 # Every route needs a caller, resolved before the id or body is even looked at.
 router = APIRouter(
@@ -91,6 +95,16 @@ def submit_experiment(
             "instead of creating another; the same key with a different spec is refused.",
         ),
     ] = None,
+    queue_name: Annotated[
+        str,
+        Query(
+            alias="queue",
+            pattern=QUEUE_PATTERN,
+            description="The broker queue to send it to: `lth` (any worker), `lth.gpu`, "
+            "`lth.cpu`, or a custom queue some worker consumes (`lth worker --queues`). Kept "
+            "with the experiment: its next levels and any re-send go there too.",
+        ),
+    ] = DEFAULT_QUEUE,
 ) -> ExperimentOut:
     """Validates the spec, stores a queued experiment, then hands its id to the workers."""
     if not isinstance(body, dict):
@@ -112,7 +126,7 @@ def submit_experiment(
     experiments.lock_owner(session, owner)
     try:
         experiment, created = experiments.create(
-            session, spec_json, owner=owner, idempotency_key=idempotency_key
+            session, spec_json, owner=owner, idempotency_key=idempotency_key, queue=queue_name
         )
     except experiments.IdempotencyConflict as exc:
         raise Unprocessable(
@@ -129,7 +143,7 @@ def submit_experiment(
             raise
     session.commit()
     if created:
-        queue.enqueue(experiment.id, settings)
+        queue.enqueue(experiment.id, settings, experiment.queue)
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/experiments/{experiment.id}"
@@ -181,8 +195,10 @@ async def list_experiments(
         Query(min_length=1, max_length=200, description="Only names containing this (any case)."),
     ] = None,
     model: Annotated[ModelName | None, Query(description="Only experiments of this model.")] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size."), INTEGER_DIGITS] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=10_000_000, description="Items to skip."), INTEGER_DIGITS
+    ] = 0,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Read in one thread with one connection (service.reads); 304 when the page is unchanged."""
@@ -296,6 +312,19 @@ def delete_experiment(
     experiment = experiments.get(session, experiment_id, owner=owner)
     if experiment is None:
         raise _not_found(experiment_id)
+    dependents = experiments.mask_dependents(session, experiment_id)
+    if dependents:
+        session.rollback()
+        shown = ", ".join(dependents[:10]) + (" ..." if len(dependents) > 10 else "")
+        raise Conflict(
+            f"experiment {experiment_id} is the mask source of {len(dependents)} queued or "
+            f"running experiment(s): {shown}; cancel them or wait until they finish",
+            error_type="mask_source_in_use",
+            details=[
+                detail(["path", "experiment_id"], f"mask source of {d}", "mask_source_in_use")
+                for d in dependents[:10]
+            ],
+        )
     if not experiments.delete_experiment(session, experiment_id):
         session.rollback()
         raise Conflict(

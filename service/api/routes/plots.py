@@ -19,7 +19,7 @@ from lth_core.spec import TAG_PATTERN
 from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
-from service.errors import NotFound, Unprocessable, detail, error_responses
+from service.errors import Conflict, NotFound, Unprocessable, detail, error_responses
 from service.figure_sources import sources_for
 from store import artifacts, experiments
 from store.models import Experiment
@@ -91,7 +91,17 @@ def _figure_response(
     """The figure rendered (png, svg) or described (json: what the web view draws)."""
     sources = sources_for(name, experiments_, settings, _levels(levels))
     title = None if len(experiments_) > 1 else [experiments_[0].name, figures.TITLES[name]]
-    body = figures.render(figures.figure(name, sources, levels=_levels(levels), title=title), fmt)
+    spec = figures.figure(name, sources, levels=_levels(levels), title=title)
+    if fmt != "json" and not figures.has_points(spec):
+        # An image of nothing cannot be drawn (the renderer fails on an empty chart); the JSON
+        # description of an empty figure is still served, for the web view.
+        raise Conflict(
+            f"figure {name}: nothing to draw yet (no finished level"
+            + (" among the requested levels" if levels else "")
+            + "); ask again once a level has finished, or use the .json description",
+            error_type="no_data",
+        )
+    body = figures.render(spec, fmt)
     headers = {"Cache-Control": "no-cache"}
     if fmt != "json":
         headers["Content-Disposition"] = f'inline; filename="{filename}.{fmt}"'
@@ -109,7 +119,7 @@ def _one(session: Session, experiment_id: str, owner: str | None) -> Experiment:
     "/experiments/{experiment_id}/plots/{figure}.{fmt}",
     response_class=Response,
     summary="One of the paper's figures for an experiment (finished levels so far)",
-    responses={**_IMAGE, **error_responses(401, 404, 422, 503)},
+    responses={**_IMAGE, **error_responses(401, 404, 409, 422, 503)},
 )
 def experiment_plot(
     experiment_id: ExperimentIdDep,
@@ -234,7 +244,7 @@ def compare(
     "/compare/plots/{figure}.{fmt}",
     response_class=Response,
     summary="A figure overlaying several experiments (repeats over seeds as mean ± std)",
-    responses={**_IMAGE, **error_responses(401, 404, 422, 503)},
+    responses={**_IMAGE, **error_responses(401, 404, 409, 422, 503)},
 )
 def compare_plot(
     figure: FigurePath,

@@ -52,7 +52,7 @@ def resume_experiment(
         session.rollback()
         raise
     session.commit()
-    queue.enqueue(experiment_id, settings)
+    queue.enqueue(experiment_id, settings, experiment.queue)  # the queue it was sent to
     resumed = experiments.get(session, experiment_id, owner=owner)
     assert resumed is not None
     return experiment_out(resumed)

@@ -1,9 +1,9 @@
-"""One control run under a run claim: claim it, train it with a heartbeat, publish, record.
+"""One control run under its lease: claim it, train it with a heartbeat, publish, record.
 
 Used in two places with the same rules: by a ``lth.run_control`` task on whichever worker got
-the message (:mod:`worker.control_task`), and by the level task itself, which trains every
+the offer (:mod:`worker.offered_control`), and by the level's holder, which trains every
 control nobody has claimed (so one worker alone finishes everything) and takes over any whose
-holder stopped heart-beating (:mod:`worker.runner`). The claim (store.run_claims) guarantees
+holder stopped heart-beating (:mod:`worker.level_controls`). The claim (store.run_claims) guarantees
 that a run is trained by one process at a time; staging (worker.staging) that two processes
 never write its file.
 """
@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING
 
 from store import run_claims
 from store.db import session_scope
-from store.run_claims import RunClaimOutcome
+from store.lease import LeaseOutcome
 from store.settings import Settings
-from worker.heartbeat import Heartbeat
+from worker.heartbeat import Heartbeat, LeaseLost, held
 from worker.staging import publish, train_staged
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lth_core.experiment import Experiment
 
 log = logging.getLogger(__name__)
@@ -45,10 +47,6 @@ class ControlOutcome(StrEnum):
     STOPPED = "stopped"  # cancelled (or the experiment ended) while training; run given back
     LOST = "lost"  # the claim was taken over while training: stopped without publishing
     FAILED = "failed"  # the engine raised; the run was given back with the error
-
-
-class RunClaimLost(Exception):
-    """Another worker took this run over: stop without publishing or recording anything."""
 
 
 def default_worker_name() -> str:
@@ -69,7 +67,7 @@ class ControlRun:
 
     # ----------------------------------------------------------------- claim
 
-    def claim(self) -> RunClaimOutcome:
+    def claim(self) -> LeaseOutcome:
         with session_scope(self.settings) as session:
             return run_claims.claim(
                 session,
@@ -120,22 +118,14 @@ class ControlRun:
     @contextmanager
     def held(self) -> Iterator[Heartbeat]:
         """While the claim is held: heart-beats it; on any exception gives the run back and
-        re-raises, except that a claim found taken over becomes :class:`RunClaimLost`."""
-        heartbeat = Heartbeat(
+        re-raises, except that a claim found taken over becomes :class:`LeaseLost`."""
+        with held(
             self._beat,
             self.settings.heartbeat_seconds,
             name=f"run claim {self.experiment_id}/{self.level}/{self.kind}",
-        )
-        with heartbeat:
-            try:
-                yield heartbeat
-            except RunClaimLost:
-                raise
-            except BaseException as exc:
-                if heartbeat.lost:
-                    raise RunClaimLost() from exc
-                self._release(exc)
-                raise
+            on_error=self._release,
+        ) as heartbeat:
+            yield heartbeat
 
     # ----------------------------------------------------------------- work
 
@@ -157,7 +147,7 @@ class ControlRun:
         )
         if heartbeat.lost or not self._holds():
             staged.unlink(missing_ok=True)
-            raise RunClaimLost()
+            raise LeaseLost()
         publish(staged, experiment.layout.run_metrics(self.level, self.kind))
         heartbeat.stop()  # finishing drops the claim: no beat may find it gone and cry "lost"
         self._finish(time.monotonic() - started)
@@ -179,14 +169,14 @@ class ControlRun:
         if experiment.is_run_done(self.level, self.kind):
             return ControlOutcome.DONE
         claimed = self.claim()
-        if claimed is RunClaimOutcome.DONE:
+        if claimed is LeaseOutcome.FINISHED:
             self._reopen_if_file_missing(experiment)
             return ControlOutcome.WAITING
-        if claimed is RunClaimOutcome.MISSING:
+        if claimed is LeaseOutcome.MISSING:
             with session_scope(self.settings) as session:
                 run_claims.register(session, self.experiment_id, self.level, [self.kind])
             return ControlOutcome.WAITING
-        if claimed is RunClaimOutcome.HELD:
+        if claimed is LeaseOutcome.HELD:
             return ControlOutcome.WAITING
         try:
             with self.held() as heartbeat:
@@ -194,7 +184,7 @@ class ControlRun:
                     self._finish(None)
                     return ControlOutcome.DONE
                 self.train(experiment, heartbeat, should_stop)
-        except RunClaimLost:
+        except LeaseLost:
             log.warning(
                 "experiment %s: level %d %s taken over; waiting for it",
                 self.experiment_id,

@@ -1,4 +1,5 @@
-"""The body of a ``lth.run_control`` task: train one control run that the level's holder offered.
+"""An offered control: the body of a ``lth.run_control`` task, which trains one control run
+that the level's holder offered to other workers (:mod:`worker.level_controls`).
 
 The message is only an offer. The database and the files decide: a run whose experiment is no
 longer active, whose level has no mask yet (never true for a message the level task sent, but
@@ -18,16 +19,17 @@ from dataclasses import dataclass, field
 from store import claims
 from store.artifacts import layout
 from store.db import session_scope
-from store.run_claims import RunClaimOutcome
+from store.lease import LeaseOutcome
 from store.settings import Settings
-from worker.controls import ControlOutcome, ControlRun, RunClaimLost, default_worker_name
+from worker.control_run import ControlOutcome, ControlRun, default_worker_name
 from worker.engine import build_experiment, load_spec
+from worker.heartbeat import LeaseLost
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ControlTask:
+class OfferedControl:
     """Attempts the control run ``kind`` of ``level`` of one experiment on this worker."""
 
     settings: Settings
@@ -49,10 +51,10 @@ class ControlTask:
             self.settings, self.experiment_id, self.level, self.kind, worker=self.worker
         )
         claimed = control.claim()
-        if claimed is not RunClaimOutcome.CLAIMED:
+        if claimed is not LeaseOutcome.CLAIMED:
             return {
-                RunClaimOutcome.HELD: ControlOutcome.WAITING,
-                RunClaimOutcome.DONE: ControlOutcome.DONE,
+                LeaseOutcome.HELD: ControlOutcome.WAITING,
+                LeaseOutcome.FINISHED: ControlOutcome.DONE,
             }.get(claimed, ControlOutcome.NOT_READY)
         log.info(
             "experiment %s: level %d %s claimed (token %s)",
@@ -90,7 +92,7 @@ class ControlTask:
                     should_stop=self._should_stop,
                 )
                 control.train(experiment, heartbeat, self._should_stop)
-        except RunClaimLost:
+        except LeaseLost:
             log.warning(
                 "experiment %s: level %d %s was taken over; stopped",
                 self.experiment_id,
