@@ -46,7 +46,9 @@ class RunProgress:
             self._last_level = event.level
         info = f"level {event.level} {event.kind}"
         if event.record:
-            info += f"  val loss {event.record['val_loss']:.4f}  test acc {100 * event.record['test_accuracy']:.2f}%"
+            info += f"  val loss {event.record['val_loss']:.4f}"
+            if event.record.get("test_accuracy") is not None:  # None: test_eval early_stop
+                info += f"  test acc {100 * event.record['test_accuracy']:.2f}%"
         self.progress.update(
             self.run_task, completed=event.iteration, total=event.iterations, info=info
         )

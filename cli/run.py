@@ -78,7 +78,7 @@ def run(
 ) -> None:
     from pydantic import ValidationError
 
-    from cli.render import level_table
+    from cli.render import cost_lines, level_table
     from lth_core.spec import parse_spec
 
     try:
@@ -116,6 +116,8 @@ def run(
             raise typer.Exit(1) from exc
     results = json.loads(experiment.layout.results.read_text())
     Console().print(level_table(summaries, results.get("ticket_level"), title=spec.name))
+    for line in cost_lines(results):
+        typer.echo(line)
     write_plots(out)
     typer.echo(f"artifacts in {out}")
 
