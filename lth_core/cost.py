@@ -1,8 +1,8 @@
 """What finding a ticket cost: per run, per level, per experiment, and what remains (torch-free).
 
-Every run records under `cost` the iterations it trained (from its start iteration), its wall
-seconds (a stacked run's 1/K share of the stack's time), the device type, torch's thread count
-and how many members trained together. A level's cost is the sum over its runs; an
+Every run records its wall `seconds` (a stacked run's 1/K share of the stack's time) and under
+`cost` the iterations it trained (from its start iteration), the device type and torch's thread
+count. A level's cost is the sum over its runs; an
 experiment's the sum over its levels, with an estimate of what the unfinished levels will cost
 (the mean cost per run so far times the runs still to train) and the time until the ticket
 finally chosen was finished. The service shows the same sums (service/presenters.py).
@@ -17,12 +17,10 @@ from typing import Any
 def run_cost(run: Mapping[str, Any]) -> dict[str, Any]:
     """A run's cost record (runs written before costs were recorded: from their metrics)."""
     cost = run.get("cost")
-    if isinstance(cost, Mapping):
-        return dict(cost)
-    return {
-        "iterations": int(run.get("iterations", 0)) - int(run.get("start_iteration", 0)),
-        "seconds": float(run.get("seconds", 0.0)),
-    }
+    out = dict(cost) if isinstance(cost, Mapping) else {}
+    out.setdefault("iterations", int(run.get("iterations", 0)) - int(run.get("start_iteration", 0)))
+    out["seconds"] = float(run.get("seconds", 0.0))
+    return out
 
 
 def level_cost(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

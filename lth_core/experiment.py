@@ -97,7 +97,7 @@ class Experiment:
 
     @property
     def levels(self) -> range:
-        """Level 0 (dense), the pruning levels, and the verification level if the spec has it."""
+        """Level 0 (dense) and the pruning levels (the last one verifies, with `verify`)."""
         return range(self.spec.last_level + 1)
 
     def runs_at_level(self, level: int) -> list[str]:
@@ -177,8 +177,6 @@ class Experiment:
             return load_tensors(path)
         if level == 0:
             mask = self._initial_mask()
-        elif level == self.spec.verify_level:  # the final level's mask, retrained
-            mask = self.prepare_level(level - 1)
         else:
             source = level - 1 if self.spec.pruning.schedule == "iterative" else 0
             if not self.is_run_done(source, TICKET):

@@ -290,19 +290,19 @@ class ExperimentSpec(_Strict):
     controls_at: Literal["every_level", "ticket_level"] | ControlsAt = Field(
         "every_level",
         exclude_if=lambda v: v == "every_level",
-        description="Where controls run: every_level (the paper), ticket_level (only the "
-        "experiment's last level: the verification level with verify, else level "
-        'pruning.levels), or {"levels": [..]}. Controls show a ticket is special; finding it '
-        "does not need them.",
+        description="Where controls run: every_level (the paper), ticket_level (only the last "
+        'level, pruning.levels: with verify, the verification level), or {"levels": [..]}. '
+        "Controls show a ticket is special; finding it does not need them.",
     )
     verify: bool | VerifySpec = Field(
         False,
         exclude_if=lambda v: v is False,
-        description="Retrain the final level's mask once more from the ticket's start (theta_0 "
-        "or theta_k) with the controls, as level pruning.levels + 1, under the paper's rule: the "
-        'full budget (true) or {"patience": P} (an honest margin over training.patience), '
-        "never early-bird; level 0, the reference, trains under the same rule. Only a verified "
-        "level is called the winning ticket.",
+        description="Train the final level's mask (level pruning.levels) from the ticket's start "
+        "(theta_0 or theta_k), with the controls, under the paper's rule instead of the cheap "
+        'one: the full budget (true) or {"patience": P} (an honest margin over '
+        "training.patience), never early-bird; level 0, the reference, trains under the same "
+        "rule. The cheap levels only propose the mask; only a verified final level is called "
+        "the winning ticket.",
     )
     # Left out of dumps when empty, so the spec.json of a run written before tags existed still
     # matches on resume (tags never change what is trained). The cheap-ticket fields above
@@ -379,8 +379,9 @@ class ExperimentSpec(_Strict):
 
     @property
     def verify_level(self) -> int | None:
-        """The verification level (pruning.levels + 1) when `verify` is set."""
-        return self.pruning.levels + 1 if self.verify_rule is not None else None
+        """The verification level when `verify` is set: the final level, pruning.levels (its
+        mask trained cheaply first would add nothing the verification does not redo)."""
+        return self.pruning.levels if self.verify_rule is not None else None
 
     def is_reference_level(self, level: int) -> bool:
         """Levels trained under the verification rule: the verification level and the dense
@@ -404,8 +405,8 @@ class ExperimentSpec(_Strict):
 
     @property
     def last_level(self) -> int:
-        """The experiment's last level: the verification level, else pruning.levels."""
-        return self.pruning.levels + (1 if self.verify_rule is not None else 0)
+        """The experiment's last level (the verification level with `verify`)."""
+        return self.pruning.levels
 
     def controls_run_at(self, level: int) -> bool:
         """Whether `controls_at` asks for the controls at this level (the verification level

@@ -112,12 +112,12 @@ def train_members(
         callbacks=[*standard, *callbacks],
     )
     seconds = result.seconds / len(members)
+    # What the run cost besides its wall `seconds` (kept where it always was, so a run's
+    # record without `seconds` stays a pure function of spec, device and thread count).
     cost = {
         "iterations": result.trained_iterations - start_iteration,
-        "seconds": seconds,
         "device": splits.train_x.device.type,
         "threads": torch.get_num_threads(),
-        "members": len(members),
     }
     stopped = {"stopped_at": patience.stopped_at} if patience is not None else {}
     return [

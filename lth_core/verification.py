@@ -1,8 +1,8 @@
 """Which level is finally called the winning ticket, verification included (torch-free).
 
 Without `verify` it is the ticket rule of lth_core.results over every level. With it, the
-cheap levels (patience, early-bird, fewer levels) only propose a mask: the verification level
-retrains the final mask under the paper's rule, and it is the winning ticket only if the
+cheap levels (patience, early-bird, fewer levels) only propose a mask: the final level, the
+verification level, trains it under the paper's rule, and it is the winning ticket only if the
 ticket rule, asked about the dense level 0 and the verification level (both trained under
 that rule), picks it. Until it has run, nothing is called a ticket. The engine's results.json
 and the service (store.experiments) both decide here.
@@ -20,7 +20,7 @@ def verify_level(spec: Mapping[str, Any]) -> int | None:
     """The verification level of a spec (as JSON), or None when it does not verify."""
     if spec.get("verify", False) is False:
         return None
-    return int(spec.get("pruning", {}).get("levels", 0)) + 1
+    return int(spec.get("pruning", {}).get("levels", 0))
 
 
 def final_ticket(spec: Mapping[str, Any], summaries: Iterable[Mapping[str, Any]]) -> int | None:

@@ -63,7 +63,7 @@ class LevelSummary(RunSummary):
         None, description="Patience: the iteration where the ticket's training stopped."
     )
     verification: bool = Field(
-        False, description="Whether this is the verification level (pruning.levels + 1)."
+        False, description="Whether this is the verification level (with spec.verify: the last)."
     )
 
 
