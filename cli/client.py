@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.render import level_table
+from cli.render import cost_lines, level_table
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -363,6 +363,8 @@ def show_experiment(experiment: Mapping[str, Any]) -> None:
                 levels=p["levels"],
             )
         )
+        for line in cost_lines(experiment):
+            console.print(line, highlight=False)
 
 
 def resolve_id(client: httpx.Client, ref: str) -> str:

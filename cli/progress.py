@@ -110,10 +110,9 @@ class RunProgress:
         self.progress.update(self.level_task, completed=self._finished)
         info = f"level {event.level} {label}"
         if event.record:
-            info += (
-                f"  val loss {event.record['val_loss']:.4f}"
-                f"  test acc {100 * event.record['test_accuracy']:.2f}%"
-            )
+            info += f"  val loss {event.record['val_loss']:.4f}"
+            if event.record.get("test_accuracy") is not None:  # None: test_eval early_stop
+                info += f"  test acc {100 * event.record['test_accuracy']:.2f}%"
         times = self._times(event, rate)
         self.progress.update(
             self.run_task,

@@ -45,9 +45,13 @@ def level_table(
         short = control.removeprefix("random_")
         table.add_column(f"{short} it", justify="right")
         table.add_column(f"{short} acc %", justify="right")
+    drawn = any(s.get("mask_drawn_at") is not None for s in summaries)
+    if drawn:
+        table.add_column("mask drawn", justify="right")
     bounded = False
     for s in summaries:
         mark = " *" if s["level"] == ticket_level else ""
+        mark += " v" if s.get("verification") else ""
         stop, last = stop_text(s["early_stop_iteration"], iterations)
         bounded |= last
         row = [
@@ -65,6 +69,9 @@ def level_table(
                 row += [stop, pct(c["early_stop_test_accuracy"])]
             else:
                 row += ["-", "-"]
+        if drawn:
+            at = s.get("mask_drawn_at")
+            row.append("-" if at is None else str(at))
         table.add_row(*row)
     notes = []
     if running:
@@ -72,8 +79,43 @@ def level_table(
         notes.append(f"so far ({so_far}; still running)")
     if ticket_level is not None:
         notes.append(f"* winning ticket{' so far' if running else ''}: level {ticket_level}")
+    if any(s.get("verification") for s in summaries):
+        notes.append("v verification level (the final mask retrained under the paper's rule)")
     if bounded:
         notes.append(">=N: stopped at the last evaluation, still improving (a lower bound)")
     if notes:
         table.caption = "\n".join(notes)
     return table
+
+
+def cost_lines(result: Mapping[str, Any]) -> list[str]:
+    """What the experiment cost, under the table: `result` is results.json or the API's
+    experiment (both carry cost, time_to_ticket and, with verify, verified)."""
+    lines = []
+    cost = result.get("cost")
+    if isinstance(cost, Mapping):
+        line = (
+            f"cost: {cost.get('iterations', 0):,} iterations, {cost.get('seconds', 0.0):.1f} s "
+            f"of training over {cost.get('levels', 0)} levels"
+        )
+        rest = cost.get("remaining_estimate")
+        if isinstance(rest, Mapping) and rest.get("runs"):
+            line += (
+                f"; about {rest['iterations']:,} iterations / {rest['seconds']:.0f} s to go "
+                f"({rest['runs']} runs)"
+            )
+        lines.append(line)
+    ttt = result.get("time_to_ticket")
+    if ttt is not None:
+        lines.append(f"time to ticket: {ttt:.1f} s")
+    rates = result.get("pruning_rates")
+    if isinstance(rates, Mapping):
+        lines.append("rates used per level: " + ", ".join(f"{k} {v:.4f}" for k, v in rates.items()))
+    if result.get("verified") is not None:
+        lines.append(
+            "verified: the final mask is a winning ticket"
+            if result["verified"]
+            else "not verified: the final mask, retrained under the paper's rule, is no "
+            "winning ticket"
+        )
+    return lines

@@ -124,7 +124,7 @@ def run(
     from rich.console import Console
 
     from cli.progress import RunProgress
-    from cli.render import level_table
+    from cli.render import cost_lines, level_table
     from lth_core import preflight
     from lth_core.experiment import Experiment, InitialMask
 
@@ -175,6 +175,8 @@ def run(
             iterations=spec.training.iterations,
         )
     )
+    for line in cost_lines(results):
+        typer.echo(line)
     write_plots(out)
     typer.echo(f"artifacts in {out}")
 

@@ -83,3 +83,136 @@ class Snapshot(Callback):
 
     def after_step(self, state: LoopState) -> None:
         self._take(state)
+
+
+class Patience(Callback):
+    """Ends training `patience` evaluations after the last validation-loss improvement.
+
+    Reads the early-stopping points of `early` (registered before this callback, so it has
+    seen the evaluation already). In a stack, training ends when every member has run out of
+    patience (a member still improving keeps the stack going). `stopped_at` is the iteration
+    where training ended, None while it has not.
+    """
+
+    def __init__(self, early: EarlyStopping, patience: int) -> None:
+        self.early, self.patience = early, patience
+        self.since: list[int] = []
+        self.stopped_at: int | None = None
+
+    def on_start(self, state: LoopState) -> None:
+        self.since, self.stopped_at = [], None
+
+    def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
+        if not self.since:
+            self.since = [0] * len(points)
+            return
+        for m, point in enumerate(points):
+            self.since[m] = 0 if self.early.best[m] is point else self.since[m] + 1
+        if all(n >= self.patience for n in self.since) and state.iteration < state.iterations:
+            state.stop = True
+            self.stopped_at = state.iteration
+
+
+def load_member(stepper: object, member: int, weights: dict[str, torch.Tensor]) -> None:
+    """Writes a full state dict into member `member` of a stepper, in place (no_grad)."""
+    with torch.no_grad():
+        if getattr(stepper, "stacked", False):
+            for name, tensor in weights.items():
+                params, buffers = stepper.params, stepper.buffers  # type: ignore[attr-defined]
+                target = params[name] if name in params else buffers[name]
+                target[member].copy_(tensor)
+        else:
+            live = stepper.model.state_dict()  # type: ignore[attr-defined]
+            for name, tensor in weights.items():
+                live[name].copy_(tensor)
+
+
+class DeferredTest(Callback):
+    """`training.test_eval == "early_stop"`: the test set is evaluated once, at the end.
+
+    At each new validation minimum (`early`, registered before this one) the member's weights
+    are copied (to the device they live on); at the end every member is loaded with its kept
+    weights and the test set evaluated once for all of them, then once more on the final
+    weights. The early-stopping point's and the last point's `test_accuracy` are filled in:
+    the same numbers evaluating at those iterations gives (same weights, same kernels), for
+    two test passes per run instead of one per evaluation.
+    """
+
+    def __init__(self, early: EarlyStopping, test_x: torch.Tensor, test_y: torch.Tensor) -> None:
+        self.early, self.test_x, self.test_y = early, test_x, test_y
+        self.kept: list[dict[str, torch.Tensor] | None] = []
+
+    def on_start(self, state: LoopState) -> None:
+        self.kept = [None] * state.stepper.k
+
+    def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
+        for m, point in enumerate(points):
+            if self.early.best[m] is point:
+                self.kept[m] = state.stepper.state_dict(m)
+
+    def on_end(self, state: LoopState) -> None:
+        stepper = state.stepper
+        final = [curve[-1] for curve in state.curves]
+        _, accuracy = stepper.evaluate(self.test_x, self.test_y)
+        for point, acc in zip(final, accuracy.tolist(), strict=True):
+            point["test_accuracy"] = acc
+        if all(self.early.best[m] is final[m] for m in range(stepper.k)):
+            return
+        now = [stepper.state_dict(m) for m in range(stepper.k)]
+        for m, kept in enumerate(self.kept):
+            if kept is not None:
+                load_member(stepper, m, kept)
+        _, accuracy = stepper.evaluate(self.test_x, self.test_y)
+        for m, acc in enumerate(accuracy.tolist()):
+            self.early.best[m]["test_accuracy"] = acc
+        for m, weights in enumerate(now):
+            load_member(stepper, m, weights)
+
+
+def mask_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Normalized Hamming distance: the fraction of mask entries that differ."""
+    differ = sum(int((a[n] != b[n]).sum()) for n in a)
+    total = sum(a[n].numel() for n in a)
+    return differ / total if total else 0.0
+
+
+class EarlyBird(Callback):
+    """Early-bird masks (You et al. 2020) for member `member` (the level's ticket).
+
+    At every evaluation the would-be mask (`would_be(weights)`: the next level's pruning from
+    the member's weights now) is computed; once the normalized Hamming distance between
+    consecutive would-be masks has stayed below `distance` for `window` evaluations in a row,
+    the mask is drawn there: training ends at this evaluation, so the run's trained weights are
+    the ones the next level is pruned from (its mask is the drawn one). `drawn_at` is that
+    iteration (None if the rule never held: the level trained its full budget);
+    `distances` the distance at each evaluation after the first.
+    """
+
+    def __init__(
+        self,
+        would_be: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+        distance: float,
+        window: int,
+        member: int = 0,
+    ) -> None:
+        self.would_be, self.distance, self.window, self.member = would_be, distance, window, member
+        self.previous: dict[str, torch.Tensor] | None = None
+        self.below = 0
+        self.drawn_at: int | None = None
+        self.distances: list[float] = []
+
+    def on_start(self, state: LoopState) -> None:
+        self.previous, self.below, self.drawn_at, self.distances = None, 0, None, []
+
+    def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
+        if self.drawn_at is not None:
+            return
+        mask = self.would_be(state.stepper.state_dict(self.member))
+        if self.previous is not None:
+            d = mask_distance(mask, self.previous)
+            self.distances.append(d)
+            self.below = self.below + 1 if d < self.distance else 0
+            if self.below >= self.window:
+                self.drawn_at = state.iteration
+                state.stop = True
+        self.previous = mask

@@ -17,18 +17,20 @@ from typing import Any
 
 import torch
 
-from lth_core import pruning
+from lth_core import cost, pruning
 from lth_core.artifacts import load_json, load_tensors, save_json, save_tensors
+from lth_core.callbacks import EarlyBird
 from lth_core.controls import TICKET, control
 from lth_core.data import Splits, load_splits
 from lth_core.layout import Layout
 from lth_core.mask_source import InitialMask, mismatch
 from lth_core.models import PrunableModel, build_model
 from lth_core.pruning import Mask, StateDict
-from lth_core.results import choose_ticket, level_summary
+from lth_core.results import level_summary
 from lth_core.run_plan import RunPlan, on_device, publish_run
-from lth_core.spec import ExperimentSpec
+from lth_core.spec import ExperimentSpec, PruningSpec
 from lth_core.training import Cancelled, Member, ProgressEvent, train_members
+from lth_core.verification import final_ticket, verified
 
 __all__ = [
     "Cancelled",
@@ -92,12 +94,14 @@ class Experiment:
         self.kinds = pruning.prunable_kinds(template.weight_kinds(), spec.pruning.exclude)
         self._theta0 = self._load_or_save(self.layout.init_weights, template.state_dict())
         self._splits: Splits | None = splits.to(self.device) if splits is not None else None
+        self.pruning = self._effective_pruning()
 
     # ----------------------------------------------------------------- plan
 
     @property
     def levels(self) -> range:
-        return range(self.spec.pruning.levels + 1)
+        """Level 0 (dense) and the pruning levels (the last one verifies, with `verify`)."""
+        return range(self.spec.last_level + 1)
 
     def runs_at_level(self, level: int) -> list[str]:
         return self.spec.runs_at_level(level, from_mask=self.initial_mask is not None)
@@ -183,7 +187,7 @@ class Experiment:
             base = load_tensors(self.layout.mask(source))
             weights = load_tensors(self.layout.trained_weights(source))
             mask = pruning.prune_level(
-                weights, base, self.kinds, self.spec.pruning, rounds=level - source
+                weights, base, self.kinds, self.pruning, rounds=level - source
             )
         save_tensors(path, mask)
         return mask
@@ -246,6 +250,9 @@ class Experiment:
         """Trains the plans as one loop (stacked if more than one) and publishes those in
         `write`, in plan order. Plans of one training share their start iteration."""
         (start_iteration,) = {p.start_iteration for p in plans}
+        (level,) = {p.level for p in plans}
+        cfg = self.spec.training_at(level)
+        early_bird = self._early_bird(level, [p.kind for p in plans])
         members = []
         kinds = tuple(p.kind for p in plans)
         for plan in plans:
@@ -270,10 +277,14 @@ class Experiment:
             results = train_members(
                 members,
                 self.splits,
-                self.spec.training,
+                cfg,
                 start_iteration=start_iteration,
                 should_stop=should_stop,
+                callbacks=[early_bird] if early_bird is not None else [],
             )
+        if early_bird is not None:
+            for result in results:
+                result.metrics["mask_drawn_at"] = early_bird.drawn_at
         return [
             publish_run(
                 self.layout,
@@ -294,20 +305,119 @@ class Experiment:
         }
         mask = load_tensors(self.layout.mask(level))
         summary = level_summary(level, runs, pruning.counts(mask))
+        summary.update(self._cheap_fields(level, runs))
         save_json(self.layout.summary(level), summary)
         summaries = self.summaries()
-        ticket_level = choose_ticket(summaries, self.spec.ticket_tolerance)
+        spec_json = self.spec.model_dump(mode="json")
+        ticket_level = final_ticket(spec_json, summaries)
         if ticket_level is not None:
             self.export_ticket(ticket_level, self.layout.ticket)
-        save_json(
-            self.layout.results,
-            {
-                "spec": self.spec.model_dump(mode="json"),
-                "ticket_level": ticket_level,
-                "levels": summaries,
-            },
-        )
+        results: dict[str, Any] = {
+            "spec": spec_json,
+            "ticket_level": ticket_level,
+            "levels": summaries,
+        }
+        results.update(self._cheap_results(spec_json, summaries, ticket_level))
+        save_json(self.layout.results, results)
         return summary
+
+    def _cheap_fields(self, level: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """What a level adds for cheap tickets: its cost, where early-bird drew its mask,
+        where patience stopped, whether it is the verification level."""
+        out: dict[str, Any] = {"cost": cost.level_cost(runs)}
+        ticket = runs[TICKET]
+        if "mask_drawn_at" in ticket:
+            out["mask_drawn_at"] = ticket["mask_drawn_at"]
+        if "stopped_at" in ticket:
+            out["stopped_at"] = ticket["stopped_at"]
+        if level == self.spec.verify_level:
+            out["verification"] = True
+        return out
+
+    def _cheap_results(
+        self, spec_json: dict[str, Any], summaries: list[dict[str, Any]], ticket_level: int | None
+    ) -> dict[str, Any]:
+        """results.json's cost (so far and the estimate of the rest), time to the ticket, the
+        rates target_weights chose, and the verification's verdict."""
+        out: dict[str, Any] = {
+            "cost": cost.experiment_cost(summaries, self.levels, self.runs_at_level),
+            "time_to_ticket": cost.time_to_ticket(summaries, ticket_level),
+        }
+        if self.spec.pruning.target_weights is not None:
+            out["pruning_rates"] = self.rates_used()
+        if self.spec.verify_rule is not None:
+            out["verified"] = verified(spec_json, summaries)
+        return out
+
+    def rates_used(self) -> dict[str, Any]:
+        """The per-level rates the pruning uses (target_weights solved them)."""
+        p = self.pruning
+        if p.strategy == "global":
+            return {"global_rate": p.global_rate}
+        return {k: v for k, v in p.rates.model_dump().items() if v}
+
+    def _effective_pruning(self) -> PruningSpec:
+        """The spec's pruning, with rates solved for `target_weights` when it is set.
+
+        Every kind's rate is scaled by one factor (layer-wise: the output layer stays at half
+        the fc rate as in the paper's defaults; global: global_rate alone), bisected to the
+        smallest factor whose exact rounded counts after `levels` rounds leave at most the
+        target fraction of the prunable weights. Deterministic: a fixed number of steps.
+        """
+        spec = self.spec.pruning
+        target = spec.target_weights
+        if target is None:
+            return spec
+        from lth_core.strategies import strategy
+
+        entry = strategy(spec.strategy)
+        base = self._initial_mask()
+        total = sum(m.numel() for m in base.values())
+        rates = spec.rates.model_dump()
+        top = max(rates.values()) if spec.strategy != "global" else spec.global_rate
+        if top <= 0:
+            raise ValueError("pruning.target_weights needs a nonzero pruning rate to scale")
+
+        def candidate(factor: float) -> PruningSpec:
+            if spec.strategy == "global":
+                return spec.model_copy(update={"global_rate": min(factor * top, 0.999)})
+            scaled = {k: min(v * factor, 0.999) for k, v in rates.items()}
+            return spec.model_copy(update={"rates": spec.rates.model_copy(update=scaled)})
+
+        def remaining(p: PruningSpec) -> float:
+            keep = entry.keep_counts(base, self.kinds, p, spec.levels)
+            kept = keep if isinstance(keep, int) else sum(keep.values())
+            return kept / total
+
+        low, high = 0.0, 0.999 / top
+        if remaining(candidate(high)) > target:
+            raise ValueError(
+                f"pruning.target_weights {target} is out of reach in {spec.levels} levels at "
+                f"these rates' ratios; ask for more levels"
+            )
+        for _ in range(60):
+            mid = (low + high) / 2
+            if remaining(candidate(mid)) <= target:
+                high = mid
+            else:
+                low = mid
+        return candidate(high)
+
+    def _early_bird(self, level: int, kinds: Sequence[str]) -> EarlyBird | None:
+        """The early-bird callback for the level's ticket run (None: not at this level, or
+        the ticket is not among the runs trained)."""
+        eb = self.spec.early_bird_at(level)
+        if eb is None or TICKET not in kinds:
+            return None
+        if self.spec.pruning.schedule == "oneshot" and level > 0:
+            return None  # one-shot masks all come from level 0's weights
+        base = on_device(self.prepare_level(level), self.device)
+        kinds_, p = self.kinds, self.pruning
+
+        def would_be(weights: StateDict) -> Mask:
+            return pruning.prune_level(weights, base, kinds_, p, rounds=1)
+
+        return EarlyBird(would_be, eb.distance, eb.window, member=list(kinds).index(TICKET))
 
     def summaries(self) -> list[dict[str, Any]]:
         return [load_json(self.layout.summary(level)) for level in self.layout.finished_levels()]
@@ -326,7 +436,10 @@ class Experiment:
             "level": str(level),
             "start_iteration": str(plan.start_iteration),
             "spec": self.spec.model_dump_json(),
-            "metrics": json.dumps(load_json(self.layout.summary(level))),
+            # The level's numbers; its cost (wall seconds) is the experiment's, not the ticket's.
+            "metrics": json.dumps(
+                {k: v for k, v in load_json(self.layout.summary(level)).items() if k != "cost"}
+            ),
             # What a user needs to use the ticket in their own code (lth_core.tickets): the
             # registry's model name and the inputs' normalization, (x - mean) / std.
             "model": self.spec.model,

@@ -21,6 +21,10 @@ early-bird masks, keeping the best weights, instability analysis). The interface
   this evaluation (the run then reports the iterations it trained);
 - `on_end(state)`: after the last evaluation, before the members' modules get their weights.
 `state.stepper` gives access to every member's weights (`state_dict(m)`).
+
+With `training.test_eval == "early_stop"` an evaluation reads only the validation set and a
+point's `test_accuracy` is None; `lth_core.callbacks.DeferredTest` evaluates the test set at
+the end on the weights of the early-stopping point (and on the final ones).
 """
 
 from __future__ import annotations
@@ -134,11 +138,15 @@ def train_loop(
     overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
     train_loss_sum = torch.zeros(k, device=device)
     steps_since_eval = 0
+    test_curve = cfg.test_eval == "curve"
 
     def evaluate() -> None:
         nonlocal train_loss_sum, steps_since_eval
         val_loss, val_acc = stepper.evaluate(splits.val_x, splits.val_y)
-        _, test_acc = stepper.evaluate(splits.test_x, splits.test_y)
+        if test_curve:
+            _, test_acc = stepper.evaluate(splits.test_x, splits.test_y)
+        else:  # test_eval "early_stop": lth_core.callbacks.DeferredTest fills it in at the end
+            test_acc = torch.full_like(val_acc, math.nan)
         rows = torch.stack([train_loss_sum.double(), val_loss, val_acc, test_acc]).tolist()
         points = [
             {
@@ -146,7 +154,7 @@ def train_loop(
                 "train_loss": rows[0][m] / steps_since_eval if steps_since_eval else math.nan,
                 "val_loss": rows[1][m],
                 "val_accuracy": rows[2][m],
-                "test_accuracy": rows[3][m],
+                "test_accuracy": rows[3][m] if test_curve else None,
             }
             for m in range(k)
         ]

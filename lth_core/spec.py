@@ -140,6 +140,21 @@ class TrainingSpec(_Strict):
             "same device and thread count. never: one run at a time, controls spread over workers."
         ),
     )
+    patience: int | None = Field(
+        None,
+        ge=1,
+        exclude_if=lambda v: v is None,
+        description="Stop a run this many evaluations after its last validation-loss "
+        "improvement (off by default: the paper trains the full budget). The early-stop "
+        "iteration is still the argmin over the evaluations made.",
+    )
+    test_eval: Literal["curve", "early_stop"] = Field(
+        "curve",
+        exclude_if=lambda v: v == "curve",
+        description="curve: evaluate the test set at every evaluation (the full test curve). "
+        "early_stop: keep the weights of each new validation minimum in memory and evaluate "
+        "the test set once at the end, on them (the same number for a fraction of the cost).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingSpec:
@@ -175,6 +190,17 @@ class PruningRates(_Strict):
     shortcut: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class EarlyBirdSpec(_Strict):
+    """Early-bird masks (You et al. 2020): draw the mask once consecutive would-be masks agree."""
+
+    distance: float = Field(
+        0.1, gt=0.0, le=1.0, description="Normalized Hamming distance below which masks agree."
+    )
+    window: int = Field(
+        5, ge=1, le=1000, description="Consecutive evaluations the distance must stay below."
+    )
+
+
 class PruningSpec(_Strict):
     levels: int = Field(
         20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0."
@@ -188,6 +214,21 @@ class PruningSpec(_Strict):
     exclude: list[str] = Field(
         default_factory=list,
         description="Layer kinds (conv, fc, output, shortcut) or weight names never pruned.",
+    )
+    target_weights: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        exclude_if=lambda v: v is None,
+        description="Fraction of prunable weights to reach after `levels` rounds: the per-level "
+        "rates are solved for it (every kind's rate scaled together, so the output layer stays "
+        "at half the fc rate as in the paper; global: global_rate). Results record the rates used.",
+    )
+    early_bird: EarlyBirdSpec | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="End each level's training once its would-be mask has settled (early-bird "
+        "tickets); the level's ticket run then stops where the mask was drawn.",
     )
 
     @field_validator("exclude")
@@ -216,6 +257,29 @@ class ResetSpec(_Strict):
         return self
 
 
+class ControlsAt(_Strict):
+    """Which pruned levels run the controls (given explicitly)."""
+
+    levels: list[int] = Field(max_length=MAX_LEVELS + 1)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[int]) -> list[int]:
+        if any(level < 0 or level > MAX_LEVELS + 1 for level in v):
+            raise ValueError(f"controls_at.levels entries must lie in 0..{MAX_LEVELS + 1}")
+        return sorted(set(v))
+
+
+class VerifySpec(_Strict):
+    """How the verification level (and the dense reference) train: patience, or the budget."""
+
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="Evaluations without improvement before stopping; null: full budget.",
+    )
+
+
 class MaskSource(_Strict):
     """Train from a mask found by an earlier experiment (ticket transfer)."""
 
@@ -236,8 +300,27 @@ class ExperimentSpec(_Strict):
         0.0, ge=0.0, le=1.0, description="Accuracy (0-1) a ticket may lose against the dense net."
     )
     mask: MaskSource | None = None
+    controls_at: Literal["every_level", "ticket_level"] | ControlsAt = Field(
+        "every_level",
+        exclude_if=lambda v: v == "every_level",
+        description="Where controls run: every_level (the paper), ticket_level (only the last "
+        'level, pruning.levels: with verify, the verification level), or {"levels": [..]}. '
+        "Controls show a ticket is special; finding it does not need them.",
+    )
+    verify: bool | VerifySpec = Field(
+        False,
+        exclude_if=lambda v: v is False,
+        description="Train the final level's mask (level pruning.levels) from the ticket's start "
+        "(theta_0 or theta_k), with the controls, under the paper's rule instead of the cheap "
+        'one: the full budget (true) or {"patience": P} (an honest margin over '
+        "training.patience), never early-bird; level 0, the reference, trains under the same "
+        "rule. The cheap levels only propose the mask; only a verified final level is called "
+        "the winning ticket.",
+    )
     # Left out of dumps when empty, so the spec.json of a run written before tags existed still
-    # matches on resume (tags never change what is trained).
+    # matches on resume (tags never change what is trained). The cheap-ticket fields above
+    # (patience, test_eval, target_weights, early_bird, controls_at, verify) are likewise left
+    # out at their defaults: a spec that does not use them dumps exactly as before.
     tags: list[str] = Field(
         default_factory=list,
         exclude_if=lambda tags: not tags,
@@ -277,6 +360,19 @@ class ExperimentSpec(_Strict):
             self.name = f"{self.model}-{self.dataset.name}"
         if len(set(self.controls)) != len(self.controls):
             raise ValueError("controls must not repeat")
+        if self.pruning.early_bird is not None and self.reset.mode == "rewind":
+            raise ValueError(
+                "pruning.early_bird with reset.mode 'rewind': the rewind point is taken from the "
+                "dense run, which early-bird may stop first; use reset.mode 'init'"
+            )
+        if self.pruning.target_weights is not None and self.pruning.levels == 0:
+            raise ValueError("pruning.target_weights needs pruning.levels >= 1 to get there")
+        if self.verify is not False and self.pruning.levels == 0:
+            raise ValueError("verify needs pruning.levels >= 1: level 0 is the dense network")
+        if self.verify is not False and self.reset.mode == "finetune":
+            raise ValueError(
+                "verify retrains from theta_0 or theta_k; reset.mode 'finetune' has neither"
+            )
         if self.reset.rewind_iteration >= self.training.iterations:
             raise ValueError(
                 f"reset.rewind_iteration ({self.reset.rewind_iteration}) must be below "
@@ -289,12 +385,65 @@ class ExperimentSpec(_Strict):
         """The runs of one pruned level: the ticket, then each control."""
         return [TICKET, *self.controls]
 
+    @property
+    def verify_rule(self) -> VerifySpec | None:
+        """How verification trains (None: no verification)."""
+        if self.verify is False:
+            return None
+        return VerifySpec() if self.verify is True else self.verify
+
+    @property
+    def verify_level(self) -> int | None:
+        """The verification level when `verify` is set: the final level, pruning.levels (its
+        mask trained cheaply first would add nothing the verification does not redo)."""
+        return self.pruning.levels if self.verify_rule is not None else None
+
+    def is_reference_level(self, level: int) -> bool:
+        """Levels trained under the verification rule: the verification level and the dense
+        level 0 it is compared with (no patience beyond the rule's, no early-bird)."""
+        return self.verify_rule is not None and level in (0, self.verify_level)
+
+    def training_at(self, level: int) -> TrainingSpec:
+        """The training settings of one level: the spec's, or the verification rule's."""
+        rule = self.verify_rule
+        if rule is None or not self.is_reference_level(level):
+            return self.training
+        return self.training.model_copy(update={"patience": rule.patience})
+
+    def early_bird_at(self, level: int) -> EarlyBirdSpec | None:
+        """Early-bird applies where a level's ticket gives the next level's mask (not the
+        last pruning level, not the reference levels)."""
+        eb = self.pruning.early_bird
+        if eb is None or level >= self.pruning.levels or self.is_reference_level(level):
+            return None
+        return eb
+
+    @property
+    def last_level(self) -> int:
+        """The experiment's last level (the verification level with `verify`)."""
+        return self.pruning.levels
+
+    def controls_run_at(self, level: int) -> bool:
+        """Whether `controls_at` asks for the controls at this level (the verification level
+        always has them: it is what they establish)."""
+        if level == self.verify_level:
+            return True
+        at = self.controls_at
+        if at == "every_level":
+            return True
+        if at == "ticket_level":
+            return level == self.last_level
+        return level in at.levels
+
     def runs_at_level(self, level: int, *, from_mask: bool | None = None) -> list[str]:
         """Controls need a mask to control for: a level 0 that starts dense has only the
         ticket run. `from_mask`: whether level 0 starts from a given mask (a service reference
-        or a local file, lth_core.mask_source); by default whether the spec names one."""
+        or a local file, lth_core.mask_source); by default whether the spec names one.
+        `controls_at` leaves the controls out of the levels it does not name."""
         from_mask = self.mask is not None if from_mask is None else from_mask
-        return [TICKET] if level == 0 and not from_mask else self.run_kinds
+        if (level == 0 and not from_mask) or not self.controls_run_at(level):
+            return [TICKET]
+        return self.run_kinds
 
 
 def _merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +466,9 @@ __all__ = [
     "LAYER_KINDS",
     "MODEL_NAMES",
     "ControlName",
+    "ControlsAt",
     "DatasetSpec",
+    "EarlyBirdSpec",
     "ExperimentSpec",
     "MaskSource",
     "PruningRates",
@@ -325,5 +476,6 @@ __all__ = [
     "ResetSpec",
     "SyntheticSpec",
     "TrainingSpec",
+    "VerifySpec",
     "parse_spec",
 ]

@@ -23,7 +23,15 @@ import torch
 from torch import nn
 
 from lth_core.batches import Batches, BatchOrder
-from lth_core.callbacks import Cancellation, EarlyStopping, Progress, ProgressHook, Snapshot
+from lth_core.callbacks import (
+    Cancellation,
+    DeferredTest,
+    EarlyStopping,
+    Patience,
+    Progress,
+    ProgressHook,
+    Snapshot,
+)
 from lth_core.data.base import Splits
 from lth_core.loop import Callback, Cancelled, summarize, train_loop
 from lth_core.optim import FusedStep, LearningRate, lr_factor
@@ -93,6 +101,11 @@ def train_members(
         i: Snapshot(m.snapshot_at, i) for i, m in enumerate(members) if m.snapshot_at is not None
     }
     standard: list[Callback] = [early, *snapshots.values()]
+    patience = Patience(early, cfg.patience) if cfg.patience is not None else None
+    if patience is not None:
+        standard.append(patience)
+    if cfg.test_eval == "early_stop":
+        standard.append(DeferredTest(early, splits.test_x, splits.test_y))
     if any(m.progress for m in members):
         standard.append(Progress([m.progress for m in members]))
     if should_stop is not None:
@@ -107,9 +120,23 @@ def train_members(
         callbacks=[*standard, *callbacks],
     )
     seconds = result.seconds / len(members)
+    # What the run cost besides its wall `seconds` (kept where it always was, so a run's
+    # record without `seconds` stays a pure function of spec, device and thread count).
+    cost = {
+        "iterations": result.trained_iterations - start_iteration,
+        "device": splits.train_x.device.type,
+        "threads": torch.get_num_threads(),
+    }
+    stopped = {"stopped_at": patience.stopped_at} if patience is not None else {}
     return [
         MemberResult(
-            summarize(curve, early.best[i], seconds=seconds, iterations=result.trained_iterations),
+            {
+                **summarize(
+                    curve, early.best[i], seconds=seconds, iterations=result.trained_iterations
+                ),
+                **stopped,
+                "cost": cost,
+            },
             snapshots[i].state if i in snapshots else None,
         )
         for i, curve in enumerate(result.curves)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pydantic import ValidationError
+
+from lth_core.cost import experiment_cost
+from lth_core.spec import parse_spec
+from lth_core.verification import verified
 from service.schemas import (
+    Cost,
     ExperimentError,
     ExperimentOut,
     LevelSummary,
@@ -66,7 +72,13 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         error = ExperimentError(
             type=experiment.error_type or "error", message=experiment.error_message or ""
         )
+    summaries = [{**lv.summary, "level": lv.level} for lv in experiment.levels]
     return ExperimentOut(
+        cost=Cost.model_validate(_cost(experiment, summaries)),
+        time_to_ticket=_time_to_ticket(experiment),
+        verified=verified(experiment.spec, summaries)
+        if isinstance(experiment.spec, dict)
+        else None,
         id=experiment.id,
         name=experiment.name,
         status=experiment.status,
@@ -84,3 +96,23 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         started_at=experiment.started_at,
         finished_at=experiment.finished_at,
     )
+
+
+def _cost(experiment: Experiment, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """lth_core.cost's sums over the finished levels; the estimate needs the runs of the
+    levels still to come, which the stored spec gives."""
+    try:
+        spec = parse_spec(experiment.spec)
+    except ValidationError:  # stored by an older version: count what is there, estimate nothing
+        return {**experiment_cost(summaries, [], lambda level: []), "remaining_estimate": None}
+    return experiment_cost(summaries, range(spec.last_level + 1), spec.runs_at_level)
+
+
+def _time_to_ticket(experiment: Experiment) -> float | None:
+    """By the clock: from the experiment's start to when its ticket's level was recorded."""
+    if experiment.ticket_level is None or experiment.started_at is None:
+        return None
+    for lv in experiment.levels:
+        if lv.level == experiment.ticket_level and lv.created_at is not None:
+            return max(0.0, (lv.created_at - experiment.started_at).total_seconds())
+    return None

@@ -39,12 +39,51 @@ class LayerCount(_Lenient):
     total: int
 
 
+class LevelCost(_Lenient):
+    """What a level's runs cost: iterations trained and wall seconds, summed over its runs."""
+
+    iterations: int = 0
+    seconds: float = 0.0
+    runs: int = 0
+    devices: list[str] = Field(default_factory=list, description="Device types the runs used.")
+    threads: list[int] = Field(default_factory=list, description="Torch thread counts used.")
+
+
 class LevelSummary(RunSummary):
     """One finished level: the ticket's numbers, each control's, and per-layer weight counts."""
 
     level: int
     controls: dict[str, RunSummary] = Field(default_factory=dict)
     layers: dict[str, LayerCount] = Field(default_factory=dict)
+    cost: LevelCost | None = None
+    mask_drawn_at: int | None = Field(
+        None, description="Early-bird: the iteration at which the next level's mask was drawn."
+    )
+    stopped_at: int | None = Field(
+        None, description="Patience: the iteration where the ticket's training stopped."
+    )
+    verification: bool = Field(
+        False, description="Whether this is the verification level (with spec.verify: the last)."
+    )
+
+
+class CostEstimate(BaseModel):
+    runs: int
+    iterations: int
+    seconds: float
+
+
+class Cost(BaseModel):
+    """What the experiment has cost so far, and an estimate of the rest."""
+
+    iterations: int = Field(description="Iterations trained by every finished level's runs.")
+    seconds: float = Field(description="Wall seconds of those runs (a stack's share each).")
+    levels: int = Field(description="Finished levels counted.")
+    remaining_estimate: CostEstimate | None = Field(
+        None,
+        description="Mean cost per finished run times the runs still to train (null before "
+        "any level has finished).",
+    )
 
 
 class Progress(BaseModel):
@@ -102,6 +141,17 @@ class ExperimentOut(BaseModel):
     levels: list[LevelSummary] = Field(description="Finished levels, in order.")
     ticket: Ticket | None = Field(None, description="Null until level 0 has finished.")
     error: ExperimentError | None = Field(None, description="Why it failed.")
+    cost: Cost
+    time_to_ticket: float | None = Field(
+        None,
+        description="Seconds from the experiment's start until the level of the ticket "
+        "finally chosen was finished (null while there is no ticket).",
+    )
+    verified: bool | None = Field(
+        None,
+        description="With spec.verify: whether the final mask was verified a winning ticket "
+        "(null before the verification level has finished, or without verify).",
+    )
     notes: list[str] = Field(
         default_factory=list,
         description="On submit: paper defaults adapted to the spec's budget (e.g. lr_milestones "

@@ -40,13 +40,16 @@ _VERSION_COLUMNS = (
 
 #: Bumped whenever the response shape changes, so that a client's cached ETag cannot match a
 #: body of another shape after an upgrade.
-REPRESENTATION = "lth-experiment-3"  # 2: the experiment's ``queue``; 3: ETA, kinds, notes
+#: 2: the experiment's ``queue``; 3: cost, time_to_ticket, verified; 4: progress ETA and
+#: kinds, notes.
+REPRESENTATION = "lth-experiment-4"
 
 
 @dataclass
 class LevelRow:
     level: int
     summary: dict[str, Any]
+    created_at: datetime | None = None  # when it was recorded: the API's time_to_ticket
 
 
 @dataclass
@@ -98,7 +101,7 @@ _BY_ID_OWNED = _BY_ID.where(_E.owner == bindparam("owner"))
 _VERSION = select(*_VERSION_COLUMNS).where(_E.id == bindparam("id"))
 _VERSION_OWNED = _VERSION.where(_E.owner == bindparam("owner"))
 _LEVELS = (
-    select(_L.experiment_id, _L.level, _L.summary)
+    select(_L.experiment_id, _L.level, _L.summary, _L.created_at)
     .where(_L.experiment_id.in_(bindparam("ids", expanding=True)))
     .order_by(_L.experiment_id, _L.level)
 )
@@ -167,7 +170,9 @@ def levels_of(connection: Connection, ids: list[str]) -> dict[str, list[LevelRow
         return {}
     out: dict[str, list[LevelRow]] = {}
     for row in connection.execute(_LEVELS, {"ids": list(ids)}):
-        out.setdefault(row.experiment_id, []).append(LevelRow(row.level, row.summary))
+        out.setdefault(row.experiment_id, []).append(
+            LevelRow(row.level, row.summary, row.created_at)
+        )
     return out
 
 

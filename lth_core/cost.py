@@ -1,0 +1,88 @@
+"""What finding a ticket cost: per run, per level, per experiment, and what remains (torch-free).
+
+Every run records its wall `seconds` (a stacked run's 1/K share of the stack's time) and under
+`cost` the iterations it trained (from its start iteration), the device type and torch's thread
+count. A level's cost is the sum over its runs; an
+experiment's the sum over its levels, with an estimate of what the unfinished levels will cost
+(the mean cost per run so far times the runs still to train) and the time until the ticket
+finally chosen was finished. The service shows the same sums (service/presenters.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+
+def run_cost(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's cost record (runs written before costs were recorded: from their metrics)."""
+    cost = run.get("cost")
+    out = dict(cost) if isinstance(cost, Mapping) else {}
+    out.setdefault("iterations", int(run.get("iterations", 0)) - int(run.get("start_iteration", 0)))
+    out["seconds"] = float(run.get("seconds", 0.0))
+    return out
+
+
+def level_cost(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The sum over a level's runs, with the device and threads they ran on."""
+    costs = [run_cost(run) for run in runs.values()]
+    out: dict[str, Any] = {
+        "iterations": sum(int(c.get("iterations", 0)) for c in costs),
+        "seconds": sum(float(c.get("seconds", 0.0)) for c in costs),
+        "runs": len(costs),
+    }
+    devices = sorted({str(c["device"]) for c in costs if "device" in c})
+    threads = sorted({int(c["threads"]) for c in costs if "threads" in c})
+    if devices:
+        out["devices"] = devices
+    if threads:
+        out["threads"] = threads
+    return out
+
+
+def _level_cost(summary: Mapping[str, Any]) -> dict[str, Any]:
+    cost = summary.get("cost")
+    return dict(cost) if isinstance(cost, Mapping) else {"iterations": 0, "seconds": 0.0, "runs": 0}
+
+
+def experiment_cost(
+    summaries: Iterable[Mapping[str, Any]],
+    levels: Iterable[int],
+    runs_at_level: Callable[[int], list[str]],
+) -> dict[str, Any]:
+    """So far (finished levels) and an estimate of the rest: the mean cost per run of the
+    finished levels times the runs of the levels not finished yet (None before any level)."""
+    done = {int(s["level"]): _level_cost(s) for s in summaries}
+    iterations = sum(int(c.get("iterations", 0)) for c in done.values())
+    seconds = sum(float(c.get("seconds", 0.0)) for c in done.values())
+    runs = sum(int(c.get("runs", 0)) for c in done.values())
+    remaining_runs = sum(len(runs_at_level(level)) for level in levels if level not in done)
+    estimate = None
+    if runs:
+        estimate = {
+            "runs": remaining_runs,
+            "iterations": round(iterations / runs * remaining_runs),
+            "seconds": seconds / runs * remaining_runs,
+        }
+    elif remaining_runs == 0:
+        estimate = {"runs": 0, "iterations": 0, "seconds": 0.0}
+    return {
+        "iterations": iterations,
+        "seconds": seconds,
+        "levels": len(done),
+        "remaining_estimate": estimate,
+    }
+
+
+def time_to_ticket(
+    summaries: Iterable[Mapping[str, Any]], ticket_level: int | None
+) -> float | None:
+    """Training seconds until the chosen ticket's level was finished, levels run in order (the
+    service measures it by the clock instead: service/presenters.py)."""
+    if ticket_level is None:
+        return None
+    return sum(
+        float(_level_cost(s).get("seconds", 0.0))
+        for s in summaries
+        if int(s["level"]) <= ticket_level
+    )
