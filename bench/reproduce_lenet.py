@@ -1,15 +1,17 @@
 """Reproduce the paper's LeNet-300-100 figures (Frankle & Carbin 2019, Figures 3-4) with the engine.
 
 Runs the paper's protocol (Adam 1.2e-3, batch 60, fc 20% / output 10% per level, reset to
-theta_0, a random_reinit control at every level) through `lth_core.experiment.Experiment`, one
-output folder per seed, so the numbers are the product's own and an interrupted run resumes
-where it stopped. Then `bench/lenet_report.py` turns the folders into the results JSON, the
-three figures and the markdown report.
+theta_0, random_reinit controls at every level) through `lth_core.experiment.Experiment`: one
+experiment with `trials` independent IMP runs (one per seed) and `control_repeats`
+reinitializations per trial and level, the trials of a level trained as one stack where
+lth_core.stacked says it pays, so the numbers are the product's own and an interrupted run
+resumes where it stopped. Then `bench/lenet_report.py` turns the folder into the results
+JSON, the three figures (with error bars) and the markdown report.
 
-    python bench/reproduce_lenet.py --seeds 0 1 2 --levels 15 --iterations 10000
+    python bench/reproduce_lenet.py --seeds 0 1 2 --reinits 2 --levels 12 --iterations 3000
 
-The full protocol (50K iterations, 15+ levels, 5 seeds) takes hours on a CPU; the flags shorten
-it, and the report records whatever settings were used.
+The full protocol (50K iterations, 15+ levels, 5 trials x 3 reinits) takes days on a CPU; the
+flags shorten it, and the report records whatever settings were used.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ DEFAULT_RUNS = REPO / "runs" / "reproduce_lenet"
 DEFAULT_RESULTS = REPO / "bench" / "results"
 
 
-def lenet_spec(seed: int, levels: int, iterations: int, eval_every: int, dataset: str) -> dict:
-    """The paper's LeNet protocol; only the budget (iterations, levels) and seed vary."""
+def lenet_spec(
+    seeds: list[int], reinits: int, levels: int, iterations: int, eval_every: int, dataset: str
+) -> dict:
+    """The paper's LeNet protocol; only the budget (iterations, levels, trials) varies."""
     return {
-        "name": f"reproduce-lenet-{dataset}-seed{seed}",
+        "name": f"reproduce-lenet-{dataset}",
         "model": "lenet_300_100",
         "dataset": {"name": dataset},
         "training": {
@@ -46,7 +50,8 @@ def lenet_spec(seed: int, levels: int, iterations: int, eval_every: int, dataset
         },
         "reset": {"mode": "init"},
         "controls": ["random_reinit"],
-        "seed": seed,
+        "seeds": seeds,
+        "control_repeats": reinits,
     }
 
 
@@ -65,7 +70,7 @@ def run_seed(spec_data: dict, out: Path, device: str, log: Any) -> None:
         summary = exp.finish_level(level)
         ctrl = summary["controls"].get("random_reinit", {})
         print(
-            f"seed {spec.seed} level {level:2d} remaining {summary['weights_remaining']:.3%} "
+            f"level {level:2d} remaining {summary['weights_remaining']:.3%} "
             f"ticket es={summary['early_stop_iteration']} acc={summary['early_stop_test_accuracy']:.4f} "
             f"reinit es={ctrl.get('early_stop_iteration')} acc={ctrl.get('early_stop_test_accuracy')} "
             f"({time.perf_counter() - started:.1f}s)",
@@ -76,14 +81,15 @@ def run_seed(spec_data: dict, out: Path, device: str, log: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one per trial")
+    parser.add_argument("--reinits", type=int, default=2, help="random_reinit draws per trial")
     parser.add_argument("--levels", type=int, default=15, help="pruning rounds after level 0")
     parser.add_argument("--iterations", type=int, default=50_000, help="per run (paper: 50K)")
     parser.add_argument("--eval-every", type=int, default=100, help="paper: 100")
     parser.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "mnist"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS, help="per-seed folders")
+    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS, help="the run's folder")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--report-only", action="store_true", help="skip training")
     args = parser.parse_args(argv)
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "command": command,
         "seeds": args.seeds,
+        "reinits": args.reinits,
         "levels": args.levels,
         "iterations": args.iterations,
         "eval_every": args.eval_every,
@@ -113,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         settings_file.write_text(json.dumps(settings, indent=1) + "\n")
         started = time.perf_counter()
-        for seed in args.seeds:
-            spec = lenet_spec(seed, args.levels, args.iterations, args.eval_every, args.dataset)
-            run_seed(spec, args.runs_dir / f"seed{seed}", args.device, sys.stdout)
+        spec = lenet_spec(
+            args.seeds, args.reinits, args.levels, args.iterations, args.eval_every, args.dataset
+        )
+        run_seed(spec, args.runs_dir / "experiment", args.device, sys.stdout)
         settings["train_seconds"] = round(time.perf_counter() - started, 1)
         settings_file.write_text(json.dumps(settings, indent=1) + "\n")
     sys.path.insert(0, str(REPO / "bench"))

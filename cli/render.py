@@ -20,6 +20,27 @@ def stop_text(iteration: Any, iterations: int | None) -> tuple[str, bool]:
     return str(iteration), False
 
 
+def _std(summary: Mapping[str, Any], kind: str, field: str) -> float | None:
+    """The trials' standard deviation of `field` for run `kind`, where there are trials."""
+    if int(summary.get("trials") or 1) < 2:
+        return None
+    described = (summary.get("stats") or {}).get(kind, {}).get(field) or {}
+    std = described.get("std")
+    return float(std) if isinstance(std, int | float) else None
+
+
+def _with_std(summary: Mapping[str, Any], kind: str, field: str, text: str, digits: int) -> str:
+    std = _std(summary, kind, field)
+    return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def _cell(summary: Mapping[str, Any], kind: str, field: str, value: Any) -> str:
+    """A value, with ± the trials' std when the level has trials (mean ± std)."""
+    std = _std(summary, kind, field)
+    text = pct(value)
+    return text if std is None else f"{text} ± {100 * std:.2f}"
+
+
 def level_table(
     summaries: Sequence[Mapping[str, Any]],
     ticket_level: int | None,
@@ -33,7 +54,8 @@ def level_table(
 
     `iterations`: the runs' budget, to mark an early stop at the last evaluation as a lower
     bound; `running`: the experiment is still training (the ticket is the best *so far*),
-    `levels` its number of levels."""
+    `levels` its number of levels.
+    With trials each cell is mean ± std over them (controls: over trials and draws)."""
     controls = sorted({c for s in summaries for c in s.get("controls", {})})
     table = Table(title=title or None)
     table.add_column("level", justify="right")
@@ -57,16 +79,19 @@ def level_table(
         row = [
             f"{s['level']}{mark}",
             pct(s["weights_remaining"]),
-            stop,
-            pct(s["early_stop_test_accuracy"]),
-            pct(s["final_test_accuracy"]),
+            _with_std(s, "ticket", "early_stop_iteration", stop, 0),
+            _cell(s, "ticket", "early_stop_test_accuracy", s["early_stop_test_accuracy"]),
+            _cell(s, "ticket", "final_test_accuracy", s["final_test_accuracy"]),
         ]
         for control in controls:
             c = s.get("controls", {}).get(control)
             if c:
                 stop, last = stop_text(c["early_stop_iteration"], iterations)
                 bounded |= last
-                row += [stop, pct(c["early_stop_test_accuracy"])]
+                row += [
+                    _with_std(s, control, "early_stop_iteration", stop, 0),
+                    _cell(s, control, "early_stop_test_accuracy", c["early_stop_test_accuracy"]),
+                ]
             else:
                 row += ["-", "-"]
         if drawn:
@@ -78,7 +103,13 @@ def level_table(
         so_far = f"{len(summaries)} of {levels} levels" if levels else f"{len(summaries)} levels"
         notes.append(f"so far ({so_far}; still running)")
     if ticket_level is not None:
-        notes.append(f"* winning ticket{' so far' if running else ''}: level {ticket_level}")
+        notes.append(
+            f"* winning ticket{' so far' if running else ''}: level {ticket_level} "
+            "(chosen on validation)"
+        )
+    trials = max((int(s.get("trials") or 1) for s in summaries), default=1)
+    if trials > 1:
+        notes.append(f"mean ± std over {trials} trials")
     if any(s.get("verification") for s in summaries):
         notes.append("v verification level (the final mask retrained under the paper's rule)")
     if bounded:

@@ -23,10 +23,11 @@ learning-rate warmup (training.warmup_iterations, e.g. 10000 for VGG-19, 20000 a
 for ResNet) or rewinding (reset.mode "rewind" with reset.rewind_iteration k > 0).
 
 Written to --out: spec.json, init.safetensors (theta_0), levels/NNN/mask.safetensors,
-levels/NNN/runs/<kind>.json (metrics and curve), levels/NNN/summary.json, results.json,
-plots/*.png (the paper's three figures), and ticket.safetensors (the sparsest level within
-ticket_tolerance of the dense accuracy: its masks under mask/<name> and its initial weights
-under init/<name>). Running again with the same
+levels/NNN/runs/<run>.json (metrics and curve), levels/NNN/summary.json, results.json
+(with the ticket rule's verdict per level), plots/*.png (the paper's three figures), and
+ticket.safetensors (the sparsest level of the unbroken run of levels matching the dense
+network on validation: its masks under mask/<name> and its initial weights under
+init/<name>; trials/NNN/ holds each further trial's). Running again with the same
 --out resumes at the first unfinished run and gives the same results.
 
 Example spec:  {"model": "lenet_300_100", "dataset": {"name": "fashion_mnist"},

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import statistics
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,15 +22,18 @@ import torch
 from lth_core import cost, pruning
 from lth_core.artifacts import load_json, load_tensors, save_json, save_tensors
 from lth_core.callbacks import EarlyBird
-from lth_core.controls import TICKET, control
+from lth_core.controls import TICKET, control, parse_run_id, run_id
 from lth_core.data import Splits, load_splits
 from lth_core.layout import Layout
+from lth_core.loop import summarize
 from lth_core.mask_source import InitialMask, mismatch
 from lth_core.models import PrunableModel, build_model
+from lth_core.optim import finetune_schedule
 from lth_core.pruning import Mask, StateDict
-from lth_core.results import level_summary
+from lth_core.results import level_summary, ticket_decision
 from lth_core.run_plan import RunPlan, on_device, publish_run
-from lth_core.spec import ExperimentSpec, PruningSpec
+from lth_core.spec import ExperimentSpec, PruningSpec, TrainingSpec
+from lth_core.steps.module import eval_chunk_size, evaluate
 from lth_core.training import Cancelled, Member, ProgressEvent, train_members
 from lth_core.verification import final_ticket, verified
 
@@ -90,9 +95,21 @@ class Experiment:
         self.progress = progress
         self.should_stop = should_stop
         self._write_spec()
-        template = self._build(seed=spec.seed)
+        self.trial_seeds = [spec.trial_seed(t) for t in range(spec.trials)]
+        template = self._build(seed=self.trial_seeds[0])
         self.kinds = pruning.prunable_kinds(template.weight_kinds(), spec.pruning.exclude)
-        self._theta0 = self._load_or_save(self.layout.init_weights, template.state_dict())
+        self._parameter_count = sum(p.numel() for p in template.parameters())
+        source_init = self._source_init(template.state_dict()) if self._with_init() else None
+        self._theta0s = [
+            self._load_or_save(
+                self.trial_layout(t).init_weights,
+                source_init
+                if source_init is not None
+                else (template if t == 0 else self._build(seed=seed)).state_dict(),
+            )
+            for t, seed in enumerate(self.trial_seeds)
+        ]
+        self._theta0 = self._theta0s[0]
         self._splits: Splits | None = splits.to(self.device) if splits is not None else None
         self.pruning = self._effective_pruning()
 
@@ -102,6 +119,16 @@ class Experiment:
     def levels(self) -> range:
         """Level 0 (dense) and the pruning levels (the last one verifies, with `verify`)."""
         return range(self.spec.last_level + 1)
+
+    @property
+    def trials(self) -> range:
+        return range(self.spec.trials)
+
+    def trial_layout(self, trial: int) -> Layout:
+        """Where trial `trial`'s weights and masks live: the folder itself for trial 0 (an
+        experiment without trials is laid out as it always was), `trials/NNN/` otherwise.
+        Every run's metrics and every level's summary stay in the folder itself."""
+        return self.layout if trial == 0 else Layout(self.layout.root / "trials" / f"{trial:03d}")
 
     def runs_at_level(self, level: int) -> list[str]:
         return self.spec.runs_at_level(level, from_mask=self.initial_mask is not None)
@@ -131,30 +158,47 @@ class Experiment:
             self.finish_level(level)
         return self.summaries()
 
+    def training_for(self, level: int) -> TrainingSpec:
+        """The schedule a level's runs train on: the spec's, except classic fine-tuning's
+        pruned levels (the final learning rate for finetune_iterations)."""
+        spec = self.spec
+        base = spec.training_at(level)  # the verification rule's at its levels
+        if spec.reset.mode == "finetune" and level > 0:
+            return finetune_schedule(base, spec.reset.finetune_iterations or base.iterations)
+        return base
+
     def plan(self, level: int, kind: str) -> RunPlan:
-        """What run `kind` of `level` starts from: the one place this is decided."""
+        """What run `kind` (a run id) of `level` starts from: the one place this is decided."""
         if kind not in self.runs_at_level(level):
             raise ValueError(
                 f"level {level} has no run {kind!r}; it has {self.runs_at_level(level)}"
             )
-        spec, seed = self.spec, self.spec.seed
-        mask = self.prepare_level(level)
-        rewinding = spec.reset.mode == "rewind"
+        spec = self.spec
+        base, trial, repeat = parse_run_id(kind)
+        seed, files = self.trial_seeds[trial], self.trial_layout(trial)
+        self.prepare_level(level)
+        mask = self._trial_mask(level, trial)
+        mode = spec.reset.mode
+        rewinding = mode == "rewind"
         start_iteration = spec.reset.rewind_iteration if rewinding and level > 0 else 0
 
         def ticket_start() -> StateDict:
-            if level == 0 or spec.reset.mode == "init":
-                return self._theta0
+            if level == 0 or mode == "init":
+                return self._theta0s[trial]
             if rewinding:
-                return load_tensors(self.layout.rewind_weights)
-            return load_tensors(self.layout.trained_weights(level - 1))  # finetune
+                return load_tensors(files.rewind_weights)
+            # lr_rewind and finetune continue from trained weights: the previous level's, or
+            # for a one-shot schedule always the dense trained network's.
+            source = level - 1 if spec.pruning.schedule == "iterative" else 0
+            return load_tensors(files.trained_weights(source))
 
-        if kind == TICKET:
+        if base == TICKET:
             start = ticket_start()
         else:
-            entry = control(kind)
-            mask = entry.mask(self, level, mask)
-            start = entry.start(self, level, ticket_start)
+            entry = control(base)
+            context = TrialContext(self, trial, repeat)
+            mask = entry.mask(context, level, mask)
+            start = entry.start(context, level, ticket_start)
         return RunPlan(
             level=level,
             kind=kind,
@@ -167,30 +211,47 @@ class Experiment:
             else None,
             dropout_seed=derive_seed(seed, level, kind, "dropout"),
             snapshot_at=spec.reset.rewind_iteration
-            if rewinding and level == 0 and kind == TICKET
+            if rewinding and level == 0 and base == TICKET
             else None,
+            trial=trial,
+            training=self.training_for(level),
         )
 
     # ----------------------------------------------------------------- levels
 
     def prepare_level(self, level: int) -> Mask:
-        """The level's mask: from the previous level's trained ticket (or dense/given at level 0)."""
-        path = self.layout.mask(level)
+        """Every trial's mask of the level, from its previous level's trained ticket (or
+        dense/given at level 0); returns trial 0's."""
+        masks = [self._prepare_trial(level, t) for t in self.trials]
+        return masks[0]
+
+    def _prepare_trial(self, level: int, trial: int) -> Mask:
+        path = self.trial_layout(trial).mask(level)
         if path.is_file():
             return load_tensors(path)
         if level == 0:
             mask = self._initial_mask()
         else:
             source = level - 1 if self.spec.pruning.schedule == "iterative" else 0
-            if not self.is_run_done(source, TICKET):
-                raise RuntimeError(f"level {level} needs the ticket run of level {source} first")
-            base = load_tensors(self.layout.mask(source))
-            weights = load_tensors(self.layout.trained_weights(source))
+            ticket = run_id(TICKET, trial)
+            if not self.is_run_done(source, ticket):
+                raise RuntimeError(f"level {level} needs the run {ticket} of level {source} first")
+            files = self.trial_layout(trial)
+            base = load_tensors(files.mask(source))
+            weights = load_tensors(files.trained_weights(source))
             mask = pruning.prune_level(
                 weights, base, self.kinds, self.pruning, rounds=level - source
             )
         save_tensors(path, mask)
         return mask
+
+    def _trial_mask(self, level: int, trial: int) -> Mask:
+        return load_tensors(self.trial_layout(trial).mask(level))
+
+    def trains(self, kind: str) -> bool:
+        """Whether run `kind` is trained (a supermask is only evaluated)."""
+        base, _, _ = parse_run_id(kind)
+        return base == TICKET or bool(getattr(control(base), "TRAINS", True))
 
     def train_run(
         self,
@@ -204,6 +265,8 @@ class Experiment:
         worker's staging file); `should_stop` replaces the experiment's stop check."""
         plan = self.plan(level, kind)
         paths = {kind: metrics_path} if metrics_path is not None else {}
+        if not self.trains(kind):
+            return self._evaluate_only(plan, metrics_path)
         return self._train([plan], {kind}, paths, should_stop or self.should_stop)[0]
 
     def stacks_level(self, level: int, stack: bool | None = None) -> bool:
@@ -211,10 +274,13 @@ class Experiment:
 
         Depends only on the spec, the device type, torch's thread count and the level, never
         on which of its runs are done: a level interrupted half way is stacked again when it
-        resumes. `stack=True` forces stacking where it is exact, False never stacks."""
+        resumes. `stack=True` forces stacking where it is exact, False never stacks. The
+        trials of a level stack together with its controls (each trial with its own data
+        order); runs that are only evaluated (supermask) are never part of a stack."""
         from lth_core import stacked
 
-        spec, members = self.spec, len(self.runs_at_level(level))
+        spec = self.spec
+        members = len([k for k in self.runs_at_level(level) if self.trains(k)])
         if stack is not None:
             exact = stacked.why_not_stackable(spec.model, spec.training, spec.dataset.augment)
             return stack and exact is None and members > 1
@@ -237,8 +303,29 @@ class Experiment:
             return []
         if not self.stacks_level(level, stack):
             return [self.train_run(level, kind) for kind in pending]
-        plans = [self.plan(level, kind) for kind in kinds]
-        return self._train(plans, set(pending), {}, self.should_stop)
+        trained = [k for k in kinds if self.trains(k)]
+        done = []
+        for group in self.stack_groups(trained):
+            plans = [self.plan(level, kind) for kind in group]
+            write = {k for k in pending if k in group}
+            if write:
+                done += self._train(plans, write, {}, self.should_stop)
+        evaluated = [self.train_run(level, k) for k in pending if k not in trained]
+        return [*done, *evaluated]
+
+    def stack_groups(self, kinds: Sequence[str]) -> list[list[str]]:
+        """Which of a stacked level's runs train together. Runs of one trial share their
+        batches; different trials each need their own (a (K, B, ...) batch). On a GPU one
+        stack of everything pays; on a CPU a stack of trials with their own batches cost 4x
+        one-by-one training (LeNet, 3 trials, 2 threads) where a stack sharing one batch
+        saves time, so a CPU stacks each trial's runs on their own. A group of one trains
+        alone. Depends only on the device type and the spec."""
+        if self.device.type == "cuda" or self.spec.trials == 1:
+            return [list(kinds)]
+        by_trial: dict[int, list[str]] = {}
+        for kind in kinds:
+            by_trial.setdefault(parse_run_id(kind)[1], []).append(kind)
+        return list(by_trial.values())
 
     def _train(
         self,
@@ -248,10 +335,12 @@ class Experiment:
         should_stop: Callable[[], bool] | None,
     ) -> list[dict[str, Any]]:
         """Trains the plans as one loop (stacked if more than one) and publishes those in
-        `write`, in plan order. Plans of one training share their start iteration."""
+        `write`, in plan order. Plans of one training share their start iteration and schedule."""
         (start_iteration,) = {p.start_iteration for p in plans}
         (level,) = {p.level for p in plans}
-        cfg = self.spec.training_at(level)
+        if len({p.training.model_dump_json() for p in plans}) != 1:
+            raise ValueError("the runs of one training must share their schedule")
+        training = plans[0].training
         early_bird = self._early_bird(level, [p.kind for p in plans])
         members = []
         kinds = tuple(p.kind for p in plans)
@@ -277,7 +366,7 @@ class Experiment:
             results = train_members(
                 members,
                 self.splits,
-                cfg,
+                training,
                 start_iteration=start_iteration,
                 should_stop=should_stop,
                 callbacks=[early_bird] if early_bird is not None else [],
@@ -293,29 +382,87 @@ class Experiment:
                 member.model.state_dict(),
                 snapshot=result.snapshot,
                 metrics_path=metrics_paths.get(plan.kind),
+                weights=self.trial_layout(plan.trial),
             )
             for plan, member, result in zip(plans, members, results, strict=True)
             if plan.kind in write
         ]
+
+    def _evaluate_only(self, plan: RunPlan, metrics_path: Path | None) -> dict[str, Any]:
+        """A run that is evaluated at its start weights under its mask, with no step taken."""
+        import time
+
+        started = time.perf_counter()
+        model = self._build(seed=None)
+        model.load_state_dict(plan.start)
+        model.to(self.device)
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, m in plan.mask.items():
+                params[name].mul_(m.to(device=self.device, dtype=params[name].dtype))
+        splits = self.splits
+        chunk = eval_chunk_size(model, int(splits.val_x[0].numel()))
+        val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y, chunk)
+        _, test_acc = evaluate(model, splits.test_x, splits.test_y, chunk)
+        point = {
+            "iteration": plan.start_iteration,
+            "train_loss": math.nan,
+            "val_loss": float(val_loss),
+            "val_accuracy": float(val_acc),
+            "test_accuracy": float(test_acc),
+        }
+        metrics = summarize(
+            [point],
+            point,
+            seconds=time.perf_counter() - started,
+            iterations=plan.start_iteration,
+        )
+        return publish_run(
+            self.layout,
+            plan,
+            metrics,
+            model.state_dict(),
+            metrics_path=metrics_path,
+            weights=self.trial_layout(plan.trial),
+        )
 
     def finish_level(self, level: int) -> dict[str, Any]:
         runs = {
             kind: load_json(self.layout.run_metrics(level, kind))
             for kind in self.runs_at_level(level)
         }
-        mask = load_tensors(self.layout.mask(level))
-        summary = level_summary(level, runs, pruning.counts(mask))
+        masks = [self._trial_mask(level, t) for t in self.trials]
+        extras: dict[str, Any] = {
+            "weights": self._weights(masks[0]),
+            "mask_distance": self._mask_distance(level, masks),
+        }
+        analysis = self.spec.analysis
+        if analysis is not None and analysis.instability is not None:
+            extras["instability"] = self.instability(level)
+        summary = level_summary(
+            level,
+            runs,
+            pruning.counts(masks[0]),
+            report_iterations=self.spec.training.report_iterations,
+            extras=extras,
+        )
         summary.update(self._cheap_fields(level, runs))
         save_json(self.layout.summary(level), summary)
         summaries = self.summaries()
         spec_json = self.spec.model_dump(mode="json")
+        # The rule's verdict over every level (lth_core.results); the ticket itself is
+        # lth_core.verification's answer, which with `verify` asks the same rule about level 0
+        # and the verification level only.
+        decision = ticket_decision(summaries, self.spec.ticket_tolerance, self.spec.ticket_metric)
         ticket_level = final_ticket(spec_json, summaries)
         if ticket_level is not None:
-            self.export_ticket(ticket_level, self.layout.ticket)
+            for trial in self.trials:
+                self.export_ticket(ticket_level, self.trial_layout(trial).ticket, trial=trial)
         results: dict[str, Any] = {
             "spec": spec_json,
             "ticket_level": ticket_level,
             "levels": summaries,
+            "ticket": decision,
         }
         results.update(self._cheap_results(spec_json, summaries, ticket_level))
         save_json(self.layout.results, results)
@@ -422,13 +569,13 @@ class Experiment:
     def summaries(self) -> list[dict[str, Any]]:
         return [load_json(self.layout.summary(level)) for level in self.layout.finished_levels()]
 
-    def export_ticket(self, level: int, path: Path) -> None:
+    def export_ticket(self, level: int, path: Path, *, trial: int = 0) -> None:
         """Masks and the weights the ticket starts from, with the spec and metrics as metadata.
 
         `init/<name>` holds every state-dict entry unmasked (theta_0, or theta_k when rewinding);
         multiply the weights named in `mask/<name>` by their mask to get the ticket itself.
         """
-        plan = self.plan(level, TICKET)
+        plan = self.plan(level, run_id(TICKET, trial))
         tensors = {f"mask/{n}": m for n, m in plan.mask.items()}
         tensors.update({f"init/{n}": t for n, t in plan.start.items()})
         metadata = {
@@ -448,9 +595,119 @@ class Experiment:
                 {"mean": list(self.splits.mean or ()), "std": list(self.splits.std or ())}
             ),
         }
+        if trial:
+            metadata["trial"] = str(trial)
         save_tensors(path, tensors, metadata)
 
+    # ----------------------------------------------------------------- diagnostics
+
+    def _weights(self, mask: Mask) -> dict[str, Any]:
+        """Weights remaining: of the prunable weights (what `weights_remaining` counts), of
+        all parameters (biases, batch norm and excluded layers included), and per layer."""
+        pruned = sum(m.numel() - int(m.sum()) for m in mask.values())
+        return {
+            "of_prunable": pruning.fraction_remaining(mask),
+            "of_all": (self._parameter_count - pruned) / self._parameter_count,
+            "layers": {n: int(m.sum()) / m.numel() for n, m in mask.items()},
+        }
+
+    def _mask_distance(self, level: int, masks: Sequence[Mask]) -> dict[str, Any] | None:
+        """Normalized Hamming distance to the previous level's mask, per layer and overall
+        (mean over trials; each trial's overall distance under `trials`). None at level 0."""
+        if level == 0:
+            return None
+        per_trial = [pruning.hamming(self._trial_mask(level - 1, t), masks[t]) for t in self.trials]
+        n = len(per_trial)
+        return {
+            "to_level": level - 1,
+            "overall": sum(d["overall"] for d in per_trial) / n,
+            "layers": {
+                name: sum(d["layers"][name] for d in per_trial) / n
+                for name in per_trial[0]["layers"]
+            },
+            "trials": [d["overall"] for d in per_trial],
+        }
+
+    def instability(self, level: int) -> dict[str, Any]:
+        """The level's error barrier (lth_core.instability), per trial, kept in the level's
+        folder: two copies of each trial's ticket, trained from its network at iteration k
+        with two different data orders, and the validation error on the line between them."""
+        from lth_core.instability import barrier_of_copies
+
+        path = self.layout.level_dir(level) / "instability.json"
+        if path.is_file():
+            return load_json(path)
+        assert self.spec.analysis is not None and self.spec.analysis.instability is not None
+        settings = self.spec.analysis.instability
+        trials = []
+        for trial in self.trials:
+            plan = self.plan(level, run_id(TICKET, trial))
+            seed = self.trial_seeds[trial]
+            trials.append(
+                barrier_of_copies(
+                    build=lambda: self._build(seed=None).to(self.device),
+                    plan=plan,
+                    splits=self.splits,
+                    device=self.device,
+                    iteration=settings.iteration,
+                    points=settings.points,
+                    copy_seeds=(
+                        derive_seed(seed, level, "instability", "a"),
+                        derive_seed(seed, level, "instability", "b"),
+                    ),
+                )
+            )
+        barriers = [t["barrier"] for t in trials]
+        result = {
+            "iteration": settings.iteration,
+            "points": settings.points,
+            "measured_on": "validation",
+            "barrier": sum(barriers) / len(barriers),
+            "barrier_std": statistics.stdev(barriers) if len(barriers) > 1 else 0.0,
+            "trials": trials,
+        }
+        save_json(path, result)
+        return result
+
     # ----------------------------------------------------------------- internals
+
+    def _with_init(self) -> bool:
+        return self.spec.mask is not None and self.spec.mask.with_init
+
+    def _source_init(self, template: StateDict) -> StateDict:
+        """The weights the transferred mask's source trained from (Morcos et al. 2019): the
+        `init/` entries of a ticket file, or the source experiment's theta_0 (theta_k when it
+        rewound) beside its level's mask file."""
+        if self.initial_mask is None:
+            raise ValueError("mask.with_init needs the source's mask file")
+        path = self.initial_mask.path
+        given = load_tensors(path)
+        weights = {k.removeprefix("init/"): v for k, v in given.items() if k.startswith("init/")}
+        if not weights:
+            root = path.parent.parent.parent  # <source>/levels/LLL/mask.safetensors
+            source = Layout(root)
+            mode = (
+                load_json(source.spec).get("reset", {}).get("mode")
+                if source.spec.is_file()
+                else None
+            )
+            where = source.rewind_weights if mode == "rewind" else source.init_weights
+            if not where.is_file():
+                raise ValueError(
+                    f"mask.with_init: {path} is neither a ticket file (with init/ weights) nor "
+                    f"a level mask beside its experiment's {where.name}"
+                )
+            weights = load_tensors(where)
+        missing = sorted(set(template) - set(weights))
+        wrong = sorted(
+            n for n in template if n in weights and weights[n].shape != template[n].shape
+        )
+        if missing or wrong:
+            raise ValueError(
+                f"mask.with_init: the source's weights do not fit {self.spec.model}: missing "
+                f"{missing or 'nothing'}, other shapes {wrong or 'nothing'}"
+            )
+        return {n: weights[n].clone() for n in template}
 
     @property
     def splits(self) -> Splits:
@@ -541,6 +798,29 @@ class Experiment:
             report(ProgressEvent(level, kind, iteration, total, record, kinds))
 
         return hook
+
+
+class TrialContext:
+    """What a control of one trial and one draw may use (lth_core.controls.RunContext): that
+    trial's theta_0 and seeds; draw r > 0 of a control gets seeds of its own. Trial 0's
+    first draw sees exactly what the experiment itself gives (the seeds it always had)."""
+
+    def __init__(self, experiment: Experiment, trial: int, repeat: int) -> None:
+        self.experiment, self.trial, self.repeat = experiment, trial, repeat
+
+    def seed_for(self, *parts: object) -> int:
+        seed = self.experiment.trial_seeds[self.trial]
+        return derive_seed(seed, *parts, *(("repeat", self.repeat) if self.repeat else ()))
+
+    def build(self, seed: int | None) -> PrunableModel:
+        return self.experiment.build(seed)
+
+    @property
+    def theta0(self) -> StateDict:
+        return self.experiment._theta0s[self.trial]
+
+    def prunable_weights(self) -> Collection[str]:
+        return self.experiment.prunable_weights()
 
 
 def _legacy_local_mask(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lth_core.controls import parse_run_id
 from lth_core.layout import Layout
 
 FIGURES: tuple[str, ...] = ("accuracy_curves", "early_stop_iteration", "early_stop_accuracy")
@@ -259,8 +260,16 @@ def curve_levels(levels: Iterable[Mapping[str, Any]]) -> list[int]:
     return sorted(chosen)
 
 
+def _kind_of(run: str) -> str:
+    try:
+        return parse_run_id(run)[0]
+    except ValueError:
+        return run
+
+
 def curve_rows(sources: Sequence[Source], levels: Sequence[int] | None) -> list[dict[str, Any]]:
-    """Test accuracy by iteration for the chosen levels (default: the paper's), mean over repeats."""
+    """Test accuracy by iteration for the chosen levels (default: the paper's), mean over
+    repeats: experiments of a group, an experiment's trials and its controls' draws."""
     grouped = group_sources(sources)
     rows: list[dict[str, Any]] = []
     for label, members in grouped:
@@ -271,7 +280,8 @@ def curve_rows(sources: Sequence[Source], levels: Sequence[int] | None) -> list[
             name = f"{100 * pct:.3g}%" if _finite(pct) else f"level {level}"
             by_kind: dict[str, dict[int, list[float]]] = {}
             for source in members:
-                for kind, curve in source.curves.get(level, {}).items():
+                for run, curve in source.curves.get(level, {}).items():
+                    kind = _kind_of(run)  # a trial's or a draw's run counts for its kind
                     for point in curve:
                         acc = point.get("test_accuracy")
                         if _finite(acc) and isinstance(point.get("iteration"), int):

@@ -17,6 +17,23 @@ def lr_factor(iteration: int, cfg: TrainingSpec) -> float:
     return factor
 
 
+def finetune_schedule(cfg: TrainingSpec, iterations: int) -> TrainingSpec:
+    """Classic fine-tuning's schedule (Han et al. 2015; Renda et al. 2020's baseline): the
+    trained network continues at the schedule's final learning rate (after warmup and every
+    milestone), constant, for `iterations`, with a fresh optimizer. Reports outside it drop."""
+    final = cfg.learning_rate * cfg.lr_gamma ** len(cfg.lr_milestones)
+    return cfg.model_copy(
+        update={
+            "iterations": iterations,
+            "learning_rate": final,
+            "warmup_iterations": 0,
+            "lr_milestones": [],
+            "eval_every": min(cfg.eval_every, iterations),
+            "report_iterations": [r for r in cfg.report_iterations if r <= iterations],
+        }
+    )
+
+
 class LearningRate:
     """The schedule's rate at each iteration, recomputed only where it can change."""
 

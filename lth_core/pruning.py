@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -94,3 +95,15 @@ def random_mask_like(mask: Mapping[str, torch.Tensor], generator: torch.Generato
         new[order[:keep]] = True
         out[name] = new.view(m.shape).to(m.device)
     return out
+
+
+def hamming(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Normalized Hamming distance between two masks: the fraction of positions where they
+    differ, per layer and over all masked weights (You et al. 2020 compare consecutive masks
+    this way)."""
+    layers, differ, total = {}, 0, 0
+    for name, m in a.items():
+        d = int((m.bool() != b[name].bool()).sum())
+        layers[name] = d / m.numel() if m.numel() else 0.0
+        differ, total = differ + d, total + m.numel()
+    return {"overall": differ / total if total else 0.0, "layers": layers}

@@ -18,9 +18,10 @@ import torch
 
 from lth_core import pruning
 from lth_core.artifacts import save_json, save_tensors
-from lth_core.controls import TICKET
+from lth_core.controls import TICKET, parse_run_id
 from lth_core.layout import Layout
 from lth_core.pruning import Mask, StateDict
+from lth_core.spec import TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class RunPlan:
     augment_seed: int | None  # None: no augmentation
     dropout_seed: int
     snapshot_at: int | None  # the iteration whose weights rewinding resets to (level 0 ticket)
+    trial: int
+    training: TrainingSpec  # the schedule (the spec's, or fine-tuning's)
 
 
 def publish_run(
@@ -44,12 +47,15 @@ def publish_run(
     *,
     snapshot: StateDict | None = None,
     metrics_path: Path | None = None,
+    weights: Layout | None = None,
 ) -> dict[str, Any]:
-    """Writes a finished run (see the module docstring); returns its run record."""
-    if plan.kind == TICKET:
-        save_tensors(layout.trained_weights(plan.level), trained)
+    """Writes a finished run (see the module docstring); returns its run record. `weights`:
+    where the run's trial keeps its weights (default `layout`, trial 0's)."""
+    files = weights or layout
+    if parse_run_id(plan.kind)[0] == TICKET:
+        save_tensors(files.trained_weights(plan.level), trained)
     if snapshot is not None:
-        save_tensors(layout.rewind_weights, snapshot)
+        save_tensors(files.rewind_weights, snapshot)
     run = {
         "level": plan.level,
         "kind": plan.kind,

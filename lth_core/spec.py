@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from lth_core import short_budget
-from lth_core.controls import CONTROL_NAMES, TICKET
+from lth_core.controls import CONTROL_NAMES, TICKET, draws, run_id
 from lth_core.paper_defaults import MODEL_NAMES, PAPER_DEFAULTS
 from lth_core.registry.datasets import DATASET_NAMES, DATASETS
 from lth_core.strategies import STRATEGY_NAMES
@@ -129,6 +129,14 @@ class TrainingSpec(_Strict):
     lr_gamma: float = Field(0.1, gt=0.0, le=1.0)
     eval_every: int = Field(100, ge=1, description="Evaluate on validation and test this often.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before each hidden fc layer.")
+    # --- science (issue 11): accuracy recorded at fixed iterations (the deep networks)
+    report_iterations: list[int] = Field(
+        default_factory=list,
+        exclude_if=lambda v: not v,
+        description="Iterations at which to report validation and test accuracy (VGG-19 at "
+        "30K/60K/112K, ResNet at 10K/20K/30K in the paper); each on the evaluation grid (a "
+        "multiple of eval_every, or the last iteration). ticket_metric 'final' uses the last.",
+    )
     stack_runs: Literal["auto", "never"] = Field(
         "auto",
         description=(
@@ -176,6 +184,19 @@ class TrainingSpec(_Strict):
             )
         if any(b <= a for a, b in itertools.pairwise(ms)):
             raise ValueError("lr_milestones must be strictly increasing")
+        reports = self.report_iterations
+        if any(b <= a for a, b in itertools.pairwise(reports)):
+            raise ValueError("report_iterations must be strictly increasing")
+        off_grid = [
+            r
+            for r in reports
+            if r < 1 or r > self.iterations or (r % self.eval_every and r != self.iterations)
+        ]
+        if off_grid:
+            raise ValueError(
+                f"report_iterations {off_grid} are not evaluated: each must be a multiple of "
+                f"eval_every ({self.eval_every}) between 1 and iterations ({self.iterations})"
+            )
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("momentum applies to optimizer 'sgd' only (Adam has its own betas)")
         return self
@@ -243,17 +264,31 @@ class PruningSpec(_Strict):
 
 
 class ResetSpec(_Strict):
-    mode: Literal["init", "rewind", "finetune"] = Field(
+    mode: Literal["init", "rewind", "lr_rewind", "finetune"] = Field(
         "init",
         description="init: back to theta_0 (winning ticket); rewind: to iteration k of the dense "
-        "run; finetune: keep trained weights (the classic pruning baseline).",
+        "run (weights and schedule); lr_rewind: keep the trained weights and replay the whole "
+        "learning-rate schedule with a fresh optimizer (Renda et al. 2020); finetune: keep the "
+        "trained weights and continue at the schedule's final learning rate for "
+        "finetune_iterations (the classic pruning baseline). lr_rewind and finetune start a "
+        "one-shot level from the dense trained network.",
     )
     rewind_iteration: int = Field(0, ge=0)
+    finetune_iterations: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ITERATIONS,
+        exclude_if=lambda v: v is None,
+        description="mode finetune: iterations of fine-tuning per pruned level "
+        "(default: training.iterations).",
+    )
 
     @model_validator(mode="after")
     def _rewind_needs_k(self) -> ResetSpec:
         if self.mode != "rewind" and self.rewind_iteration:
             raise ValueError("rewind_iteration applies to mode 'rewind' only")
+        if self.mode != "finetune" and self.finetune_iterations is not None:
+            raise ValueError("finetune_iterations applies to mode 'finetune' only")
         return self
 
 
@@ -285,6 +320,32 @@ class MaskSource(_Strict):
 
     experiment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     level: int = Field(ge=0, le=MAX_LEVELS)
+    with_init: bool = Field(
+        False,
+        exclude_if=lambda v: not v,
+        description="Train the mask from the source's own initialization (its theta_0, or "
+        "theta_k when it rewound) instead of this experiment's (Morcos et al. 2019).",
+    )
+
+
+# --- science (issue 11): trials, ticket metric and analyses -------------------------------
+
+
+class InstabilitySpec(_Strict):
+    """Linear mode connectivity (Frankle et al. 2020): two copies trained from iteration k."""
+
+    iteration: int = Field(
+        0, ge=0, description="Iteration k whose network the two copies start from."
+    )
+    points: int = Field(11, ge=3, le=101, description="Evenly spaced points on the path.")
+
+
+class AnalysisSpec(_Strict):
+    instability: InstabilitySpec | None = None
+
+
+MAX_TRIALS = 50
+MAX_CONTROL_REPEATS = 20
 
 
 class ExperimentSpec(_Strict):
@@ -317,6 +378,38 @@ class ExperimentSpec(_Strict):
         "rule. The cheap levels only propose the mask; only a verified final level is called "
         "the winning ticket.",
     )
+    # --- science (issue 11). Each new field is left out of dumps at its default, so a
+    # spec.json written before it existed still matches on resume.
+    trials: int = Field(
+        1,
+        ge=1,
+        le=MAX_TRIALS,
+        exclude_if=lambda v: v == 1,
+        description="Independent IMP runs (own init and data order each); results give mean, "
+        "std, min and max over them. Trial 0 uses `seed`, trial t a seed derived from it.",
+    )
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TRIALS,
+        exclude_if=lambda v: v is None,
+        description="The seed of each trial, instead of `trials` (then `seed` is not used).",
+    )
+    control_repeats: int = Field(
+        1,
+        ge=1,
+        le=MAX_CONTROL_REPEATS,
+        exclude_if=lambda v: v == 1,
+        description="Independent draws of each control per level and trial (the paper: 3).",
+    )
+    ticket_metric: Literal["early_stop", "final"] = Field(
+        "early_stop",
+        exclude_if=lambda v: v == "early_stop",
+        description="early_stop: a ticket matches the dense validation accuracy at early stop "
+        "in at most its early-stop iteration (the paper); final: matches the validation "
+        "accuracy at the last report_iteration (or the end), for the deep networks.",
+    )
+    analysis: AnalysisSpec | None = Field(None, exclude_if=lambda v: v is None)
     # Left out of dumps when empty, so the spec.json of a run written before tags existed still
     # matches on resume (tags never change what is trained). The cheap-ticket fields above
     # (patience, test_eval, target_weights, early_bird, controls_at, verify) are likewise left
@@ -369,9 +462,27 @@ class ExperimentSpec(_Strict):
             raise ValueError("pruning.target_weights needs pruning.levels >= 1 to get there")
         if self.verify is not False and self.pruning.levels == 0:
             raise ValueError("verify needs pruning.levels >= 1: level 0 is the dense network")
-        if self.verify is not False and self.reset.mode == "finetune":
+        if self.verify is not False and self.reset.mode in ("finetune", "lr_rewind"):
             raise ValueError(
-                "verify retrains from theta_0 or theta_k; reset.mode 'finetune' has neither"
+                f"verify retrains from theta_0 or theta_k; reset.mode {self.reset.mode!r} has "
+                "neither"
+            )
+        if self.seeds is not None:
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError("seeds must not repeat")
+            if any(s < 0 or s > 2**62 for s in self.seeds):
+                raise ValueError("every seed must be between 0 and 2**62")
+            if self.trials not in (1, len(self.seeds)):
+                raise ValueError(
+                    f"trials ({self.trials}) and seeds ({len(self.seeds)} of them) disagree; "
+                    "give one of them"
+                )
+            self.trials = len(self.seeds)
+        instability = self.analysis.instability if self.analysis else None
+        if instability is not None and instability.iteration >= self.training.iterations:
+            raise ValueError(
+                f"analysis.instability.iteration ({instability.iteration}) must be below "
+                f"training.iterations ({self.training.iterations})"
             )
         if self.reset.rewind_iteration >= self.training.iterations:
             raise ValueError(
@@ -382,8 +493,16 @@ class ExperimentSpec(_Strict):
 
     @property
     def run_kinds(self) -> list[str]:
-        """The runs of one pruned level: the ticket, then each control."""
-        return [TICKET, *self.controls]
+        """The runs of one pruned level: every trial's ticket, then each control's draws
+        (run ids, lth_core.controls.run_id)."""
+        tickets = [run_id(TICKET, t) for t in range(self.trials)]
+        controls = [
+            run_id(kind, t, r)
+            for t in range(self.trials)
+            for kind in self.controls
+            for r in range(draws(kind, self.control_repeats))
+        ]
+        return [*tickets, *controls]
 
     @property
     def verify_rule(self) -> VerifySpec | None:
@@ -437,13 +556,24 @@ class ExperimentSpec(_Strict):
 
     def runs_at_level(self, level: int, *, from_mask: bool | None = None) -> list[str]:
         """Controls need a mask to control for: a level 0 that starts dense has only the
-        ticket run. `from_mask`: whether level 0 starts from a given mask (a service reference
+        tickets. `from_mask`: whether level 0 starts from a given mask (a service reference
         or a local file, lth_core.mask_source); by default whether the spec names one.
         `controls_at` leaves the controls out of the levels it does not name."""
         from_mask = self.mask is not None if from_mask is None else from_mask
         if (level == 0 and not from_mask) or not self.controls_run_at(level):
-            return [TICKET]
+            return [run_id(TICKET, t) for t in range(self.trials)]
         return self.run_kinds
+
+    def trial_seed(self, trial: int) -> int:
+        """Trial 0's seed is `seed` (so one trial is the experiment it always was)."""
+        if self.seeds is not None:
+            return self.seeds[trial]
+        if trial == 0:
+            return self.seed
+        import hashlib
+
+        digest = hashlib.sha256(repr((self.seed, "trial", trial)).encode()).digest()
+        return int.from_bytes(digest[:8], "big") >> 2
 
 
 def _merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -465,11 +595,13 @@ def parse_spec(data: dict[str, Any]) -> ExperimentSpec:
 __all__ = [
     "LAYER_KINDS",
     "MODEL_NAMES",
+    "AnalysisSpec",
     "ControlName",
     "ControlsAt",
     "DatasetSpec",
     "EarlyBirdSpec",
     "ExperimentSpec",
+    "InstabilitySpec",
     "MaskSource",
     "PruningRates",
     "PruningSpec",

@@ -27,13 +27,14 @@ def final_ticket(spec: Mapping[str, Any], summaries: Iterable[Mapping[str, Any]]
     """The winning ticket's level (None: none yet, or the final mask failed verification)."""
     summaries = list(summaries)
     tolerance = float(spec.get("ticket_tolerance", 0.0))
+    metric = str(spec.get("ticket_metric", "early_stop"))
     level = verify_level(spec)
     if level is None:
-        return choose_ticket(summaries, tolerance) if summaries else None
+        return choose_ticket(summaries, tolerance, metric) if summaries else None
     by_level = {int(s["level"]): s for s in summaries}
     if 0 not in by_level or level not in by_level:
         return None
-    chosen = choose_ticket([by_level[0], by_level[level]], tolerance)
+    chosen = choose_ticket([by_level[0], by_level[level]], tolerance, metric)
     return level if chosen == level else None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lth_core.cost import experiment_cost
+from lth_core.results import ticket_decision
 from lth_core.spec import parse_spec
 from lth_core.verification import verified
 from service.schemas import (
@@ -17,6 +18,7 @@ from service.schemas import (
     LevelSummary,
     Progress,
     Ticket,
+    TicketDecision,
 )
 from service.timing import timing
 from store import experiments
@@ -64,6 +66,16 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         for lv in sorted(experiment.levels, key=lambda lv: lv.level)
     ]
     ticket = None
+    decision = None
+    if levels:
+        spec = experiment.spec if isinstance(experiment.spec, dict) else {}
+        found = ticket_decision(
+            [dict(lv.summary, level=lv.level) for lv in experiment.levels],
+            float(spec.get("ticket_tolerance", 0.0)),
+            str(spec.get("ticket_metric", "early_stop")),
+        )
+        if found["level"] is not None:
+            decision = TicketDecision.model_validate(found)
     summary = experiments.ticket_summary(experiment)
     if summary is not None:
         ticket = Ticket.model_validate({**summary, "url": f"/experiments/{experiment.id}/ticket"})
@@ -87,6 +99,7 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         progress=progress_of(experiment),
         levels=levels,
         ticket=ticket,
+        ticket_decision=decision,
         error=error,
         cancel_requested=experiment.cancel_requested,
         attempts=experiment.attempts,

@@ -49,8 +49,51 @@ class LevelCost(_Lenient):
     threads: list[int] = Field(default_factory=list, description="Torch thread counts used.")
 
 
+class Stat(_Lenient):
+    """One metric over a level's runs of one kind (trials; for controls trials x draws)."""
+
+    mean: float | None = None
+    std: float | None = Field(None, description="Sample standard deviation (0 for one run).")
+    min: float | None = None
+    max: float | None = None
+    n: int = 0
+
+
+class TrialRun(RunSummary):
+    """One run of a level: which trial, which draw of its control, and its own numbers."""
+
+    run: str = Field(description="Run id: kind[.t<trial>][.r<draw>].")
+    trial: int = 0
+    repeat: int = 0
+    early_stop_val_accuracy: float | None = None
+    final_val_accuracy: float | None = None
+    report: dict[str, dict[str, float | None]] | None = Field(
+        None, description="Validation and test accuracy at each training.report_iterations."
+    )
+
+
+class WeightsRemaining(_Lenient):
+    of_prunable: float | None = Field(None, description="Fraction of prunable weights left.")
+    of_all: float | None = Field(
+        None, description="Fraction of all parameters left (biases, batch norm, unpruned layers)."
+    )
+    layers: dict[str, float] = Field(default_factory=dict)
+
+
+class MaskDistance(_Lenient):
+    """Normalized Hamming distance to the previous level's mask (mean over trials)."""
+
+    to_level: int
+    overall: float
+    layers: dict[str, float] = Field(default_factory=dict)
+    trials: list[float] = Field(default_factory=list)
+
+
 class LevelSummary(RunSummary):
-    """One finished level: the ticket's numbers, each control's, and per-layer weight counts."""
+    """One finished level: the ticket's numbers, each control's, and per-layer weight counts.
+
+    With trials the top-level numbers (and each control's) are means over the runs; `stats`
+    has mean, std, min and max of every metric per run kind and `runs` each run's own."""
 
     level: int
     controls: dict[str, RunSummary] = Field(default_factory=dict)
@@ -64,6 +107,20 @@ class LevelSummary(RunSummary):
     )
     verification: bool = Field(
         False, description="Whether this is the verification level (with spec.verify: the last)."
+    )
+    early_stop_val_accuracy: float | None = Field(
+        None, description="Validation accuracy at early stop: what the ticket rule compares."
+    )
+    final_val_accuracy: float | None = None
+    trials: int = 1
+    stats: dict[str, dict[str, Stat]] = Field(
+        default_factory=dict, description="Per run kind and metric, over its runs."
+    )
+    runs: dict[str, list[TrialRun]] = Field(default_factory=dict)
+    weights: WeightsRemaining | None = None
+    mask_distance: MaskDistance | None = Field(None, description="Null at level 0.")
+    instability: dict[str, Any] | None = Field(
+        None, description="Error barrier along the linear path (analysis.instability)."
     )
 
 
@@ -84,6 +141,29 @@ class Cost(BaseModel):
         description="Mean cost per finished run times the runs still to train (null before "
         "any level has finished).",
     )
+
+
+class LevelVerdict(_Lenient):
+    """Whether a level matches the dense network as a winning ticket, and why."""
+
+    level: int
+    qualifies: bool
+    in_unbroken_run: bool
+    reasons: list[str] = Field(default_factory=list)
+    margin_vs_dense: float | None = None
+    margins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per control: val accuracy and iteration margins."
+    )
+
+
+class TicketDecision(_Lenient):
+    """How the winning ticket was chosen (validation data only) and each level's verdict."""
+
+    level: int | None
+    rule: str
+    metric: str
+    tolerance: float
+    levels: list[LevelVerdict] = Field(default_factory=list)
 
 
 class Progress(BaseModel):
@@ -120,7 +200,8 @@ class Progress(BaseModel):
 
 
 class Ticket(RunSummary):
-    """The winning ticket: the sparsest level within ticket_tolerance of the dense network."""
+    """The winning ticket: the sparsest level of the unbroken run of levels that match the
+    dense network on validation data (see ticket_decision)."""
 
     level: int
     url: str = Field(description="Where to download it (safetensors).")
@@ -140,6 +221,9 @@ class ExperimentOut(BaseModel):
     progress: Progress
     levels: list[LevelSummary] = Field(description="Finished levels, in order.")
     ticket: Ticket | None = Field(None, description="Null until level 0 has finished.")
+    ticket_decision: TicketDecision | None = Field(
+        None, description="Why the ticket is the level it is; null until level 0 has finished."
+    )
     error: ExperimentError | None = Field(None, description="Why it failed.")
     cost: Cost
     time_to_ticket: float | None = Field(

@@ -18,10 +18,17 @@ from store.settings import Settings
 
 
 def total_iterations(spec: ExperimentSpec) -> int:
-    """Training iterations of every run of every level (level 0 has controls only with a mask)."""
-    per_level = len(spec.run_kinds)
-    runs = len(spec.runs_at_level(0)) + spec.pruning.levels * per_level
-    return runs * spec.training.iterations
+    """Training iterations of every run of every level (level 0 has controls only with a mask),
+    over every trial and control draw; classic fine-tuning's pruned levels train
+    finetune_iterations, and the instability analysis trains two more copies per level and
+    trial."""
+    iterations = spec.training.iterations
+    pruned = spec.reset.finetune_iterations or iterations
+    total = len(spec.runs_at_level(0)) * iterations
+    total += spec.pruning.levels * len(spec.run_kinds) * pruned
+    if spec.analysis is not None and spec.analysis.instability is not None:
+        total += (spec.pruning.levels + 1) * spec.trials * 2 * iterations
+    return total
 
 
 def eval_ratio(spec: ExperimentSpec) -> float:
@@ -87,9 +94,9 @@ def check_spec_limits(spec: ExperimentSpec, settings: Settings) -> None:
         raise _refused(
             ["training", "iterations"],
             f"the experiment would train {total:,} iterations in all ({training.iterations:,} "
-            f"per run x {total // training.iterations} runs over {spec.pruning.levels + 1} "
-            f"levels); the limit is {settings.max_total_iterations:,} "
-            "(LTH_MAX_TOTAL_ITERATIONS): use fewer iterations, levels or controls",
+            f"per run, {len(spec.run_kinds)} runs per pruned level over "
+            f"{spec.pruning.levels + 1} levels); the limit is {settings.max_total_iterations:,} "
+            "(LTH_MAX_TOTAL_ITERATIONS): use fewer iterations, levels, controls or trials",
         )
     ratio = eval_ratio(spec)
     if ratio > settings.max_eval_ratio:

@@ -52,30 +52,31 @@ def test_lenet_report_from_engine_folders(tmp_path):
     from lth_core.experiment import Experiment
     from lth_core.spec import parse_spec
 
-    for seed in (0, 1):
-        spec = parse_spec(
-            {
-                "model": "lenet_300_100",
-                "dataset": {
-                    "name": "synthetic",
-                    "validation_size": 50,
-                    "synthetic": {"input_shape": [1, 8, 8], "train_size": 250, "test_size": 50},
-                },
-                "training": {"iterations": 20, "eval_every": 5},
-                "pruning": {
-                    "levels": 3,
-                    "strategy": "layerwise",
-                    "rates": {"fc": 0.5, "output": 0.2},
-                },
-                "seed": seed,
-            }
-        )
-        Experiment(spec, tmp_path / "runs" / f"seed{seed}", device="cpu").run()
+    spec = parse_spec(
+        {
+            "model": "lenet_300_100",
+            "dataset": {
+                "name": "synthetic",
+                "validation_size": 50,
+                "synthetic": {"input_shape": [1, 8, 8], "train_size": 250, "test_size": 50},
+            },
+            "training": {"iterations": 20, "eval_every": 5},
+            "pruning": {
+                "levels": 3,
+                "strategy": "layerwise",
+                "rates": {"fc": 0.5, "output": 0.2},
+            },
+            "seeds": [0, 1],
+            "control_repeats": 2,
+        }
+    )
+    Experiment(spec, tmp_path / "runs" / "experiment", device="cpu").run()
     settings = {"command": "test", "iterations": 20, "eval_every": 5, "levels": 3, "seeds": [0, 1]}
     write_report(tmp_path / "runs", tmp_path / "results", settings)
     data = json.loads((tmp_path / "results" / "lenet_reproduction.json").read_text())
     assert [row["level"] for row in data["levels"]] == [0, 1, 2, 3]
     assert data["levels"][1]["seeds"] == 2 and "random_reinit" in data["levels"][1]
+    assert data["levels"][1]["random_reinit"]["runs"] == 4  # 2 trials x 2 draws
     for name in (
         "lenet_test_accuracy_curves.png",
         "lenet_early_stop_iteration.png",
@@ -83,4 +84,5 @@ def test_lenet_report_from_engine_folders(tmp_path):
         "report.md",
     ):
         assert (tmp_path / "results" / name).stat().st_size > 0
-    assert "What the run shows" in (tmp_path / "results" / "report.md").read_text()
+    report = (tmp_path / "results" / "report.md").read_text()
+    assert "What the run shows" in report and "The winning ticket by the engine's rule" in report

@@ -18,7 +18,8 @@ momentum, weight decay, warmup and milestones, dropout, batch norm, augmentation
 levels (LeNet's hand-written stack and the vmap stack). Stacked runs equal one-by-one runs
 only to float tolerance, but a stacked level is deterministic too, so it has its own digest.
 What is digested is what the engine trains: every tensor of every safetensors file (masks,
-θ0, rewind points, trained weights, the ticket) and every run's metrics (its curve and
+θ0, rewind points, trained weights, the ticket: the one the pre-issue-11 rule exported,
+re-exported by `Experiment.export_ticket`, see `legacy_ticket_level`) and every run's metrics (its curve and
 early-stop numbers, NaN and null alike). Reports derived from them (summary.json,
 results.json, the echoed spec) and file metadata are left out: later issues add fields
 there on purpose, and a changed number in them would show in the runs' metrics first.
@@ -67,7 +68,9 @@ SPECS: dict[str, dict[str, Any]] = {
         "pruning": {"strategy": "global", "global_rate": 0.3, "schedule": "oneshot"},
         "reset": {"mode": "rewind", "rewind_iteration": 4},
     },
-    "lenet_finetune_layerwise": {"reset": {"mode": "finetune"}, "controls": ["random_prune"]},
+    # The engine's old "finetune" (the whole schedule replayed from the trained weights with a
+    # fresh optimizer) is issue 11's "lr_rewind"; "finetune" is now the classic baseline.
+    "lenet_finetune_layerwise": {"reset": {"mode": "lr_rewind"}, "controls": ["random_prune"]},
     "conv2_augment": {
         "model": "conv2",
         "dataset": {"augment": True, "synthetic": {"input_shape": [3, 8, 8]}},
@@ -166,10 +169,26 @@ def _tensors_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def folder_digest(root: Path) -> str:
-    """One digest over every tensor file and every run's metrics, by relative path."""
+def legacy_ticket_level(experiment: Experiment) -> int:
+    """The level the engine before issue 11 exported as the ticket: the sparsest level whose
+    early-stop *test* accuracy is at least level 0's minus the tolerance. Issue 11 chooses on
+    validation (and by early-stop iteration, unbroken run and controls) on purpose, so the
+    ticket file it writes may be another level's; the digest takes this level's export."""
+    by_level = {int(s["level"]): s for s in experiment.summaries()}
+    bar = by_level[0]["early_stop_test_accuracy"] - experiment.spec.ticket_tolerance
+    winners = [s for s in by_level.values() if s["early_stop_test_accuracy"] >= bar - 1e-12]
+    return min(winners, key=lambda s: (s["weights_remaining"], -int(s["level"])))["level"]
+
+
+def folder_digest(root: Path, ticket: Path | None = None) -> str:
+    """One digest over every tensor file and every run's metrics, by relative path
+    (`ticket`: the file to digest as ticket.safetensors)."""
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name == "ticket.safetensors" and path.parent == root and ticket is not None:
+            path_digest = _tensors_digest(ticket)
+            h.update(f"{path.relative_to(root)}={path_digest}\n".encode())
+            continue
         if path.suffix == ".safetensors":
             digest = _tensors_digest(path)
         elif path.parent.name == "runs" and path.suffix == ".json":
@@ -191,11 +210,18 @@ def run_spec(name: str, out: Path) -> Experiment:
     return experiment
 
 
+def legacy_digest(experiment: Experiment, workdir: Path) -> str:
+    """The folder's digest with the ticket the pre-issue-11 rule exported."""
+    ticket = workdir / f"{experiment.layout.root.name}-legacy-ticket.safetensors"
+    experiment.export_ticket(legacy_ticket_level(experiment), ticket)
+    return folder_digest(experiment.layout.root, ticket)
+
+
 def digests(workdir: Path) -> dict[str, str]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return {name: folder_digest(run_spec(name, workdir / name).layout.root) for name in SPECS}
+        return {name: legacy_digest(run_spec(name, workdir / name), workdir) for name in SPECS}
     finally:
         torch.set_num_threads(before)
 
@@ -214,7 +240,22 @@ def test_same_bits_as_before_the_refactor(name: str, digest_dir: Path) -> None:
             "pre-refactor engine as the module docstring says"
         )
     experiment = run_spec(name, digest_dir / name)
-    assert folder_digest(experiment.layout.root) == EXPECTED[name]
+    assert legacy_digest(experiment, digest_dir) == EXPECTED[name]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_exported_ticket_is_the_chosen_level(tmp_path: Path) -> None:
+    """What the digests take from the old rule: ticket.safetensors is the mask and start
+    weights of the level results.json names under issue 11's rule."""
+    experiment = run_spec("lenet_layerwise_init_iterative", tmp_path)
+    layout = experiment.layout
+    results = json.loads(layout.results.read_text())
+    level = results["ticket_level"]
+    assert level == results["ticket"]["level"]
+    with safe_open(str(layout.ticket), "pt") as f, safe_open(str(layout.mask(level)), "pt") as m:
+        assert int(f.metadata()["level"]) == level
+        for name in m.keys():  # noqa: SIM118 (safe_open is not iterable)
+            assert torch.equal(f.get_tensor(f"mask/{name}"), m.get_tensor(name))
 
 
 @pytest.mark.usefixtures("one_torch_thread")

@@ -18,7 +18,12 @@ from store.settings import Settings
 # Fixtures (settings, client, pg_database, engine_run) shared by the service tests.
 pytest_plugins = ("test_service_support",)
 
-SUMMARY = {"weights_remaining": 1.0, "early_stop_iteration": 50, "early_stop_test_accuracy": 0.9}
+SUMMARY = {
+    "weights_remaining": 1.0,
+    "early_stop_iteration": 50,
+    "early_stop_val_accuracy": 0.9,
+    "early_stop_test_accuracy": 0.9,
+}
 
 
 def _create(settings: Settings, **kw) -> str:
@@ -48,7 +53,7 @@ def test_record_level_twice_keeps_one_row_and_updates_the_ticket(settings: Setti
     with session_scope(settings) as session:
         experiments.record_level(session, experiment_id, 0, SUMMARY)
         experiments.record_level(session, experiment_id, 0, SUMMARY)
-        level1 = {**SUMMARY, "weights_remaining": 0.8, "early_stop_test_accuracy": 0.91}
+        level1 = {**SUMMARY, "weights_remaining": 0.8, "early_stop_val_accuracy": 0.91}
         experiments.record_level(session, experiment_id, 1, level1)
         experiments.record_level(session, experiment_id, 1, level1)
     with session_scope(settings) as session:

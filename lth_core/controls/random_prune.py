@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from lth_core.controls import RunContext, StartFactory
     from lth_core.pruning import Mask, StateDict
 
+TRAINS = True
+# A ticket no better than a random mask of the same per-layer sizes found nothing but
+# those sizes (Frankle et al. 2021).
+TICKET_MUST_BEAT = True
 DESCRIPTION = "random mask with the same per-layer counts, same init"
 
 

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from lth_core.controls import RunContext, StartFactory
     from lth_core.pruning import Mask, StateDict
 
+TRAINS = True
+# A ticket no better than its structure re-drawn at random is not a winning ticket
+# (the paper's VGG/ResNet at lr 0.1): the init made no difference.
+TICKET_MUST_BEAT = True
 DESCRIPTION = "same mask, fresh random init"
 
 
