@@ -166,7 +166,14 @@ def test_controls_at_trains_only_the_levels_named(tmp_path: Path) -> None:
 
 
 def _summary(level: int, accuracy: float, remaining: float) -> dict[str, Any]:
-    return {"level": level, "early_stop_test_accuracy": accuracy, "weights_remaining": remaining}
+    # The ticket rule compares validation accuracy and the early-stop iteration (issue 11).
+    return {
+        "level": level,
+        "early_stop_val_accuracy": accuracy,
+        "early_stop_test_accuracy": accuracy,
+        "early_stop_iteration": 100,
+        "weights_remaining": remaining,
+    }
 
 
 def test_verification_calls_a_crafted_non_ticket_a_non_ticket() -> None:

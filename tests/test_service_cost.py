@@ -24,6 +24,7 @@ def _level(
         "weights_remaining": remaining,
         "early_stop_iteration": 100,
         "early_stop_val_loss": 0.5,
+        "early_stop_val_accuracy": accuracy,  # what the ticket rule compares (issue 11)
         "early_stop_test_accuracy": accuracy,
         "final_test_accuracy": accuracy,
         "controls": {},
