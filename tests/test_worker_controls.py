@@ -278,3 +278,44 @@ def test_a_control_message_only_runs_what_is_still_needed(settings: Settings) ->
         s.get(Experiment, experiment_id).cancel_requested = True
         assert not claims.wants_work(s, experiment_id)
     assert task("random_reinit") == ControlOutcome.NOTHING
+
+
+def test_pipelined_levels_start_the_next_ticket_beside_a_control_with_sequential_results(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Level 1's control is held by a live worker elsewhere: the holder does not wait for it
+    but hands on, and the next task trains level 2's ticket first, then finishes level 1 (taking
+    the control over once its holder is gone) and level 2. Same files as one sequential run."""
+    from lth_core.experiment import Experiment as Engine
+    from lth_core.spec import parse_spec
+
+    spec = {**SPEC, "pruning": {"levels": 2}, "controls": ["random_reinit"]}
+    experiment_id = submit(settings, spec)
+    out = settings.data_dir / "experiments" / experiment_id
+    assert run_level(settings, experiment_id) == Outcome.LEVEL_DONE  # level 0
+    remote = RemoteHolder(settings, experiment_id, "random_reinit", lives=120.0)
+    assert run_level(settings, experiment_id) == Outcome.LEVEL_DONE  # level 1's ticket only
+    assert (out / "levels" / "001" / "runs" / "ticket.json").is_file()
+    assert not (out / "levels" / "001" / "runs" / "random_reinit.json").exists()
+    assert not (out / "levels" / "001" / "summary.json").exists(), "it did not wait"
+    remote.stop.set()  # the worker elsewhere dies: its claim goes stale and is taken over
+    remote.thread.join()
+    assert run_level(settings, experiment_id) == Outcome.SUCCEEDED
+    with session_scope(settings) as s:
+        held = {r.level: (r.worker, r.attempts, r.done) for r in run_claims.runs(s, experiment_id)}
+    assert held == {1: ("here", 2, True), 2: ("here", 1, True)}, "taken over at level 1"
+    reference = tmp_path / "reference"
+    Engine(parse_spec(spec), reference, device="cpu").run()
+    for want in sorted(reference.glob("levels/*/runs/*.json")):
+        a, b = (
+            json.loads(want.read_text()),
+            json.loads((out / want.relative_to(reference)).read_text()),
+        )
+        a.pop("seconds"), b.pop("seconds")
+        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), want
+    for level in (1, 2):
+        mask = reference / "levels" / f"{level:03d}" / "mask.safetensors"
+        assert mask.read_bytes() == (out / mask.relative_to(reference)).read_bytes()
+    with session_scope(settings) as s:
+        row = s.get(Experiment, experiment_id)
+        assert row.status == Status.SUCCEEDED and sorted(lv.level for lv in row.levels) == [0, 1, 2]

@@ -81,8 +81,12 @@ def complete(
     worker: str,
     should_stop: Callable[[], bool],
     check_stop: Callable[[], None],
-) -> None:
-    """Trains every control nobody else holds; waits for those live elsewhere.
+    wait: bool = True,
+) -> list[str]:
+    """Trains every control nobody else holds; waits for those live elsewhere (or, with
+    ``wait=False``, returns them at once: the pipelined holder moves on to the next level's
+    ticket and comes back for them). Returns the controls still held elsewhere ([] once the
+    level's controls are all done, and then the level's run rows are settled).
 
     Never waits on an unclaimed run (it takes it), so one worker alone cannot deadlock; a
     holder elsewhere that dies is taken over once its heartbeat is stale; ``check_stop``
@@ -98,6 +102,8 @@ def complete(
             if control.run_here(experiment, should_stop) is ControlOutcome.WAITING:
                 still.append(kind)
         waiting = still
+        if waiting and not wait:
+            return waiting
         if waiting:
             check_stop()
             time.sleep(poll)
@@ -107,3 +113,4 @@ def complete(
     if every:
         with session_scope(settings) as session:
             run_claims.settle(session, experiment_id, level, every)
+    return []

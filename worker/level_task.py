@@ -189,33 +189,29 @@ class LevelTask:
         repair(self.settings, self.experiment_id, experiment, self._record)
         pending = experiment.pending()
         if pending:
-            level = pending[0][0]
-            log.info("experiment %s: level %d, runs %s", self.experiment_id, level, pending)
-            experiment.prepare_level(level)
-            if experiment.stacks_level(level):
-                # Ticket and controls train as one stacked model here (the spec's
-                # training.stack_runs and lth_core.stacked.should_stack): nothing to offer.
-                self._check_stop(heartbeat)
-                experiment.train_runs(level)
-            else:
-                controls = [k for run_level, k in pending if run_level == level and k != "ticket"]
-                level_controls.offer(
-                    self.settings, self.experiment_id, level, controls, self.send_controls
-                )
-                if not experiment.is_run_done(level, "ticket"):
-                    self._check_stop(heartbeat)
-                    experiment.train_run(level, "ticket")
-                level_controls.complete(
-                    self.settings,
-                    experiment,
-                    self.experiment_id,
-                    level,
-                    controls,
-                    worker=self.worker,
-                    should_stop=lambda: self._should_stop(heartbeat),
-                    check_stop=lambda: self._check_stop(heartbeat),
-                )
-            self._record(level, experiment.finish_level(level))
+            # Pipelined levels: the next level's ticket needs only this level's ticket, not its
+            # controls. The level to train is the first whose ticket is not done; the levels
+            # before it (tickets done, controls held by workers elsewhere when an earlier task
+            # moved on) are completed and recorded after it, in order.
+            levels = sorted({lv for lv, _ in pending})
+            level = next((lv for lv in levels if not experiment.is_run_done(lv, "ticket")), None)
+            behind = [  # also any whose runs are all done but which a crash left unrecorded
+                lv
+                for lv in experiment.levels
+                if not experiment.is_level_done(lv) and (level is None or lv < level)
+            ]
+            log.info("experiment %s: level %s, runs %s", self.experiment_id, level, pending)
+            if level is not None:
+                self._train_ticket_level(experiment, level, pending, heartbeat)
+            for lv in behind:  # older levels: wait for their controls, as without pipelining
+                self._complete_controls(experiment, lv, heartbeat, wait=True)
+                self._record(lv, experiment.finish_level(lv))
+            if level is not None:
+                # Move on rather than wait for controls held elsewhere when a next level's
+                # ticket can start now (its mask needs only this ticket).
+                wait = level >= experiment.spec.last_level or experiment.stacks_level(level)
+                if not self._complete_controls(experiment, level, heartbeat, wait=wait):
+                    self._record(level, experiment.finish_level(level))
             if experiment.pending():
                 return self._hand_on(heartbeat)
         heartbeat.stop()  # the lease ends here; a beat after it must not report it lost
@@ -224,6 +220,49 @@ class LevelTask:
                 raise LeaseLost()
         log.info("experiment %s: succeeded", self.experiment_id)
         return Outcome.SUCCEEDED
+
+    def _train_ticket_level(
+        self,
+        experiment: Experiment,
+        level: int,
+        pending: list[tuple[int, str]],
+        heartbeat: Heartbeat,
+    ) -> None:
+        """Prepares the level, offers its controls elsewhere and trains its ticket (a stacked
+        level: all its runs, here)."""
+        experiment.prepare_level(level)
+        if experiment.stacks_level(level):
+            # Ticket and controls train as one stacked model here (the spec's
+            # training.stack_runs and lth_core.stacked.should_stack): nothing to offer.
+            self._check_stop(heartbeat)
+            experiment.train_runs(level)
+            return
+        controls = [k for run_level, k in pending if run_level == level and k != "ticket"]
+        level_controls.offer(self.settings, self.experiment_id, level, controls, self.send_controls)
+        self._check_stop(heartbeat)
+        experiment.train_run(level, "ticket")
+
+    def _complete_controls(
+        self, experiment: Experiment, level: int, heartbeat: Heartbeat, *, wait: bool
+    ) -> list[str]:
+        """The level's unfinished controls: trained here unless held elsewhere (then waited
+        for, or with ``wait=False`` returned)."""
+        controls = [
+            k
+            for k in experiment.runs_at_level(level)
+            if k != "ticket" and not experiment.is_run_done(level, k)
+        ]
+        return level_controls.complete(
+            self.settings,
+            experiment,
+            self.experiment_id,
+            level,
+            controls,
+            worker=self.worker,
+            should_stop=lambda: self._should_stop(heartbeat),
+            check_stop=lambda: self._check_stop(heartbeat),
+            wait=wait,
+        )
 
     def _engine(self, spec: ExperimentSpec, heartbeat: Heartbeat) -> Experiment:
         writer = database_progress(
