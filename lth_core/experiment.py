@@ -133,6 +133,14 @@ class Experiment:
     def runs_at_level(self, level: int) -> list[str]:
         return self.spec.runs_at_level(level, from_mask=self.initial_mask is not None)
 
+    def tickets_at(self, level: int) -> list[str]:
+        """The level's ticket runs: one per trial (`ticket`, `ticket.t1`, ...). The next
+        level's masks need them all; its controls need nothing further."""
+        return [k for k in self.runs_at_level(level) if parse_run_id(k)[0] == TICKET]
+
+    def tickets_done(self, level: int) -> bool:
+        return all(self.is_run_done(level, k) for k in self.tickets_at(level))
+
     def is_run_done(self, level: int, kind: str) -> bool:
         return self.layout.run_metrics(level, kind).is_file()
 

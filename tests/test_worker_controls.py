@@ -319,3 +319,32 @@ def test_pipelined_levels_start_the_next_ticket_beside_a_control_with_sequential
     with session_scope(settings) as s:
         row = s.get(Experiment, experiment_id)
         assert row.status == Status.SUCCEEDED and sorted(lv.level for lv in row.levels) == [0, 1, 2]
+
+
+def test_trials_through_the_worker_train_every_trials_ticket_and_match_a_local_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """With trials the level task trains every trial's ticket itself (the next level's masks
+    need them all) and offers only the controls; the files equal one local run's."""
+    from lth_core.experiment import Experiment as Engine
+    from lth_core.spec import parse_spec
+
+    spec = {**SPEC, "controls": ["random_reinit"], "trials": 2}
+    experiment_id = submit(settings, spec)
+    offers = Offers()
+    while run_level(settings, experiment_id, offers) == Outcome.LEVEL_DONE:
+        pass
+    assert offers.sent == [(1, ["random_reinit", "random_reinit.t1"])], "tickets not offered"
+    reference = tmp_path / "reference"
+    Engine(parse_spec(spec), reference, device="cpu").run()
+    out = settings.data_dir / "experiments" / experiment_id
+    wanted = sorted(reference.glob("levels/*/runs/*.json"))
+    assert any(p.name == "ticket.t1.json" for p in wanted)
+    for want in wanted:
+        a, b = (
+            json.loads(want.read_text()),
+            json.loads((out / want.relative_to(reference)).read_text()),
+        )
+        a.pop("seconds"), b.pop("seconds")
+        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), want
+    assert (out / "trials" / "001" / "ticket.safetensors").is_file()

@@ -194,7 +194,7 @@ class LevelTask:
             # before it (tickets done, controls held by workers elsewhere when an earlier task
             # moved on) are completed and recorded after it, in order.
             levels = sorted({lv for lv, _ in pending})
-            level = next((lv for lv in levels if not experiment.is_run_done(lv, "ticket")), None)
+            level = next((lv for lv in levels if not experiment.tickets_done(lv)), None)
             behind = [  # also any whose runs are all done but which a crash left unrecorded
                 lv
                 for lv in experiment.levels
@@ -237,10 +237,15 @@ class LevelTask:
             self._check_stop(heartbeat)
             experiment.train_runs(level)
             return
-        controls = [k for run_level, k in pending if run_level == level and k != "ticket"]
+        # Every trial's ticket is trained here (the next level's masks need them all), the
+        # controls are offered elsewhere.
+        tickets = experiment.tickets_at(level)
+        controls = [k for run_level, k in pending if run_level == level and k not in tickets]
         level_controls.offer(self.settings, self.experiment_id, level, controls, self.send_controls)
         self._check_stop(heartbeat)
-        experiment.train_run(level, "ticket")
+        for ticket in tickets:
+            if not experiment.is_run_done(level, ticket):
+                experiment.train_run(level, ticket)
 
     def _complete_controls(
         self, experiment: Experiment, level: int, heartbeat: Heartbeat, *, wait: bool
@@ -250,7 +255,7 @@ class LevelTask:
         controls = [
             k
             for k in experiment.runs_at_level(level)
-            if k != "ticket" and not experiment.is_run_done(level, k)
+            if k not in experiment.tickets_at(level) and not experiment.is_run_done(level, k)
         ]
         return level_controls.complete(
             self.settings,
