@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Hard time limit of one worker task; the broker's visibility timeout must "
         "be longer.",
     )
+    worker_pipeline: bool = Field(
+        True,
+        description="Pipelined levels: a level task whose controls are held by live workers "
+        "elsewhere hands on, so the next level's ticket starts at once (and the next task "
+        "finishes the earlier controls). False makes every level wait for its own controls.",
+    )
     torch_threads: int | None = Field(
         None,
         ge=1,

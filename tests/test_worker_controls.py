@@ -321,6 +321,27 @@ def test_pipelined_levels_start_the_next_ticket_beside_a_control_with_sequential
         assert row.status == Status.SUCCEEDED and sorted(lv.level for lv in row.levels) == [0, 1, 2]
 
 
+def test_pipeline_off_keeps_the_level_task_waiting_for_controls_held_elsewhere(
+    settings: Settings,
+) -> None:
+    """LTH_WORKER_PIPELINE=0 (settings.worker_pipeline): the same situation as above, but the
+    level task waits for level 1's control held elsewhere (taking it over once its holder dies)
+    and records level 1 before handing on; level 2's ticket has not started."""
+    settings = settings.model_copy(update={"worker_pipeline": False})
+    spec = {**SPEC, "pruning": {"levels": 2}, "controls": ["random_reinit"]}
+    experiment_id = submit(settings, spec)
+    out = settings.data_dir / "experiments" / experiment_id
+    assert run_level(settings, experiment_id) == Outcome.LEVEL_DONE  # level 0
+    remote = RemoteHolder(settings, experiment_id, "random_reinit", lives=2.0)
+    assert run_level(settings, experiment_id) == Outcome.LEVEL_DONE  # level 1, waited for
+    remote.thread.join()
+    assert (out / "levels" / "001" / "summary.json").is_file(), "it waited"
+    assert not (out / "levels" / "002").exists(), "level 2 did not start"
+    with session_scope(settings) as s:
+        held = {r.level: (r.worker, r.attempts, r.done) for r in run_claims.runs(s, experiment_id)}
+    assert held == {1: ("here", 2, True)}, "taken over after its holder died, not run beside"
+
+
 def test_trials_through_the_worker_train_every_trials_ticket_and_match_a_local_run(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -208,9 +208,22 @@ class LevelTask:
                 self._record(lv, experiment.finish_level(lv))
             if level is not None:
                 # Move on rather than wait for controls held elsewhere when a next level's
-                # ticket can start now (its mask needs only this ticket).
-                wait = level >= experiment.spec.last_level or experiment.stacks_level(level)
-                if not self._complete_controls(experiment, level, heartbeat, wait=wait):
+                # ticket can start now (its mask needs only this ticket); LTH_WORKER_PIPELINE=0
+                # (settings.worker_pipeline) makes every level wait, as before pipelining.
+                wait = (
+                    not self.settings.worker_pipeline
+                    or level >= experiment.spec.last_level
+                    or experiment.stacks_level(level)
+                )
+                elsewhere = self._complete_controls(experiment, level, heartbeat, wait=wait)
+                if elsewhere:
+                    log.info(
+                        "experiment %s: level %d's controls %s held elsewhere; handing on",
+                        self.experiment_id,
+                        level,
+                        elsewhere,
+                    )
+                else:
                     self._record(level, experiment.finish_level(level))
             if experiment.pending():
                 return self._hand_on(heartbeat)
