@@ -150,15 +150,21 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"Configurations interleaved over {result['rounds']} round(s) on a shared 2-core "
         "machine (other work running), so read the ratios, not the absolute times.",
         "",
-        "| workers | pipelining | runs (s) | median (s) |",
-        "|---|---|---|---|",
+        "| workers | pipelining | runs (s) | median (s) | hand-ons per run |",
+        "|---|---|---|---|---|",
     ]
     for workers in (1, 2):
         for pipeline in (False, True):
             times = s[label(workers, pipeline)]
+            hand_ons = [
+                str(run["hand_ons"])
+                for run in result["runs"]
+                if (run["workers"], run["pipeline"]) == (workers, pipeline)
+            ]
             lines.append(
                 f"| {workers} | {'on' if pipeline else 'off (LTH_WORKER_PIPELINE=0)'} | "
-                f"{', '.join(f'{t:.1f}' for t in times)} | {statistics.median(times):.1f} |"
+                f"{', '.join(f'{t:.1f}' for t in times)} | {statistics.median(times):.1f} | "
+                f"{', '.join(hand_ons)} |"
             )
     lines += [
         "",
@@ -167,6 +173,14 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"- 1 worker: **{result['ratio_1_worker']:.3f}x** (a worker alone takes every control "
         "itself, so there is nothing to pipeline: expected ~1)",
         f"- 2 workers: **{result['ratio_2_workers']:.3f}x**",
+        "",
+        "A hand-on is a level task that moved on while a control of its level was still "
+        "training on the other worker (its log line `held elsewhere; handing on`). With two "
+        "controls and two workers the holder trains the ticket and then, by work stealing, "
+        "the control nobody has claimed, so by the time it is free the other worker's control "
+        "is usually done too: a level costs about two run lengths either way, and pipelining "
+        "only saves the other worker's start-up lag when it does hand on. Repeated runs of "
+        "one configuration differ by up to ~15% on this shared machine.",
         "",
         "Same results: every configuration's masks and run metrics (timings aside) equal the "
         f"first configuration's: **{result['same_results']}**; digests (sha256 of masks and "
