@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from lth_core.loop import Callback, Cancelled, LoopState
+from lth_core.pruning import hamming
 
 ProgressHook = Callable[[int, dict[str, float] | None], None]
 
@@ -170,10 +171,9 @@ class DeferredTest(Callback):
 
 
 def mask_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    """Normalized Hamming distance: the fraction of mask entries that differ."""
-    differ = sum(int((a[n] != b[n]).sum()) for n in a)
-    total = sum(a[n].numel() for n in a)
-    return differ / total if total else 0.0
+    """Normalized Hamming distance: the fraction of mask entries that differ (pruning.hamming's
+    overall distance)."""
+    return hamming(a, b)["overall"]
 
 
 class EarlyBird(Callback):

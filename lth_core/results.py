@@ -149,13 +149,10 @@ def level_summary(
     for field in EXTRA_FIELDS:
         summary[field] = stats(r[field] for r in tickets)["mean"]
     summary["trials"] = len(tickets)
-    summary["stats"] = {
-        kind: {
-            field: stats(_stat_fields(r).get(field) for r in entries)
-            for field in _stat_fields(entries[0])
-        }
-        for kind, entries in grouped.items()
-    }
+    summary["stats"] = {}
+    for kind, entries in grouped.items():
+        rows = [_stat_fields(r) for r in entries]
+        summary["stats"][kind] = {field: stats(row.get(field) for row in rows) for field in rows[0]}
     summary["runs"] = grouped
     summary.update(extras or {})
     return summary
@@ -252,10 +249,10 @@ def level_qualifies(
     kinds = set(summary.get("controls", {})) | {
         k for k in (summary.get("runs") or {}) if k != TICKET
     }
+    my_it = stats(r.get("early_stop_iteration") for r in _runs_of(summary, TICKET))
     for kind in sorted(kinds):
         theirs = stats(_run_value(r, metric) for r in _runs_of(summary, kind))
         their_it = stats(r.get("early_stop_iteration") for r in _runs_of(summary, kind))
-        my_it = stats(r.get("early_stop_iteration") for r in _runs_of(summary, TICKET))
         must = _must_beat(kind)
         margin = None if theirs["mean"] is None else mine["mean"] - theirs["mean"]
         margins[kind] = {
