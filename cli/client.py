@@ -329,6 +329,13 @@ def timing_text(progress: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def show_final(experiment: Mapping[str, Any]) -> None:
+    """What `--wait` ends with: the experiment, then exit 1 unless it succeeded."""
+    show_experiment(experiment)
+    if experiment["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
 def show_experiment(experiment: Mapping[str, Any]) -> None:
     """Status line, where it stands and how long it needs, error if any, and the per-level
     table with the ticket marked (the best so far while it runs)."""
@@ -479,9 +486,7 @@ def register(app: typer.Typer) -> None:
                     raise typer.Exit(130) from None
         except ClientError as exc:
             raise _fail(str(exc)) from None
-        show_experiment(experiment)
-        if experiment["status"] != "succeeded":
-            raise typer.Exit(1)
+        show_final(experiment)
 
     @app.command("status")
     def status(
@@ -569,9 +574,7 @@ def register(app: typer.Typer) -> None:
 
         experiment = _with_client(url, api_key, work)
         if wait:
-            show_experiment(experiment)
-            if experiment["status"] != "succeeded":
-                raise typer.Exit(1)
+            show_final(experiment)
 
     @app.command("delete")
     def delete(

@@ -17,9 +17,9 @@ This is pure ASGI middleware on the event loop (one thread), so plain counters a
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import send_error
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico"})
 
@@ -77,18 +77,10 @@ class AdmissionMiddleware:
             self.in_flight -= 1
 
     async def _refuse(self, send: Send, message: str) -> None:
-        body = json.dumps(
-            {"error": {"type": "overloaded", "message": message, "details": []}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(self.retry_after).encode()),
-                ],
-            }
+        await send_error(
+            send,
+            503,
+            "overloaded",
+            message,
+            [(b"retry-after", str(self.retry_after).encode())],
         )
-        await send({"type": "http.response.body", "body": body})

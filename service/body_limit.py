@@ -7,11 +7,9 @@ limit, so no client can make the API buffer more than the limit per request.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ApiError
+from service.errors import ApiError, send_error
 
 
 class BodyTooLarge(ApiError):
@@ -66,18 +64,4 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _send_413(send: Send, limit: int) -> None:
     error = too_large(limit)
-    body = json.dumps(
-        {"error": {"type": error.error_type, "message": error.message, "details": []}}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 413, error.error_type, error.message, [(b"connection", b"close")])

@@ -8,6 +8,7 @@ field-level problems with their location (e.g. ``["body", "training", "learning_
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
+from starlette.types import Send
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,29 @@ def invalid_spec(error: ValidationError) -> Unprocessable:
 def _body(error_type: str, message: str, details: Sequence[ErrorDetail] = ()) -> dict[str, Any]:
     info = ErrorInfo(type=error_type, message=message, details=list(details))
     return ErrorResponse(error=info).model_dump(mode="json")
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    error_type: str,
+    message: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """The error shape sent straight from ASGI middleware, outside any handler."""
+    body = json.dumps(_body(error_type, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 _DB_OUTAGES = (

@@ -116,13 +116,13 @@ async def event_stream(
     """Checks the caller and the experiment now (401/404/422 as JSON), then streams."""
     seen = Cursor.parse(last_event_id)
 
-    def load(connection: Any, principal: Any) -> tuple[ExperimentRow, str | None]:
+    def load(connection: Any, principal: Any) -> ExperimentRow:
         row = reads.experiment(connection, experiment_id, owner=principal.visible_owner)
         if row is None:
             raise not_found(experiment_id)
-        return row, principal.visible_owner
+        return row
 
-    first, owner = await authorized_read(request, settings, credentials, load)
+    first = await authorized_read(request, settings, credentials, load)
 
     def poll(connection: Any, principal: Any) -> ExperimentRow | None:
         version = reads.version(connection, experiment_id, owner=principal.visible_owner)
@@ -167,7 +167,6 @@ async def event_stream(
                 yield f"event: error\ndata: {json.dumps(data)}\n\n"
                 return
 
-    del owner
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",

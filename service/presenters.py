@@ -65,12 +65,13 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         LevelSummary.model_validate({**lv.summary, "level": lv.level})
         for lv in sorted(experiment.levels, key=lambda lv: lv.level)
     ]
+    summaries = [{**lv.summary, "level": lv.level} for lv in experiment.levels]
     ticket = None
     decision = None
     if levels:
         spec = experiment.spec if isinstance(experiment.spec, dict) else {}
         found = ticket_decision(
-            [dict(lv.summary, level=lv.level) for lv in experiment.levels],
+            summaries,
             float(spec.get("ticket_tolerance", 0.0)),
             str(spec.get("ticket_metric", "early_stop")),
         )
@@ -84,7 +85,6 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         error = ExperimentError(
             type=experiment.error_type or "error", message=experiment.error_message or ""
         )
-    summaries = [{**lv.summary, "level": lv.level} for lv in experiment.levels]
     return ExperimentOut(
         cost=Cost.model_validate(_cost(experiment, summaries)),
         time_to_ticket=_time_to_ticket(experiment),

@@ -15,7 +15,6 @@ from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.errors import (
     Conflict,
-    NotFound,
     TooManyRequests,
     Unprocessable,
     detail,
@@ -26,7 +25,7 @@ from service.events import event_stream
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
 from service.quotas import check_active_limit
-from service.reads import authorized_read, experiment_response, list_response
+from service.reads import authorized_read, experiment_response, list_response, not_found
 from service.schemas import ExperimentList, ExperimentOut, StatusName
 from service.spec_limits import check_spec_limits
 from store import artifacts, experiments, queue
@@ -58,10 +57,6 @@ _SPEC_BODY = {
         },
     }
 }
-
-
-def _not_found(experiment_id: str) -> NotFound:
-    return NotFound(f"no experiment with id {experiment_id}")
 
 
 @router.post(
@@ -291,7 +286,7 @@ def cancel_experiment(
     experiment = experiments.request_cancel(session, experiment_id, owner=owner)
     session.commit()
     if experiment is None:
-        raise _not_found(experiment_id)
+        raise not_found(experiment_id)
     if experiment.status in (Status.SUCCEEDED, Status.FAILED):
         raise Conflict(
             f"experiment {experiment_id} already {experiment.status}; nothing to cancel",
@@ -311,7 +306,7 @@ def delete_experiment(
 ) -> Response:
     experiment = experiments.get(session, experiment_id, owner=owner)
     if experiment is None:
-        raise _not_found(experiment_id)
+        raise not_found(experiment_id)
     dependents = experiments.mask_dependents(session, experiment_id)
     if dependents:
         session.rollback()

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends
 from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
-from service.errors import Conflict, NotFound, TooManyRequests, error_responses
+from service.errors import Conflict, TooManyRequests, error_responses
 from service.presenters import experiment_out
 from service.quotas import check_active_limit
+from service.reads import not_found
 from service.schemas import ExperimentOut
 from store import experiments, queue
 from store.resume import resume
@@ -38,7 +39,7 @@ def resume_experiment(
     every finished level. Only a cancelled or failed experiment can be resumed (409 else)."""
     experiment = experiments.get(session, experiment_id, owner=owner)
     if experiment is None:
-        raise NotFound(f"no experiment with id {experiment_id}")
+        raise not_found(experiment_id)
     if not resume(session, experiment_id, owner=owner):
         session.rollback()
         raise Conflict(
