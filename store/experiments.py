@@ -146,10 +146,13 @@ def list_experiments(
     return list(page), total
 
 
+def _dialect_name(session: Session | Connection) -> str:
+    return (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
+
+
 def has_tag(session: Session | Connection, tag: str) -> TextClause:
     """``tag`` is in the spec's ``tags`` list, tested in SQL so that pagination stays exact."""
-    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
-    if dialect.name == "postgresql":
+    if _dialect_name(session) == "postgresql":
         clause = "(experiments.spec::jsonb -> 'tags') @> jsonb_build_array(CAST(:tag AS text))"
     else:
         clause = (
@@ -166,8 +169,7 @@ def name_contains(name: str) -> Any:
 
 def has_model(session: Session | Connection, model: str) -> TextClause:
     """The spec's ``model`` is this, tested in SQL (like has_tag)."""
-    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
-    if dialect.name == "postgresql":
+    if _dialect_name(session) == "postgresql":
         clause = "(experiments.spec::jsonb ->> 'model') = :model"
     else:
         clause = "json_extract(experiments.spec, '$.model') = :model"

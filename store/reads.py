@@ -76,16 +76,7 @@ class ExperimentRow:
 
     @property
     def etag(self) -> str:
-        return etag_of(
-            (
-                self.id,
-                self.updated_at,
-                self.status,
-                self.cancel_requested,
-                self.attempts,
-                self.ticket_level,
-            )
-        )
+        return etag_of(tuple(getattr(self, c.name) for c in _VERSION_COLUMNS))
 
 
 _EXPERIMENT_COLUMNS = tuple(

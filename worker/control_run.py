@@ -87,7 +87,7 @@ class ControlRun:
             )
 
     def _holds(self) -> bool:
-        with session_scope(self.settings) as session:
+        with session_scope(self.settings, read_only=True) as session:
             return run_claims.holds(session, self.experiment_id, self.level, self.kind, self.token)
 
     def _finish(self, seconds: float | None) -> None:

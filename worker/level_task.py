@@ -265,10 +265,11 @@ class LevelTask:
     ) -> list[str]:
         """The level's unfinished controls: trained here unless held elsewhere (then waited
         for, or with ``wait=False`` returned)."""
+        tickets = experiment.tickets_at(level)
         controls = [
             k
             for k in experiment.runs_at_level(level)
-            if k not in experiment.tickets_at(level) and not experiment.is_run_done(level, k)
+            if k not in tickets and not experiment.is_run_done(level, k)
         ]
         return level_controls.complete(
             self.settings,

@@ -66,7 +66,7 @@ class OfferedControl:
         return self._train(control)
 
     def _wanted(self) -> bool:
-        with session_scope(self.settings) as session:
+        with session_scope(self.settings, read_only=True) as session:
             return claims.wants_work(session, self.experiment_id)
 
     def _should_stop(self) -> bool:
