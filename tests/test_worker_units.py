@@ -292,3 +292,41 @@ def test_supervisor_restarts_a_dying_child_and_stops_cleanly() -> None:
     assert child.restarts >= 1
     assert sleeper.restarts == 0 and sleeper.process.poll() is not None
     assert time.monotonic() - started < 15
+
+
+def test_a_level_settles_its_controls_but_never_a_trials_ticket(settings, monkeypatch) -> None:
+    """With trials, each trial's ticket (`ticket`, `ticket.t1`) is the next level's input,
+    not a control: only the controls' run rows are settled."""
+    from contextlib import contextmanager
+
+    from worker import level_controls
+
+    class Level:
+        def runs_at_level(self, level: int) -> list[str]:
+            return ["ticket", "random_reinit", "ticket.t1", "random_reinit.t1"]
+
+        def tickets_at(self, level: int) -> list[str]:
+            return ["ticket", "ticket.t1"]
+
+    settled: list[list[str]] = []
+
+    @contextmanager
+    def no_session(_settings):
+        yield None
+
+    monkeypatch.setattr(level_controls, "session_scope", no_session)
+    monkeypatch.setattr(
+        level_controls.run_claims, "settle", lambda _s, _id, _level, kinds: settled.append(kinds)
+    )
+    left = level_controls.complete(
+        settings,
+        Level(),
+        "e1",
+        3,
+        [],
+        worker="w",
+        should_stop=lambda: False,
+        check_stop=lambda: None,
+    )
+    assert left == []
+    assert settled == [["random_reinit", "random_reinit.t1"]]

@@ -109,7 +109,8 @@ def complete(
             time.sleep(poll)
     # Every control of the level, not only these: a predecessor may have died between a
     # run's file appearing and its row being marked finished.
-    every = [k for k in experiment.runs_at_level(level) if k != "ticket"]
+    tickets = set(experiment.tickets_at(level))
+    every = [k for k in experiment.runs_at_level(level) if k not in tickets]
     if every:
         with session_scope(settings) as session:
             run_claims.settle(session, experiment_id, level, every)
