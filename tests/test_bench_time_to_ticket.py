@@ -61,8 +61,8 @@ def test_time_to_ticket_quick_preset_runs_every_part_on_synthetic_data(
 
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(line) == KEYS and line["verified"] == summary["cheap"]["verified"]
-    written = json.loads((tmp_path / "results" / "time_to_ticket.json").read_text())
+    written = json.loads((tmp_path / "results" / "time_to_ticket-quick.json").read_text())
     assert written["speedup"] == summary["speedup"]
-    md = (tmp_path / "results" / "time_to_ticket.md").read_text()
+    md = (tmp_path / "results" / "time_to_ticket-quick.md").read_text()
     assert "Machine load average" in md and "| stacking |" in md
     assert ("(verified)" in md) == bool(summary["cheap"]["verified"])
