@@ -19,7 +19,7 @@ for the protocol), same seed, one process, everything through `lth_core.experime
 Then, from the protocol's full-length curves, how often patience P would have stopped before a
 later, lower validation minimum, and what that would have cost in test accuracy.
 
-    python bench/time_to_ticket.py            # the paper's budget: 50K iterations (~80 min here)
+    python bench/time_to_ticket.py            # the paper's budget: 50K iterations (~2 hours here)
     python bench/time_to_ticket.py --quick    # scaled down, <= 12 minutes on a 2-core CPU
 
 Writes bench/results/time_to_ticket.{json,md} (--quick: time_to_ticket-quick.{json,md});

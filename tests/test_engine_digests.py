@@ -38,7 +38,7 @@ import torch
 from safetensors import safe_open
 
 from lth_core.experiment import Experiment
-from lth_core.spec import _merge, parse_spec
+from lth_core.spec import ExperimentSpec, _merge, parse_spec
 
 BASE: dict[str, Any] = {
     "model": "lenet_300_100",
@@ -208,7 +208,7 @@ def folder_digest(root: Path, ticket: Path | None = None) -> str:
     return h.hexdigest()
 
 
-def _parse_for_this_engine(data: dict[str, Any]):
+def _parse_for_this_engine(data: dict[str, Any]) -> ExperimentSpec:
     """The spec as the engine on the path reads it: the pre-refactor engine (f7738fe), which
     records the digests, calls today's lr_rewind "finetune"."""
     try:

@@ -204,10 +204,13 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
     seen: list[str] = []
 
     def moved_and_done() -> bool:
+        # Status first: a render between the two reads then shows in the progress read, so
+        # the last progress seen is the one on the page that says "succeeded".
+        done = status_of(browser) == "succeeded"
         progress = text(browser, '#progress [data-role="progress-text"]')
         if not seen or seen[-1] != progress:
             seen.append(progress)
-        return status_of(browser) == "succeeded"
+        return done
 
     wait_for(moved_and_done, 150, "the experiment to finish on its page")
     assert browser.execute_script("return window.__sameDocument") is True  # never reloaded
