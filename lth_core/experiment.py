@@ -138,6 +138,11 @@ class Experiment:
         level's masks need them all; its controls need nothing further."""
         return [k for k in self.runs_at_level(level) if parse_run_id(k)[0] == TICKET]
 
+    def controls_of(self, level: int) -> list[str]:
+        """The level's control runs: every run that is not a trial's ticket."""
+        tickets = set(self.tickets_at(level))
+        return [k for k in self.runs_at_level(level) if k not in tickets]
+
     def tickets_done(self, level: int) -> bool:
         return all(self.is_run_done(level, k) for k in self.tickets_at(level))
 

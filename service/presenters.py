@@ -61,11 +61,11 @@ def progress_of(experiment: Experiment) -> Progress:
 
 
 def experiment_out(experiment: Experiment) -> ExperimentOut:
-    levels = [
-        LevelSummary.model_validate({**lv.summary, "level": lv.level})
+    summaries = [
+        {**lv.summary, "level": lv.level}
         for lv in sorted(experiment.levels, key=lambda lv: lv.level)
     ]
-    summaries = [{**lv.summary, "level": lv.level} for lv in experiment.levels]
+    levels = [LevelSummary.model_validate(s) for s in summaries]
     ticket = None
     decision = None
     if levels:

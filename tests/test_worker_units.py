@@ -299,6 +299,7 @@ def test_a_level_settles_its_controls_but_never_a_trials_ticket(settings, monkey
     not a control: only the controls' run rows are settled."""
     from contextlib import contextmanager
 
+    from lth_core.experiment import Experiment
     from worker import level_controls
 
     class Level:
@@ -307,6 +308,8 @@ def test_a_level_settles_its_controls_but_never_a_trials_ticket(settings, monkey
 
         def tickets_at(self, level: int) -> list[str]:
             return ["ticket", "ticket.t1"]
+
+        controls_of = Experiment.controls_of
 
     settled: list[list[str]] = []
 

@@ -109,8 +109,7 @@ def complete(
             time.sleep(poll)
     # Every control of the level, not only these: a predecessor may have died between a
     # run's file appearing and its row being marked finished.
-    tickets = set(experiment.tickets_at(level))
-    every = [k for k in experiment.runs_at_level(level) if k not in tickets]
+    every = experiment.controls_of(level)
     if every:
         with session_scope(settings) as session:
             run_claims.settle(session, experiment_id, level, every)

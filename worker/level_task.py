@@ -265,11 +265,8 @@ class LevelTask:
     ) -> list[str]:
         """The level's unfinished controls: trained here unless held elsewhere (then waited
         for, or with ``wait=False`` returned)."""
-        tickets = experiment.tickets_at(level)
         controls = [
-            k
-            for k in experiment.runs_at_level(level)
-            if k not in tickets and not experiment.is_run_done(level, k)
+            k for k in experiment.controls_of(level) if not experiment.is_run_done(level, k)
         ]
         return level_controls.complete(
             self.settings,
