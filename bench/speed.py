@@ -53,7 +53,7 @@ from reference_loop import (  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 
 from lth_core import pruning  # noqa: E402
-from lth_core.artifacts import save_tensors  # noqa: E402
+from lth_core.storage.files import save_tensors  # noqa: E402
 from lth_core.data import Splits, load_splits  # noqa: E402
 from lth_core.data.base import _SPLIT_SEED  # noqa: E402
 from lth_core.data.idx import find_idx_files, read_idx  # noqa: E402

@@ -184,7 +184,7 @@ def run(
 
 def _has_finished_levels(out: Path) -> bool:
     """Whether a level finished in `out` (then the folder holds results worth keeping)."""
-    from lth_core.layout import Layout
+    from lth_core.storage.layout import Layout
 
     return bool(Layout(out).finished_levels())
 

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from lth_core import cost, pruning
-from lth_core.artifacts import load_json, load_tensors, save_json, save_tensors
+from lth_core.storage.files import load_json, load_tensors, save_json, save_tensors
 from lth_core.callbacks import EarlyBird
 from lth_core.controls import TICKET, control, parse_run_id, run_id
 from lth_core.data import Splits, load_splits
-from lth_core.layout import Layout
+from lth_core.storage.layout import Layout
 from lth_core.loop import summarize
 from lth_core.mask_source import InitialMask, mismatch
 from lth_core.models import PrunableModel, build_model

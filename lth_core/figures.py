@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lth_core.controls import parse_run_id
-from lth_core.layout import Layout
+from lth_core.storage.layout import Layout
 
 FIGURES: tuple[str, ...] = ("accuracy_curves", "early_stop_iteration", "early_stop_accuracy")
 FORMATS: tuple[str, ...] = ("png", "svg", "json")

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from lth_core import pruning
-from lth_core.artifacts import save_json, save_tensors
+from lth_core.storage.files import save_json, save_tensors
 from lth_core.controls import TICKET, parse_run_id
-from lth_core.layout import Layout
+from lth_core.storage.layout import Layout
 from lth_core.pruning import Mask, StateDict
 from lth_core.spec import TrainingSpec
 

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lth_core.layout import Layout
+from lth_core.storage.layout import Layout
 from store.settings import Settings
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")

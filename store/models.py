@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -31,19 +30,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from store.status import ACTIVE_STATUSES, FINISHED_STATUSES, Status, check_constraint_sql
 
-class Status(StrEnum):
-    """Lifecycle of an experiment; the last three are final."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED_STATUSES: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
-ACTIVE_STATUSES: frozenset[str] = frozenset({Status.QUEUED, Status.RUNNING})
+__all__ = ["ACTIVE_STATUSES", "FINISHED_STATUSES", "Status"]
 
 
 def utcnow() -> datetime:
@@ -117,7 +106,7 @@ class Experiment(Base):
     __tablename__ = "experiments"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            check_constraint_sql(),
             name="ck_experiments_status",
         ),
         Index("ix_experiments_created_at", "created_at"),

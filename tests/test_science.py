@@ -240,7 +240,7 @@ def test_one_shot_with_trained_weights_starts_from_the_dense_network(tmp_path: P
     exp.run()
     dense = exp.layout.trained_weights(0)
     start = exp.plan(2, "ticket").start
-    from lth_core.artifacts import load_tensors
+    from lth_core.storage.files import load_tensors
 
     for name, tensor in load_tensors(dense).items():
         assert torch.equal(start[name], tensor)
@@ -319,7 +319,7 @@ def test_error_barrier_is_zero_for_identical_and_positive_for_different_networks
     for exp in (a, b):
         exp.prepare_level(0)
         exp.train_runs(0)
-    from lth_core.artifacts import load_tensors
+    from lth_core.storage.files import load_tensors
 
     wa, wb = (load_tensors(e.layout.trained_weights(0)) for e in (a, b))
     splits = load_splits(spec.dataset)

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # value every element must have, so a torn file cannot pass for a whole one.
 _WRITER = """
 import os, sys, torch
-from lth_core import artifacts
+from lth_core.storage import files as artifacts
 target = sys.argv[1]
 mode = sys.argv[2]
 if mode == "die-at-rename":
@@ -130,7 +130,7 @@ def test_a_worker_that_cannot_write_fails_the_experiment_with_the_error(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     pytest.importorskip("torch")
-    from lth_core import artifacts as engine_artifacts
+    from lth_core.storage import files as engine_artifacts
 
     experiment_id = submit(client)["id"]
     if fault == "disk_full":

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lth_core.controls import TICKET
-from lth_core.layout import Layout
+from lth_core.storage.layout import Layout
 
 if TYPE_CHECKING:
     from lth_core.experiment import Experiment

@@ -1,0 +1,51 @@
+"""The run-id grammar: the one definition of how a level's runs are named.
+
+A run id names one run of a level — its metrics file (`levels/LLL/runs/<id>.json`), its claim
+and its progress: `kind` for trial 0's first draw (what an experiment without trials has
+always called it), `kind.t<trial>` and `.r<repeat>` otherwise. Engine, store, API and web all
+read it from here (the web view gets `RUN_ID_PATTERN` from the API), so a name one of them
+writes is a name every other one accepts. Torch-free and dependency-free on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+
+TICKET = "ticket"
+"""The run kind that is not a control: the level's pruned network from its reset weights."""
+
+RUN_ID_PATTERN = r"[a-z][a-z0-9_]{0,63}(?:\.t[1-9][0-9]{0,5})?(?:\.r[1-9][0-9]{0,5})?"
+"""A run id as a regular expression (no anchors): JavaScript and Python read it alike."""
+
+_RUN_ID = re.compile(
+    r"(?P<kind>[a-z][a-z0-9_]{0,63})(?:\.t(?P<trial>[1-9][0-9]{0,5}))?"
+    r"(?:\.r(?P<repeat>[1-9][0-9]{0,5}))?"
+)
+
+
+def run_id(kind: str, trial: int = 0, repeat: int = 0) -> str:
+    """The id of draw `repeat` of run `kind` in trial `trial`."""
+    return kind + (f".t{trial}" if trial else "") + (f".r{repeat}" if repeat else "")
+
+
+def parse_run_id(name: str) -> tuple[str, int, int]:
+    """(kind, trial, repeat) of a run id; raises ValueError naming the expected form."""
+    found = _RUN_ID.fullmatch(name)
+    if found is None:
+        raise ValueError(f"run {name[:80]!r} is not of the form kind[.t<trial>][.r<repeat>]")
+    return found["kind"], int(found["trial"] or 0), int(found["repeat"] or 0)
+
+
+def is_run_id(name: str) -> bool:
+    """Whether `name` is a run id (safe as a file name: no separators, no dots but the two)."""
+    return _RUN_ID.fullmatch(name) is not None
+
+
+def kind_of(name: str) -> str:
+    """The run's kind: `ticket` or a control's name, without trial or draw."""
+    return parse_run_id(name)[0]
+
+
+def is_ticket(name: str) -> bool:
+    """Whether the run is one trial's ticket (`ticket`, `ticket.t1`, ...)."""
+    return kind_of(name) == TICKET

@@ -1,0 +1,97 @@
+"""Artifacts as bytes: safetensors for tensors, strict JSON for everything else, never pickle.
+
+Each helper comes in two forms: on an artifact store by key (what the engine, the worker and
+the API use) and on a local path (what `lth run` and the tests hold); both write through the
+store, so there is one atomic write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load, load_file, save
+
+from lth_core.storage.store import ArtifactStore, LocalStore
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` with every NaN or infinity as None: JSON has no such numbers, and strict parsers
+    (JavaScript's JSON.parse) reject the `NaN` Python writes (a run's train_loss at iteration
+    0, a diverged loss). The API sends the same values as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Strict JSON (see strict_json) as the engine writes it."""
+    return (json.dumps(strict_json(obj), indent=1, allow_nan=False) + "\n").encode()
+
+
+def tensor_bytes(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> bytes:
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return save(cpu, metadata=dict(metadata) if metadata else None)
+
+
+def put_json(store: ArtifactStore, key: str, obj: Any) -> None:
+    store.put(key, json_bytes(obj))
+
+
+def get_json(store: ArtifactStore, key: str) -> Any:
+    return json.loads(store.get(key))
+
+
+def put_tensors(
+    store: ArtifactStore,
+    key: str,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    store.put(key, tensor_bytes(tensors, metadata))
+
+
+def get_tensors(store: ArtifactStore, key: str) -> dict[str, torch.Tensor]:
+    """CPU tensors; memory-mapped from the file where the store keeps one."""
+    path = store.local_path(key)
+    if path is not None:
+        return load_file(str(path), device="cpu")
+    return load(store.get(key))
+
+
+def _local(path: Path) -> tuple[LocalStore, str]:
+    return LocalStore(path.parent), path.name
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    store, key = _local(path)
+    store.put(key, data)
+
+
+def save_json(path: Path, obj: Any) -> None:
+    """Strict JSON, written atomically."""
+    put_json(*_local(path), obj)
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def save_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
+    put_tensors(*_local(path), tensors, metadata)
+
+
+def load_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    return load_file(str(path), device=str(device))
