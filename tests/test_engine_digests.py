@@ -127,6 +127,15 @@ EXPECTED_BY_MACHINE: dict[str, dict[str, str]] = {
         "lenet_stacked": "fcec7beed795a8c770a174e4cf7d04485ba0e5f4c21859893c94526280c480ea",
         "conv2_stacked_vmap": "eb9911813c0d2b48dcde035e7a2addd16b5135fc69f280401564c64946fbb288",
     },
+    "AMD EPYC | AVX512 | torch 2.14.1+cu130": {
+        "lenet_layerwise_init_iterative": "0ab7f818abfddecf91de359d27f093fea5ca1d3f59e65a33d89b05fcc097bd89",
+        "lenet_global_rewind_oneshot_sgd_dropout": "f0783e3bbc10880944bacbac5a640027db460f85c7362f292ece753ff9825404",
+        "lenet_finetune_layerwise": "6c9824de5ff527dff29a2e52e630d0c102b3ea94818aafea1a06331ae6cb4ac4",
+        "conv2_augment": "5b84d74fd7a0b51c912c20124e4ec136976b8a138e650600d4b54ffca2d2b929",
+        "resnet_batchnorm_global": "094fe13073bca7588b1a17cb7a9d489f713a4cbda1db3dc760259bea528bdb52",
+        "lenet_stacked": "3f3959b7e047c07ee9e8df4e1b13f060f3a8d3c501d3e322f7f96c966b07d3a7",
+        "conv2_stacked_vmap": "8bacf9c549d6b1226647ac9c082937d7b85b59f81976dff4d82217d628486806",
+    },
     "Intel(R) Xeon(R) Processor | AVX512 | torch 2.14.1+cu130": {
         "lenet_layerwise_init_iterative": "bffed45e325f7f4d1038a83267ddd509efaef635c0dcc8d5e6b9b78a1444a00c",
         "lenet_global_rewind_oneshot_sgd_dropout": "655ab950bee4869db47c9b6b9ee7cc87bf433eccdb164b01cd67e212f2f88f6e",
