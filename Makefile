@@ -36,6 +36,7 @@ services:
 	@bash scripts/services.sh
 
 test: setup services
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 demo: setup
@@ -43,6 +44,7 @@ demo: setup
 
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check .
 
 format:

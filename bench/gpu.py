@@ -9,7 +9,7 @@ What it measures, each through the engine's own code (lth_core), the card's name
    and VGG-19 on synthetic CIFAR-shaped data; one pruning level each, a short budget;
 2. training iterations per second per model at the paper's batch sizes (60 for LeNet and
    Conv-2, 128 for ResNet-18, 64 for VGG-19), evaluation left out, and the peak device memory;
-3. stacking K = 1, 2, 4, 8 members of LeNet and Conv-2 (lth_core.stacked): time per member
+3. stacking K = 1, 2, 4, 8 members of LeNet and Conv-2 (lth_core.train.stacked): time per member
    against one alone (the target is K = 8 in at most 2x the time of K = 1);
 4. bit-stability: the same LeNet run twice on the device gives the same weights.
 
@@ -67,7 +67,7 @@ def _dataset(model: str, tiny: bool, have_fashion: bool) -> dict[str, Any]:
 
 
 def fashion_available() -> bool:
-    from lth_core.data import DatasetUnavailable, load_splits
+    from lth_core.nn.data import DatasetUnavailable, load_splits
     from lth_core.spec import DatasetSpec
 
     try:
@@ -133,8 +133,8 @@ def end_to_end(model: str, device: str, tiny: bool, have_fashion: bool) -> dict[
 
 def _members(model: str, k: int, splits: Any, device: Any) -> list[Any]:
     from lth_core import pruning
-    from lth_core.models import build_model
-    from lth_core.training import Member
+    from lth_core.nn.models import build_model
+    from lth_core.train.training import Member
 
     shape, classes = tuple(splits.train_x.shape[1:]), int(splits.train_y.max()) + 1
     out = []
@@ -146,7 +146,7 @@ def _members(model: str, k: int, splits: Any, device: Any) -> list[Any]:
 
 
 def _splits(model: str, tiny: bool, have_fashion: bool, device: Any) -> Any:
-    from lth_core.data import load_splits
+    from lth_core.nn.data import load_splits
     from lth_core.spec import DatasetSpec
 
     return load_splits(DatasetSpec(**_dataset(model, tiny, have_fashion))).to(device)
@@ -174,7 +174,7 @@ def timed(model: str, k: int, steps: int, batch: int, splits: Any, device: Any) 
     """Seconds per training iteration of K members (after a warm-up of the same length/10)."""
     import torch
 
-    from lth_core.training import train_members
+    from lth_core.train.training import train_members
 
     warm = max(2, steps // 10)
     members = _members(model, k, splits, device)
@@ -234,7 +234,7 @@ def stacking(model: str, tiny: bool, have_fashion: bool, device: Any) -> dict[st
 
 def bit_stable(tiny: bool, have_fashion: bool, device: Any) -> bool:
     """The same LeNet run twice on this device: identical trained weights."""
-    from lth_core.training import train_members
+    from lth_core.train.training import train_members
 
     splits = _splits("lenet_300_100", tiny, have_fashion, device)
     digests = []

@@ -32,7 +32,7 @@ def load_runs(runs_dir: Path) -> dict[int, dict[int, dict[str, list[dict[str, An
     Reads the experiment folder the reproduction writes (`experiment/`, one experiment with
     trials: run ids kind[.t<trial>][.r<draw>], lth_core.controls.run_id); folders written by
     the older one-folder-per-seed runs (`seed*/`) count one trial each."""
-    from lth_core.controls import parse_run_id
+    from lth_core.runs import parse_run_id
 
     folders = [runs_dir / "experiment"] if (runs_dir / "experiment").is_dir() else []
     folders += sorted(runs_dir.glob("seed*"))
@@ -116,7 +116,7 @@ def _closest_level(rows: list[dict[str, Any]], fraction: float) -> dict[str, Any
     return min(rows, key=lambda r: abs(math.log(r["weights_remaining"]) - math.log(fraction)))
 
 
-# The paper's names for the three figures, drawn by lth_core.figures (the web view's and the
+# The paper's names for the three figures, drawn by lth_core.report.figures (the web view's and the
 # API's descriptions): the bench has no plotting code of its own.
 FIGURE_FILES = {
     "accuracy_curves": "lenet_test_accuracy_curves.png",
@@ -127,7 +127,7 @@ FIGURE_FILES = {
 
 def plot_figures(runs_dir: Path, out_dir: Path) -> list[str]:
     """The three figures (mean ± std over the trials, error bars), as PNG."""
-    from lth_core import figures
+    from lth_core.report import figures
 
     folders = [runs_dir / "experiment", *sorted(runs_dir.glob("seed*"))]
     sources = [

@@ -57,7 +57,7 @@ def deep_spec(
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """The paper's protocol for `model` at `learning_rate`; `scale` shortens the schedule."""
-    from lth_core.paper_defaults import PAPER_DEFAULTS
+    from lth_core.spec.paper_defaults import PAPER_DEFAULTS
 
     training = PAPER_DEFAULTS[model]["training"]
     iterations = max(2, round(training["iterations"] * scale))

@@ -4,7 +4,7 @@ Runs the paper's protocol (Adam 1.2e-3, batch 60, fc 20% / output 10% per level,
 theta_0, random_reinit controls at every level) through `lth_core.experiment.Experiment`: one
 experiment with `trials` independent IMP runs (one per seed) and `control_repeats`
 reinitializations per trial and level, the trials of a level trained as one stack where
-lth_core.stacked says it pays, so the numbers are the product's own and an interrupted run
+lth_core.train.stacked says it pays, so the numbers are the product's own and an interrupted run
 resumes where it stopped. Then `bench/lenet_report.py` turns the folder into the results
 JSON, the three figures (with error bars) and the markdown report.
 
@@ -66,7 +66,7 @@ def run_seed(spec_data: dict, out: Path, device: str, log: Any) -> None:
             continue
         exp.prepare_level(level)
         started = time.perf_counter()
-        exp.train_runs(level)  # ticket and reinit stacked where lth_core.stacked says it pays
+        exp.train_runs(level)  # ticket and reinit stacked where lth_core.train.stacked says it pays
         summary = exp.finish_level(level)
         ctrl = summary["controls"].get("random_reinit", {})
         print(

@@ -19,7 +19,7 @@ round is the best estimate of what the code costs; the median is recorded as wel
   the full validation and test sets every `--eval-every` iterations, through the Experiment
   API as a worker runs it (stacked where should_stack says so; files written included) vs
   the reference loop;
-- stacking: K = 1, 2, 4, 8 LeNets trained by lth_core.stacked against the same K trained one
+- stacking: K = 1, 2, 4, 8 LeNets trained by lth_core.train.stacked against the same K trained one
   at a time, in `--stack-rounds` short rounds of their own.
 """
 
@@ -53,16 +53,16 @@ from reference_loop import (  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 
 from lth_core import pruning  # noqa: E402
-from lth_core.storage.files import save_tensors  # noqa: E402
-from lth_core.data import Splits, load_splits  # noqa: E402
-from lth_core.data.base import _SPLIT_SEED  # noqa: E402
-from lth_core.data.idx import find_idx_files, read_idx  # noqa: E402
-from lth_core.data.mnist import default_root  # noqa: E402
 from lth_core.experiment import Experiment  # noqa: E402
-from lth_core.models import build_model  # noqa: E402
+from lth_core.nn.data import Splits, load_splits  # noqa: E402
+from lth_core.nn.data.base import _SPLIT_SEED  # noqa: E402
+from lth_core.nn.data.idx import find_idx_files, read_idx  # noqa: E402
+from lth_core.nn.data.mnist import default_root  # noqa: E402
+from lth_core.nn.models import build_model  # noqa: E402
 from lth_core.spec import ExperimentSpec, parse_spec  # noqa: E402
-from lth_core.stacked import should_stack, train_stacked  # noqa: E402
-from lth_core.training import RunHooks, train  # noqa: E402
+from lth_core.storage.files import save_tensors  # noqa: E402
+from lth_core.train.stacked import should_stack, train_stacked  # noqa: E402
+from lth_core.train.training import RunHooks, train  # noqa: E402
 
 BATCH = 60
 LEVEL_ROUNDS = 7  # the level whose mask the benchmarks use: 21% of LeNet's weights remain
@@ -184,7 +184,7 @@ def fashion_reference_data(splits_validation: int) -> ReferenceData:
         if files:
             break
     else:
-        raise SystemExit("Fashion-MNIST idx files not found (see lth_core/data/mnist.py)")
+        raise SystemExit("Fashion-MNIST idx files not found (see lth_core/nn/data/mnist.py)")
     images, labels = read_idx(files["train_x"]), read_idx(files["train_y"])
     order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(_SPLIT_SEED))
     val_idx, train_idx = order[:splits_validation], order[splits_validation:]
@@ -273,7 +273,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         exp = Experiment(level, work / f"level{next(level_dirs)}", device="cpu",
                          initial_mask=mask_file)  # fmt: skip
         exp._splits = lenet_splits  # loaded once above; loading is not part of a level
-        exp.train_runs(0)  # stacked where lth_core.stacked.should_stack says so, as a worker does
+        exp.train_runs(
+            0
+        )  # stacked where lth_core.train.stacked.should_stack says so, as a worker does
 
     def ref_level() -> None:
         ref_train("lenet_300_100", level, lenet_ref, lenet_mask, 0, eval_every=args.eval_every)

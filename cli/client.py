@@ -61,7 +61,7 @@ def _error_message(response: httpx.Response) -> str:
     """The service's `{"error": {"message"}}`, or the raw status if the body is something else.
 
     An invalid spec is shown as `lth run` shows it: one line per problem (the API's
-    `details`, worded by lth_core.spec_errors)."""
+    `details`, worded by lth_core.spec.errors)."""
     try:
         error = response.json()["error"]
         message = error["message"]
@@ -315,7 +315,7 @@ def wait_for(
 
 def timing_text(progress: Mapping[str, Any]) -> str:
     """``elapsed 1:02  12.5 it/s  level ETA 0:40  ETA 5:10`` from what the API reports."""
-    from lth_core.eta import clock_text
+    from lth_core.results.eta import clock_text
 
     parts = []
     if progress.get("elapsed_seconds") is not None:

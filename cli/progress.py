@@ -2,7 +2,7 @@
 
 On a terminal: a bar over levels and one over the current run's iterations, with what is
 training (every member of a stacked level), the latest evaluation, the speed and the time
-left for the level and the experiment (lth_core.eta). Without one (`nohup lth run ... > log`)
+left for the level and the experiment (lth_core.results.eta). Without one (`nohup lth run ... > log`)
 a bar would print nothing for minutes, so a line is printed at each run's start and end and
 every `line_seconds` in between. The last frame is the final state: all finished levels
 counted, and no stale iteration bar when there was nothing left to train.
@@ -24,7 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from lth_core.eta import Speed, clock_text, estimate, iterations_left
+from lth_core.results.eta import Speed, clock_text, estimate, iterations_left
 
 
 class RunProgress:

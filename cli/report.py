@@ -62,7 +62,7 @@ def report(
 
 
 def _local(dirs: Sequence[str]) -> tuple[dict, list, dict]:
-    from lth_core import figures
+    from lth_core.report import figures
 
     sources = []
     for d in dirs:
@@ -84,7 +84,7 @@ def _local(dirs: Sequence[str]) -> tuple[dict, list, dict]:
 
 
 def _remote(ids: Sequence[str], url: str, api_key: str | None) -> tuple[dict, list, dict]:
-    from lth_core.figures import FIGURES
+    from lth_core.report.figures import FIGURES
 
     with _client(url, api_key, timeout=120) as client:
         tables = []
@@ -135,7 +135,7 @@ def _pct(x: Any, digits: int = 1) -> str:
 
 
 def _level_table(table: Mapping[str, Any]) -> str:
-    from lth_core.figures import runs_of
+    from lth_core.report.figures import runs_of
 
     kinds = ["ticket", *table["spec"].get("controls", [])]
     head = "".join(

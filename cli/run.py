@@ -64,9 +64,8 @@ def read_spec(spec_file: Path, overrides: list[str]) -> Any:
     with one line per problem, each blamed on the file or on the `--set` that gave it."""
     from pydantic import ValidationError
 
-    from lth_core import short_budget
-    from lth_core.spec import parse_spec
-    from lth_core.spec_errors import problems
+    from lth_core.spec import parse_spec, short_budget
+    from lth_core.spec.errors import problems
 
     try:
         data = json.loads(spec_file.read_text())
@@ -192,7 +191,7 @@ def _has_finished_levels(out: Path) -> bool:
 def write_plots(out: Path) -> None:
     """OUT/plots/*.png: the paper's figures, drawn by the one figures module (a figure that
     cannot be drawn is a warning: the run's results are already safe on disk)."""
-    from lth_core import figures
+    from lth_core.report import figures
 
     try:
         written = figures.write_figures([figures.source_from_run_dir(out)], out / "plots")

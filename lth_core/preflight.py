@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lth_core.data import DatasetUnavailable, Splits, load_splits
+from lth_core.nn.data import DatasetUnavailable, Splits, load_splits
 from lth_core.spec import ExperimentSpec
 
 
@@ -26,7 +26,8 @@ def read_mask_file(path: Path, label: str | None = None) -> dict[str, torch.Tens
     """The masks in a level's mask file or a ticket (its `mask/<name>` entries); `label`
     names the input in messages (default: ``--mask PATH``)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+
+    from lth_core.storage.ticket_file import read_ticket
 
     label = label or f"--mask {path}"
     if not path.exists():
@@ -34,13 +35,12 @@ def read_mask_file(path: Path, label: str | None = None) -> dict[str, torch.Tens
     if not path.is_file():
         raise InputError(f"{label}: not a file")
     try:
-        tensors = load_file(str(path))
+        masks = read_ticket(path).masks
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(
             f"{label}: not a safetensors mask file ({exc}); give a level's "
             "mask.safetensors or a ticket.safetensors"
         ) from None
-    masks = {k.removeprefix("mask/"): v for k, v in tensors.items() if not k.startswith("init/")}
     if not masks:
         raise InputError(f"{label}: holds no masks")
     return masks
@@ -69,7 +69,7 @@ def fit_mask(
 def check(spec: ExperimentSpec, mask: Path | None) -> Splits:
     """Every input of a local run, checked; returns the loaded data for the experiment."""
     from lth_core import pruning
-    from lth_core.models import build_model
+    from lth_core.nn.models import build_model
 
     if spec.mask is not None and mask is None:
         raise InputError(

@@ -24,15 +24,15 @@ safetensors are needed; nothing of lth's engine runs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import nn
+
+from lth_core.storage.ticket_file import read_ticket
 
 NameMap = Mapping[str, str] | Callable[[str], str]
 
@@ -157,26 +157,19 @@ class MaskHandle:
 
 def load_ticket(path: str | Path) -> Ticket:
     """A ticket file (or a level's mask file: then `init` is empty)."""
-    tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-        for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-            tensors[key] = f.get_tensor(key)
-    masks = {
-        k.removeprefix("mask/"): v.bool() for k, v in tensors.items() if not k.startswith("init/")
-    }
-    init = {k.removeprefix("init/"): v for k, v in tensors.items() if k.startswith("init/")}
-    norm = json.loads(meta["normalization"]) if "normalization" in meta else {}
+    found = read_ticket(path)
+    meta = found.metadata
+    norm = found.meta_json("normalization")
     return Ticket(
-        masks=masks,
-        init=init,
+        masks=found.masks,
+        init=found.init,
         model=meta.get("model"),
         dataset=meta.get("dataset"),
         mean=tuple(norm["mean"]) if norm.get("mean") else None,
         std=tuple(norm["std"]) if norm.get("std") else None,
         level=int(meta["level"]) if "level" in meta else None,
-        metrics=json.loads(meta["metrics"]) if "metrics" in meta else {},
-        spec=json.loads(meta["spec"]) if "spec" in meta else {},
+        metrics=found.meta_json("metrics"),
+        spec=found.meta_json("spec"),
     )
 
 

@@ -138,8 +138,8 @@ def summarize(details: Sequence[ErrorDetail], what: str) -> str:
 
 
 def invalid_spec(error: ValidationError) -> Unprocessable:
-    """422 for a spec: each problem worded by lth_core.spec_errors, as `lth run` words it."""
-    from lth_core.spec_errors import problems
+    """422 for a spec: each problem worded by lth_core.spec.errors, as `lth run` words it."""
+    from lth_core.spec.errors import problems
 
     details = [detail(["body", *p.loc], p.msg, p.type) for p in problems(error)]
     return Unprocessable(

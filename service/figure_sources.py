@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lth_core import figures
+from lth_core.report import figures
 from store import artifacts
 from store.models import Experiment
 from store.settings import Settings

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lth_core.cost import experiment_cost
-from lth_core.results import ticket_decision
+from lth_core.results.cost import experiment_cost
+from lth_core.results.summaries import ticket_decision
+from lth_core.results.verification import verified
 from lth_core.spec import parse_spec
-from lth_core.verification import verified
 from service.schemas import (
     Cost,
     ExperimentError,
@@ -112,7 +112,7 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
 
 
 def _cost(experiment: Experiment, summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """lth_core.cost's sums over the finished levels; the estimate needs the runs of the
+    """lth_core.results.cost's sums over the finished levels; the estimate needs the runs of the
     levels still to come, which the stored spec gives."""
     try:
         spec = parse_spec(experiment.spec)

@@ -1,7 +1,7 @@
 """Elapsed time, speed and ETA of an experiment, as `GET /experiments/{id}` shows them.
 
 The worker measures the speed and estimates the time left when it writes progress
-(lth_core.eta, with `written_at`); the elapsed time comes from the experiment's timestamps.
+(lth_core.results.eta, with `written_at`); the elapsed time comes from the experiment's timestamps.
 Everything is as of the row's last update (`updated_at`, which every progress write sets,
 at least twice a second while a run trains), never of the request's clock: the body is a
 function of the row, so its ETag (service.reads) stays true. Only a running experiment has

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from lth_core.verification import final_ticket
+from lth_core.results.verification import final_ticket
 from store.models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -315,7 +315,7 @@ def record_level(
 
 def compute_ticket_level(spec: dict[str, Any], levels: Sequence[Level]) -> int | None:
     """The winning ticket's level by lth_core's rule (None until level 0 is known; with
-    `verify`, until the verification level has confirmed it: lth_core.verification)."""
+    `verify`, until the verification level has confirmed it: lth_core.results.verification)."""
     summaries = [dict(lv.summary, level=lv.level) for lv in sorted(levels, key=lambda x: x.level)]
     return final_ticket(spec, summaries)
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lth_core.data import load_splits
-from lth_core.models import build_model
+from lth_core.nn.data import load_splits
+from lth_core.nn.models import build_model
 from lth_core.spec import TrainingSpec, parse_spec
-from lth_core.training import FusedStep, MLPStep, RunHooks, train
+from lth_core.train.training import FusedStep, MLPStep, RunHooks, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,10 +13,10 @@ import torch
 from engine_helpers import run_tiny, tiny_spec
 
 from lth_core import pruning
-from lth_core.callbacks import EarlyBird, EarlyStopping, Patience, mask_distance
 from lth_core.experiment import Experiment
-from lth_core.loop import LoopState
-from lth_core.verification import final_ticket, verified
+from lth_core.results.verification import final_ticket, verified
+from lth_core.train.callbacks import EarlyBird, EarlyStopping, Patience, mask_distance
+from lth_core.train.loop import LoopState
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

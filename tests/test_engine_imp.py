@@ -11,9 +11,9 @@ from engine_helpers import run_tiny, tiny_spec
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-import lth_core.experiment as experiment_module
+import lth_core.imp.runner as runner_module
 from lth_core.experiment import Cancelled, Experiment
-from lth_core.training import train_members as real_train_members
+from lth_core.train.training import train_members as real_train_members
 
 
 def _capture_starts(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
@@ -29,7 +29,7 @@ def _capture_starts(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
             starts.append({"state": state, "start_iteration": kwargs["start_iteration"]})
         return real_train_members(members, *args, **kwargs)
 
-    monkeypatch.setattr(experiment_module, "train_members", spy)
+    monkeypatch.setattr(runner_module, "train_members", spy)
     return starts
 
 
@@ -124,7 +124,7 @@ def test_an_interrupted_experiment_resumes_to_the_same_results(tmp_path: Path) -
 
 
 def _same_but_seconds(a: Experiment, b: Experiment) -> bool:
-    """Equal but for the wall seconds each level's cost sums (lth_core.cost)."""
+    """Equal but for the wall seconds each level's cost sums (lth_core.results.cost)."""
 
     def timeless(exp: Experiment) -> str:
         out = [{**s, "cost": {**s["cost"], "seconds": None}} for s in exp.summaries()]

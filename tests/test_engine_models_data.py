@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lth_core.data import DatasetUnavailable, load_splits
-from lth_core.data.augment import flip_and_crop
-from lth_core.data.idx import read_idx
-from lth_core.data.mnist import load_mnist_like
-from lth_core.models import build_model
+from lth_core.nn.data import DatasetUnavailable, load_splits
+from lth_core.nn.data.augment import flip_and_crop
+from lth_core.nn.data.idx import read_idx
+from lth_core.nn.data.mnist import load_mnist_like
+from lth_core.nn.models import build_model
 from lth_core.registry.datasets import DATASETS
 from lth_core.registry.models import MODELS
 from lth_core.spec import DatasetSpec

@@ -11,8 +11,8 @@ from engine_helpers import run_tiny, tiny_spec
 from safetensors.torch import load_file
 from test_engine_digests import folder_digest, run_spec
 
-from lth_core.controls import CONTROLS, control
 from lth_core.experiment import Experiment
+from lth_core.registry.controls import CONTROLS, control
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,7 +40,7 @@ def ticket_weights(exp: Experiment) -> float:
 def test_every_control_entry_defines_how_its_mask_and_start_are_made() -> None:
     for name in CONTROLS:
         entry = control(name)
-        assert callable(entry.mask) and callable(entry.start) and entry.DESCRIPTION, name
+        assert callable(entry.mask) and callable(entry.start) and entry.description, name
     with pytest.raises(ValueError, match="known: random_reinit"):
         control("nope")
 

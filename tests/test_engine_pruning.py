@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lth_core import pruning
-from lth_core.models import build_model
+from lth_core.nn.models import build_model
+from lth_core.registry.strategies import strategy
 from lth_core.spec import PruningSpec
-from lth_core.strategies import strategy
 
 
 def _lenet_weights() -> dict[str, torch.Tensor]:

@@ -96,7 +96,7 @@ def test_bad_specs_name_the_field(data: dict, loc: tuple) -> None:
 
 def test_spec_module_imports_without_torch() -> None:
     code = (
-        "import sys; from lth_core.spec import parse_spec; from lth_core import results, layout; "
+        "import sys; from lth_core.spec import parse_spec; from lth_core.results import summaries; from lth_core.storage import layout; "
         "parse_spec({'model': 'vgg19'}); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

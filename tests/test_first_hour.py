@@ -110,8 +110,7 @@ def test_a_field_in_the_wrong_section_points_to_the_right_one(tmp_path: Path) ->
 
 
 def test_budget_dependent_defaults_adapt_to_a_short_run_and_say_so() -> None:
-    from lth_core import short_budget
-    from lth_core.spec import parse_spec
+    from lth_core.spec import parse_spec, short_budget
 
     data = {"model": "resnet18", "training": {"iterations": 100}}
     spec = parse_spec(data)  # was: "every lr_milestones entry must lie strictly between ..."

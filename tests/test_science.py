@@ -14,12 +14,12 @@ import torch
 from engine_helpers import tiny_spec as _tiny_spec
 
 from lth_core import pruning
-from lth_core.controls import parse_run_id, run_id
+from lth_core.diagnostics.instability import error_barrier
 from lth_core.experiment import Experiment
-from lth_core.instability import error_barrier
-from lth_core.optim import finetune_schedule, lr_factor
-from lth_core.results import choose_ticket, level_summary, stats, ticket_decision
+from lth_core.results.summaries import choose_ticket, level_summary, stats, ticket_decision
+from lth_core.runs import parse_run_id, run_id
 from lth_core.spec import TrainingSpec, parse_spec
+from lth_core.train.optim import finetune_schedule, lr_factor
 
 # Smaller than engine_helpers' TINY: 8x8 inputs, a few hundred examples (each run < 1 s).
 SMALL: dict[str, Any] = {
@@ -263,7 +263,7 @@ def test_stacked_trials_equal_one_by_one_trials(tmp_path: Path) -> None:
     for stack in (True, "one stack", False):
         exp = Experiment(spec, tmp_path / str(stack), device="cpu")
         if stack == "one stack":  # a GPU's grouping: every trial in one stack, own batches
-            exp.stack_groups = lambda kinds: [list(kinds)]  # type: ignore[method-assign]
+            exp.runner.stack_groups = lambda kinds: [list(kinds)]  # type: ignore[method-assign]
         else:  # a CPU's grouping: each trial's runs share a batch and stack on their own
             assert exp.stack_groups(exp.runs_at_level(1))[0][0] == "ticket"
         for level in exp.levels:
@@ -309,7 +309,7 @@ def test_seeds_name_the_trials() -> None:
 def test_error_barrier_is_zero_for_identical_and_positive_for_different_networks(
     tmp_path: Path,
 ) -> None:
-    from lth_core.data import load_splits
+    from lth_core.nn.data import load_splits
 
     spec = tiny_spec(training={"iterations": 150, "eval_every": 50})
     a = Experiment(spec, tmp_path / "a", device="cpu")
@@ -390,7 +390,7 @@ def test_supermask_takes_no_optimizer_step(tmp_path: Path, monkeypatch) -> None:
     exp.train_runs(0)
     exp.finish_level(0)
     exp.prepare_level(1)
-    from lth_core import optim
+    from lth_core.train import optim
 
     def no_step(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("supermask took an optimizer step")

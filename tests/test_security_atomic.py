@@ -130,20 +130,16 @@ def test_a_worker_that_cannot_write_fails_the_experiment_with_the_error(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     pytest.importorskip("torch")
-    from lth_core.storage import files as engine_artifacts
+    from lth_core.storage.store import LocalStore
 
     experiment_id = submit(client)["id"]
     if fault == "disk_full":
 
-        def full(path: Path, *_a: object, **_k: object) -> None:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        def full(self: LocalStore, key: str, *_a: object, **_k: object) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root / key))
 
-        import lth_core.experiment as engine  # imported first: it binds the names itself
-
-        for module in (engine_artifacts, engine):
-            for name in ("save_json", "save_tensors"):
-                monkeypatch.setattr(module, name, full)
-        monkeypatch.setattr(engine_artifacts, "atomic_write_bytes", full)
+        # Every artifact the engine writes goes through the artifact store's one write.
+        monkeypatch.setattr(LocalStore, "put", full)
         expected = "No space left on device"
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from test_service_support import assert_error, submit, tiny_spec
 
-from lth_core.paper_defaults import MODEL_NAMES
 from lth_core.spec import parse_spec
+from lth_core.spec.paper_defaults import MODEL_NAMES
 from service.main import create_app
 from service.spec_limits import check_spec_limits, total_iterations
 from store import api_keys, broker

@@ -214,7 +214,7 @@ def test_progress_written_by_the_worker_is_shown(client: TestClient, settings: S
                 "iterations": 50,
                 "metrics": {"test_accuracy": 0.5, "val_loss": float("nan")},
                 "anything_else": [1, 2],
-                # What worker.progress writes for the ETA (lth_core.eta), 2 s ago.
+                # What worker.progress writes for the ETA (lth_core.results.eta), 2 s ago.
                 "iterations_per_second": 12.5,
                 "level_eta_seconds": 40.0,
                 "eta_seconds": 300.0,

@@ -1,4 +1,4 @@
-"""Stacked training (lth_core.stacked) equals training the members one by one, to float tolerance."""
+"""Stacked training (lth_core.train.stacked) equals training the members one by one, to float tolerance."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from lth_core.data import load_splits
 from lth_core.experiment import Experiment
-from lth_core.models import build_model
+from lth_core.nn.data import load_splits
+from lth_core.nn.models import build_model
 from lth_core.spec import parse_spec
-from lth_core.stacked import should_stack, train_stacked, why_not_stackable
-from lth_core.training import RunHooks, train
+from lth_core.train.stacked import should_stack, train_stacked, why_not_stackable
+from lth_core.train.training import RunHooks, train
 
 CURVE_FIELDS = ("train_loss", "val_loss", "val_accuracy", "test_accuracy")
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from test_service_support import EngineRun, assert_error, finish_like_worker, submit, tiny_spec
 
-from lth_core import figures
+from lth_core.report import figures
 from lth_core.spec import parse_spec
 from store.settings import Settings
 
@@ -148,7 +148,7 @@ def test_page_and_static_files_are_served_with_a_strict_policy(client: TestClien
 def test_figures_module_stays_torch_free() -> None:
     import subprocess
 
-    code = "import sys, lth_core.figures; print('torch' in sys.modules)"
+    code = "import sys, lth_core.report.figures; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -246,7 +246,7 @@ class LevelTask:
         experiment.prepare_level(level)
         if experiment.stacks_level(level):
             # Ticket and controls train as one stacked model here (the spec's
-            # training.stack_runs and lth_core.stacked.should_stack): nothing to offer.
+            # training.stack_runs and lth_core.train.stacked.should_stack): nothing to offer.
             self._check_stop(heartbeat)
             experiment.train_runs(level)
             return

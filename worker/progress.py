@@ -7,7 +7,7 @@ a run's final evaluation. Writing progress is best effort: a failed write
 is logged and skipped, never allowed to abort a level.
 
 Each write carries what is training (every member of a stacked level, `kinds`), the speed
-measured on the run and the time left for the level and the experiment (lth_core.eta, once
+measured on the run and the time left for the level and the experiment (lth_core.results.eta, once
 `plan` is the experiment), and when it was written, so the API can show an ETA.
 """
 
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lth_core.eta import Speed, estimate, iterations_left
+from lth_core.results.eta import Speed, estimate, iterations_left
 from store import experiments as repo
 from store.db import session_scope
 from store.settings import Settings
@@ -48,7 +48,7 @@ class ProgressWriter:
         self._last_run: tuple[int, str] | None = None
         self._metrics: dict[str, float] | None = None
         self._speed = Speed(clock)
-        #: The experiment (lth_core.eta's plan: runs per level, stacking, runs done), set by
+        #: The experiment (lth_core.results.eta's plan: runs per level, stacking, runs done), set by
         #: the runner once it is built; without it no ETA is written.
         self.plan: Any = None
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lth_core.controls import TICKET
+from lth_core.runs import TICKET
 from lth_core.storage.layout import Layout
 
 if TYPE_CHECKING:

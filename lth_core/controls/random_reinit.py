@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lth_core.controls.base import Control
+
 if TYPE_CHECKING:
-    from lth_core.controls import RunContext, StartFactory
+    from lth_core.controls.base import RunContext, StartFactory
     from lth_core.pruning import Mask, StateDict
 
-TRAINS = True
-# A ticket no better than its structure re-drawn at random is not a winning ticket
-# (the paper's VGG/ResNet at lr 0.1): the init made no difference.
-TICKET_MUST_BEAT = True
-DESCRIPTION = "same mask, fresh random init"
 
+class RandomReinit(Control):
+    # A ticket no better than its structure re-drawn at random is not a winning ticket
+    # (the paper's VGG/ResNet at lr 0.1): the init made no difference.
+    ticket_must_beat = True
+    description = "same mask, fresh random init"
 
-def mask(run: RunContext, level: int, ticket_mask: Mask) -> Mask:
-    return ticket_mask
+    def mask(self, run: RunContext, level: int, ticket_mask: Mask) -> Mask:
+        return ticket_mask
 
-
-def start(run: RunContext, level: int, ticket_start: StartFactory) -> StateDict:
-    return run.build(seed=run.seed_for(level, "random_reinit")).state_dict()
+    def start(self, run: RunContext, level: int, ticket_start: StartFactory) -> StateDict:
+        return run.build(seed=run.seed_for(level, "random_reinit")).state_dict()

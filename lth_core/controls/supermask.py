@@ -11,21 +11,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lth_core.controls.base import Control
+
 if TYPE_CHECKING:
-    from lth_core.controls import RunContext, StartFactory
+    from lth_core.controls.base import RunContext, StartFactory
     from lth_core.pruning import Mask, StateDict
 
-TRAINS = False
-# Deterministic (the mask on theta_0): a second draw would be the same run.
-REPEATABLE = False
-# Untrained: any trained ticket beats it; it measures the mask, not a bar to clear.
-TICKET_MUST_BEAT = False
-DESCRIPTION = "same mask on theta_0, no training (evaluated as is)"
 
+class Supermask(Control):
+    trains = False
+    # Deterministic (the mask on theta_0): a second draw would be the same run.
+    repeatable = False
+    # Untrained: any trained ticket beats it; it measures the mask, not a bar to clear.
+    ticket_must_beat = False
+    description = "same mask on theta_0, no training (evaluated as is)"
 
-def mask(run: RunContext, level: int, ticket_mask: Mask) -> Mask:
-    return ticket_mask
+    def mask(self, run: RunContext, level: int, ticket_mask: Mask) -> Mask:
+        return ticket_mask
 
-
-def start(run: RunContext, level: int, ticket_start: StartFactory) -> StateDict:
-    return run.theta0
+    def start(self, run: RunContext, level: int, ticket_start: StartFactory) -> StateDict:
+        return run.theta0

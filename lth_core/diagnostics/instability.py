@@ -16,18 +16,23 @@ resume at k as rewinding's do.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from lth_core.data.base import Splits
-from lth_core.steps.module import eval_chunk_size, evaluate
-from lth_core.training import Member, train_members
+from lth_core.diagnostics.base import Diagnostic, LevelContext
+from lth_core.nn.data.base import Splits
+from lth_core.runs import TICKET, run_id
+from lth_core.spec.seeds import derive_seed
+from lth_core.train.steps.module import eval_chunk_size, evaluate
+from lth_core.train.training import Member, train_members
 
 if TYPE_CHECKING:
-    from lth_core.run_plan import RunPlan
+    from lth_core.imp.run_plan import RunPlan
+    from lth_core.spec import ExperimentSpec
 
 StateDict = dict[str, torch.Tensor]
 
@@ -115,3 +120,44 @@ def barrier_of_copies(
     result = error_barrier(model, a, b, splits.val_x, splits.val_y, points)
     result["from_iteration"] = k
     return result
+
+
+class Instability(Diagnostic):
+    """The level's error barrier, per trial: two copies of each trial's ticket, trained from
+    its network at iteration k with two different data orders, and the validation error on
+    the line between them."""
+
+    name = "instability"
+
+    def enabled(self, spec: ExperimentSpec) -> bool:
+        return spec.analysis is not None and spec.analysis.instability is not None
+
+    def measure(self, experiment: LevelContext, level: int) -> dict[str, Any]:
+        spec = experiment.spec
+        assert spec.analysis is not None and spec.analysis.instability is not None
+        settings = spec.analysis.instability
+        trials = []
+        for trial, seed in enumerate(experiment.trial_seeds):
+            trials.append(
+                barrier_of_copies(
+                    build=lambda: experiment.build(None).to(experiment.device),
+                    plan=experiment.plan(level, run_id(TICKET, trial)),
+                    splits=experiment.splits,
+                    device=experiment.device,
+                    iteration=settings.iteration,
+                    points=settings.points,
+                    copy_seeds=(
+                        derive_seed(seed, level, "instability", "a"),
+                        derive_seed(seed, level, "instability", "b"),
+                    ),
+                )
+            )
+        barriers = [t["barrier"] for t in trials]
+        return {
+            "iteration": settings.iteration,
+            "points": settings.points,
+            "measured_on": "validation",
+            "barrier": sum(barriers) / len(barriers),
+            "barrier_std": statistics.stdev(barriers) if len(barriers) > 1 else 0.0,
+            "trials": trials,
+        }

@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from lth_core import pruning
-from lth_core.storage.files import save_json, save_tensors
-from lth_core.controls import TICKET, parse_run_id
-from lth_core.storage.layout import Layout
 from lth_core.pruning import Mask, StateDict
+from lth_core.runs import is_ticket
 from lth_core.spec import TrainingSpec
+from lth_core.storage.files import put_json, put_tensors, save_json
+from lth_core.storage.layout import KEYS, Keys
+from lth_core.storage.store import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,21 @@ class RunPlan:
 
 
 def publish_run(
-    layout: Layout,
+    store: ArtifactStore,
     plan: RunPlan,
     metrics: dict[str, Any],
     trained: StateDict,
     *,
     snapshot: StateDict | None = None,
     metrics_path: Path | None = None,
-    weights: Layout | None = None,
 ) -> dict[str, Any]:
-    """Writes a finished run (see the module docstring); returns its run record. `weights`:
-    where the run's trial keeps its weights (default `layout`, trial 0's)."""
-    files = weights or layout
-    if parse_run_id(plan.kind)[0] == TICKET:
-        save_tensors(files.trained_weights(plan.level), trained)
+    """Writes a finished run (see the module docstring); returns its run record. The run's
+    trial keeps its weights in its own folder (lth_core.storage.layout.Keys.of_trial)."""
+    keys = Keys.of_trial(plan.trial)
+    if is_ticket(plan.kind):
+        put_tensors(store, keys.trained_weights(plan.level), trained)
     if snapshot is not None:
-        save_tensors(files.rewind_weights, snapshot)
+        put_tensors(store, keys.rewind_weights, snapshot)
     run = {
         "level": plan.level,
         "kind": plan.kind,
@@ -63,7 +63,10 @@ def publish_run(
         "start_iteration": plan.start_iteration,
         **metrics,
     }
-    save_json(metrics_path or layout.run_metrics(plan.level, plan.kind), run)  # last
+    if metrics_path is not None:  # last: its presence marks the run finished
+        save_json(metrics_path, run)
+    else:
+        put_json(store, KEYS.run_metrics(plan.level, plan.kind), run)
     return run
 
 

@@ -62,9 +62,9 @@ def prune_level(
     pruning: PruningSpec,
     rounds: int = 1,
 ) -> Mask:
-    """The mask after `rounds` rounds of the spec's strategy (lth_core.strategies) from `mask`,
+    """The mask after `rounds` rounds of the spec's strategy (lth_core.pruning.strategies) from `mask`,
     pruning by the magnitudes of `weights` (one-shot pruning is several rounds at once)."""
-    from lth_core.strategies import strategy
+    from lth_core.registry.strategies import strategy
 
     entry = strategy(pruning.strategy)
     return entry.prune(weights, mask, entry.keep_counts(mask, kinds, pruning, rounds))

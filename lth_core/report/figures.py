@@ -5,26 +5,33 @@ log-scale sparsity axis), the API's plot endpoints and ``lth report``/``lth run`
 turn the very same descriptions into PNG or SVG with vl-convert (the same Vega, compiled into
 one wheel, no browser). So a figure cannot look one way on a page and another in a paper.
 
-Torch-free (the service imports it). Input is what the engine writes per level: the summary
-(the ticket's numbers at the top, each control's under ``controls``) and, for the accuracy
-curves, each run's ``curve``. Experiments whose specs differ only in the seed (or name, tags)
-form one group and are drawn as mean ± std; the legend names what differs between groups.
+Torch-free (the service imports it). Input is lth_core.report.sources' `Source`: per level
+the summary (the ticket's numbers at the top, each control's under ``controls``) and, for
+the accuracy curves, each run's ``curve``. Experiments whose specs differ only in the seed
+(or name, tags) form one group and are drawn as mean ± std; the legend names what differs.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lth_core.controls import parse_run_id
-from lth_core.storage.layout import Layout
+from lth_core.report.sources import (  # noqa: F401 (the figures' readers, used through here)
+    CSV_FIELDS,
+    REPEAT_KEYS,
+    Source,
+    group_sources,
+    levels_csv,
+    runs_of,
+    source_from_run_dir,
+    source_from_store,
+    spec_differences,
+)
+from lth_core.runs import parse_run_id
 
 FIGURES: tuple[str, ...] = ("accuracy_curves", "early_stop_iteration", "early_stop_accuracy")
 FORMATS: tuple[str, ...] = ("png", "svg", "json")
@@ -35,152 +42,9 @@ TITLES = {
 }
 # The sparsities the paper's Figure 3 shows (fractions of weights remaining).
 PAPER_CURVE_LEVELS = (1.0, 0.513, 0.211, 0.036)
-# Spec keys that do not change what is trained: experiments differing only here are repeats.
-REPEAT_KEYS = frozenset({"seed", "name", "tags"})
 _DASH = {"ticket": [1, 0], "random_reinit": [6, 4], "random_prune": [2, 3]}
 _TICKS = (100,)
 _SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
-CSV_FIELDS = (
-    "level",
-    "kind",
-    "ticket",
-    "weights_remaining",
-    "early_stop_iteration",
-    "early_stop_val_loss",
-    "early_stop_test_accuracy",
-    "final_test_accuracy",
-)
-
-
-@dataclass
-class Source:
-    """One experiment as the figures see it: its spec, finished level summaries and curves."""
-
-    label: str
-    spec: Mapping[str, Any]
-    levels: list[Mapping[str, Any]]
-    curves: dict[int, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict)
-    ticket_level: int | None = None
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def runs_of(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """kind -> headline numbers of one level summary (the ticket first, then each control)."""
-    out: dict[str, Mapping[str, Any]] = {"ticket": summary}
-    controls = summary.get("controls")
-    if isinstance(controls, Mapping):
-        out.update({str(k): v for k, v in controls.items() if isinstance(v, Mapping)})
-    return out
-
-
-def source_from_run_dir(root: Path, label: str | None = None) -> Source:
-    """An `lth run` (or bench seed) folder: finished levels only, all curves."""
-    layout = Layout(Path(root))
-    spec = json.loads(layout.spec.read_text()) if layout.spec.is_file() else {}
-    levels, curves = [], {}
-    for level in layout.finished_levels():
-        levels.append({**json.loads(layout.summary(level).read_text()), "level": level})
-        runs_dir = layout.level_dir(level) / "runs"
-        curves[level] = {
-            p.stem: json.loads(p.read_text()).get("curve", [])
-            for p in sorted(runs_dir.glob("*.json"))
-        }
-    ticket = None
-    if layout.results.is_file():
-        ticket = json.loads(layout.results.read_text()).get("ticket_level")
-    name = label or str(spec.get("name") or Path(root).name)
-    return Source(name, spec, levels, curves, ticket)
-
-
-def levels_csv(levels: Iterable[Mapping[str, Any]], ticket_level: int | None) -> str:
-    """One row per level and run kind: the summary metrics (and any extra numbers, e.g. std)."""
-    rows: list[dict[str, Any]] = []
-    extra: set[str] = set()
-    for summary in sorted(levels, key=lambda s: int(s["level"])):
-        for kind, run in runs_of(summary).items():
-            row = {"level": summary["level"], "kind": kind}
-            row["ticket"] = str(kind == "ticket" and summary["level"] == ticket_level).lower()
-            for key, value in run.items():
-                if (
-                    isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and key != "level"
-                ):
-                    row[key] = value
-                    if key not in CSV_FIELDS:
-                        extra.add(key)
-            rows.append(row)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=[*CSV_FIELDS, *sorted(extra)], extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-# ----------------------------------------------------------------------------- grouping
-
-
-def _flatten(spec: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in spec.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = json.dumps(value, sort_keys=True) if isinstance(value, list) else value
-    return out
-
-
-def _identity(spec: Mapping[str, Any]) -> str:
-    flat = _flatten(spec)
-    return json.dumps({k: v for k, v in flat.items() if k not in REPEAT_KEYS}, sort_keys=True)
-
-
-def spec_differences(specs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Dotted spec keys (seed, name and tags aside) whose values are not the same in all specs."""
-    flats = [_flatten(s) for s in specs]
-    keys = sorted({k for f in flats for k in f} - REPEAT_KEYS)
-    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
-
-
-def _short(key: str, keys: Sequence[str]) -> str:
-    leaf = key.rsplit(".", 1)[-1]
-    return leaf if sum(k.rsplit(".", 1)[-1] == leaf for k in keys) == 1 else key
-
-
-def group_sources(sources: Sequence[Source]) -> list[tuple[str, list[Source]]]:
-    """Repeats (same spec but for the seed) together, each group labelled by what sets it apart.
-
-    One group is labelled by its experiment's name; several by the differing spec values
-    (``learning_rate 0.1`` vs ``learning_rate 0.01``), or by name where nothing differs.
-    """
-    groups: dict[str, list[Source]] = {}
-    for source in sources:
-        groups.setdefault(_identity(source.spec), []).append(source)
-    members = list(groups.values())
-    if len(members) == 1:
-        only = members[0]
-        name = str(only[0].spec.get("name") or only[0].label)
-        label = only[0].label if len(only) == 1 else f"{name} (n={len(only)})"
-        return [(label, only)]
-    keys = spec_differences([g[0].spec for g in members])[:3]
-    out = []
-    for group in members:
-        flat = _flatten(group[0].spec)
-        label = ", ".join(f"{_short(k, keys)} {_fmt(flat.get(k))}" for k in keys)
-        label = label or group[0].label
-        out.append((f"{label} (n={len(group)})" if len(group) > 1 else label, group))
-    return out
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return "–" if value is None else str(value)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

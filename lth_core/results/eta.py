@@ -2,7 +2,7 @@
 
 The unit is training iterations one after another: a level whose runs train as one stack
 costs `iterations` of them, a level trained run by run costs `iterations` per run. The speed
-is measured on the run in progress (lth_core.eta.Speed), so the estimate is "at the speed of
+is measured on the run in progress (lth_core.results.eta.Speed), so the estimate is "at the speed of
 the runs so far". It is an upper bound where controls run on other workers in parallel, or
 where a run stops early. Torch-free: the worker writes the estimate into the experiment's
 progress, `lth run` shows it, and the API passes it on.

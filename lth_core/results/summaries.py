@@ -17,7 +17,8 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lth_core.controls import CONTROLS, TICKET, control, parse_run_id
+from lth_core.registry.controls import CONTROLS, control
+from lth_core.runs import TICKET, parse_run_id
 
 # The fields every run and level summary carries (the service exposes exactly these).
 METRIC_FIELDS: tuple[str, ...] = (
@@ -187,7 +188,7 @@ def _runs_of(summary: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
 
 
 def _must_beat(kind: str) -> bool:
-    return kind in CONTROLS and bool(getattr(control(kind), "TICKET_MUST_BEAT", False))
+    return kind in CONTROLS and control(kind).ticket_must_beat
 
 
 def _pts(x: float) -> str:

@@ -1,6 +1,6 @@
 """Which level is finally called the winning ticket, verification included (torch-free).
 
-Without `verify` it is the ticket rule of lth_core.results over every level. With it, the
+Without `verify` it is the ticket rule of lth_core.results.summaries over every level. With it, the
 cheap levels (patience, early-bird, fewer levels) only propose a mask: the final level, the
 verification level, trains it under the paper's rule, and it is the winning ticket only if the
 ticket rule, asked about the dense level 0 and the verification level (both trained under
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lth_core.results import choose_ticket
+from lth_core.results.summaries import choose_ticket
 
 
 def verify_level(spec: Mapping[str, Any]) -> int | None:

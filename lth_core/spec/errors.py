@@ -182,7 +182,7 @@ def _message(root: type[BaseModel], err: dict[str, Any]) -> str:
         return _unknown_field(root, loc)
     if kind == "missing":
         if loc == ("model",):
-            from lth_core.paper_defaults import MODEL_NAMES
+            from lth_core.spec.paper_defaults import MODEL_NAMES
 
             return f"required; one of {', '.join(MODEL_NAMES)}"
         return "required"

@@ -7,6 +7,7 @@ user before any worker touches the spec.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from lth_core.registry.models import MODEL_NAMES, MODELS
@@ -14,3 +15,14 @@ from lth_core.registry.models import MODEL_NAMES, MODELS
 PAPER_DEFAULTS: dict[str, dict[str, Any]] = {name: e.paper_defaults for name, e in MODELS.items()}
 
 __all__ = ["MODEL_NAMES", "PAPER_DEFAULTS"]
+
+
+def merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """User values over paper defaults, recursively for nested sections."""
+    out = copy.deepcopy(defaults)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

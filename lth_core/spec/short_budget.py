@@ -19,10 +19,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from lth_core.spec.paper_defaults import PAPER_DEFAULTS, merge
+from lth_core.spec.sections import DatasetSpec, SyntheticSpec, TrainingSpec
+
 
 def _defaults() -> tuple[int, int, int]:
-    """The spec's own defaults (read from lth_core.spec, which imports this module)."""
-    from lth_core.spec import DatasetSpec, SyntheticSpec, TrainingSpec
+    """The spec's own defaults ."""
 
     return (
         TrainingSpec.model_fields["eval_every"].default,
@@ -118,16 +120,14 @@ def adapt(merged: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 
 def notes(data: Any) -> list[str]:
     """What `adapt` changes for this user spec, one line each (empty when nothing)."""
-    from lth_core.spec import _merge
 
     paper = _paper(data)
     if not isinstance(data, dict) or paper is None:
         return []
-    return [note for *_, note in _plan(_merge(paper, data), data, paper)]
+    return [note for *_, note in _plan(merge(paper, data), data, paper)]
 
 
 def _paper(data: Any) -> dict[str, Any] | None:
-    from lth_core.paper_defaults import PAPER_DEFAULTS
 
     model = data.get("model") if isinstance(data, dict) else None
     return PAPER_DEFAULTS.get(model) if isinstance(model, str) else None

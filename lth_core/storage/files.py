@@ -8,7 +8,6 @@ store, so there is one atomic write.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,10 @@ from typing import Any
 import torch
 from safetensors.torch import load, load_file, save
 
+from lth_core.storage.json_files import get_json, json_bytes, put_json, strict_json
 from lth_core.storage.store import ArtifactStore, LocalStore
 
-
-def strict_json(obj: Any) -> Any:
-    """`obj` with every NaN or infinity as None: JSON has no such numbers, and strict parsers
-    (JavaScript's JSON.parse) reject the `NaN` Python writes (a run's train_loss at iteration
-    0, a diverged loss). The API sends the same values as null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [strict_json(v) for v in obj]
-    return obj
-
-
-def json_bytes(obj: Any) -> bytes:
-    """Strict JSON (see strict_json) as the engine writes it."""
-    return (json.dumps(strict_json(obj), indent=1, allow_nan=False) + "\n").encode()
+__all__ = ["get_json", "json_bytes", "put_json", "strict_json"]
 
 
 def tensor_bytes(
@@ -42,14 +26,6 @@ def tensor_bytes(
 ) -> bytes:
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return save(cpu, metadata=dict(metadata) if metadata else None)
-
-
-def put_json(store: ArtifactStore, key: str, obj: Any) -> None:
-    store.put(key, json_bytes(obj))
-
-
-def get_json(store: ArtifactStore, key: str) -> Any:
-    return json.loads(store.get(key))
 
 
 def put_tensors(

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from lth_core.data.augment import flip_and_crop
-from lth_core.data.base import Splits
+from lth_core.nn.data.augment import flip_and_crop
+from lth_core.nn.data.base import Splits
 
 
 class BatchOrder:

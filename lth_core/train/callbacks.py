@@ -1,6 +1,6 @@
 """The loop's standard callbacks: early-stopping point, progress, cancellation, rewind snapshot.
 
-Each is small and knows one thing; see lth_core.loop for the interface. Members are indexed
+Each is small and knows one thing; see lth_core.train.loop for the interface. Members are indexed
 0..K-1 in the order the stepper holds them.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from lth_core.loop import Callback, Cancelled, LoopState
 from lth_core.pruning import hamming
+from lth_core.train.loop import Callback, Cancelled, LoopState
 
 ProgressHook = Callable[[int, dict[str, float] | None], None]
 

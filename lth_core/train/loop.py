@@ -1,14 +1,14 @@
 """The training loop: one for every run, a single model (K = 1) or K stacked members.
 
 The hot loop touches only tensors already on the device: a batch is an index_select into the
-training tensors (lth_core.batches), the stepper computes every member's loss and gradients
-(lth_core.steps), the update is one fused optimizer kernel over all parameters
-(lth_core.optim), the masks are re-applied in place after every step with one fused multiply
+training tensors (lth_core.train.batches), the stepper computes every member's loss and gradients
+(lth_core.train.steps), the update is one fused optimizer kernel over all parameters
+(lth_core.train.optim), the masks are re-applied in place after every step with one fused multiply
 over all pruned weights (so pruned weights stay exactly zero whatever momentum or weight
 decay does; all-ones masks are skipped), and losses stay on the device until an evaluation
 reads them.
 
-Everything else a run does is a callback (lth_core.callbacks): progress, cancellation, the
+Everything else a run does is a callback (lth_core.train.callbacks): progress, cancellation, the
 rewind snapshot, the early-stopping point, and what later features plug in (patience,
 early-bird masks, keeping the best weights, instability analysis). The interface:
 
@@ -23,7 +23,7 @@ early-bird masks, keeping the best weights, instability analysis). The interface
 `state.stepper` gives access to every member's weights (`state_dict(m)`).
 
 With `training.test_eval == "early_stop"` an evaluation reads only the validation set and a
-point's `test_accuracy` is None; `lth_core.callbacks.DeferredTest` evaluates the test set at
+point's `test_accuracy` is None; `lth_core.train.callbacks.DeferredTest` evaluates the test set at
 the end on the weights of the early-stopping point (and on the final ones).
 """
 
@@ -37,11 +37,11 @@ from typing import Any
 
 import torch
 
-from lth_core.batches import Batches
-from lth_core.data.base import Splits
-from lth_core.optim import FusedStep, LearningRate
+from lth_core.nn.data.base import Splits
 from lth_core.spec import TrainingSpec
-from lth_core.steps.base import Stepper
+from lth_core.train.batches import Batches
+from lth_core.train.optim import FusedStep, LearningRate
+from lth_core.train.steps.base import Stepper
 
 
 class Cancelled(Exception):
@@ -145,7 +145,7 @@ def train_loop(
         val_loss, val_acc = stepper.evaluate(splits.val_x, splits.val_y)
         if test_curve:
             _, test_acc = stepper.evaluate(splits.test_x, splits.test_y)
-        else:  # test_eval "early_stop": lth_core.callbacks.DeferredTest fills it in at the end
+        else:  # test_eval "early_stop": lth_core.train.callbacks.DeferredTest fills it in at the end
             test_acc = torch.full_like(val_acc, math.nan)
         rows = torch.stack([train_loss_sum.double(), val_loss, val_acc, test_acc]).tolist()
         points = [
@@ -193,7 +193,7 @@ def train_loop(
 def summarize(
     curve: list[dict[str, float]], best: dict[str, float], *, seconds: float, iterations: int
 ) -> dict[str, Any]:
-    """A run's metrics: its early-stopping point `best` (lth_core.callbacks.EarlyStopping),
+    """A run's metrics: its early-stopping point `best` (lth_core.train.callbacks.EarlyStopping),
     its final test accuracy, and the curve."""
     return {
         "early_stop_iteration": int(best["iteration"]),

@@ -3,10 +3,10 @@
 A LeNet step is a handful of small kernels: on a GPU most of the device idles while Python
 and kernel launches dominate. Stacking K copies of the network along a new leading dimension
 runs all K members in the same kernels: LeNet through hand-written batched matmuls
-(lth_core.steps.stacked_mlp.StackedMLP), other models through torch.func.stack_module_state +
-vmap over functional_call (lth_core.steps.vmap.StackedModel: each Linear becomes a batched
+(lth_core.train.steps.stacked_mlp.StackedMLP), other models through torch.func.stack_module_state +
+vmap over functional_call (lth_core.train.steps.vmap.StackedModel: each Linear becomes a batched
 matmul and each Conv2d a grouped convolution). Both are steppers of the one loop
-(lth_core.loop), so a stack has the callbacks a single run has (snapshots included). Each member keeps what makes it its own run:
+(lth_core.train.loop), so a stack has the callbacks a single run has (snapshots included). Each member keeps what makes it its own run:
 - its weights and its mask (stacked along dim 0; the mask multiply is elementwise);
 - its optimizer state: Adam and SGD are elementwise, so one fused update over the stacked
   tensors is exactly K independent updates with K sets of moments;
@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth_core.data.base import Splits
+from lth_core.nn.data.base import Splits
 from lth_core.registry.models import MODELS
 from lth_core.spec import TrainingSpec
-from lth_core.training import Member, RunHooks, train_members
+from lth_core.train.training import Member, RunHooks, train_members
 
 # Whether and where each model stacks is a fact of its registry entry (`stacking`): models
 # without batch norm, whose running statistics would need per-member buffers updated in place
@@ -94,7 +94,7 @@ def train_stacked(
 ) -> list[dict[str, Any]]:
     """Trains every member from start_iteration to cfg.iterations; returns one result per member.
 
-    Each result has the fields `lth_core.training.train` returns; `seconds` is the member's
+    Each result has the fields `lth_core.train.training.train` returns; `seconds` is the member's
     share (1/K) of the stacked wall time. The members' modules hold their trained weights
     afterwards, as after `train`; a hook's snapshot_at is honoured as there.
     """

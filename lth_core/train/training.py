@@ -1,15 +1,15 @@
 """Training K runs of masked networks at once (K = 1: one run) through the one loop.
 
-`train_members` assembles a run: the stepper for its members (lth_core.steps), their batches
-(lth_core.batches), the standard callbacks (lth_core.callbacks) and the caller's, then the
-loop (lth_core.loop), and returns each member's metrics and curve. Per step the loop avoids
+`train_members` assembles a run: the stepper for its members (lth_core.train.steps), their batches
+(lth_core.train.batches), the standard callbacks (lth_core.train.callbacks) and the caller's, then the
+loop (lth_core.train.loop), and returns each member's metrics and curve. Per step the loop avoids
 what costs time without computing anything (measured in bench/speed.py): the optimizer is the
 fused kernel called directly (FusedStep), the learning rate is not rewritten while the
 schedule is flat, all-ones masks are not applied, and LeNet's gradients are computed without
 the autograd graph (MLPStep). Each of these gives the same bits as the plain PyTorch way on
 CPU (tests/test_bench_hot_loop.py).
 
-`train` (one run) and `lth_core.stacked.train_stacked` (K runs) are the same call with the
+`train` (one run) and `lth_core.train.stacked.train_stacked` (K runs) are the same call with the
 arguments the benchmarks and tests use.
 """
 
@@ -22,8 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth_core.batches import Batches, BatchOrder
-from lth_core.callbacks import (
+from lth_core.nn.data.base import Splits
+from lth_core.spec import TrainingSpec
+from lth_core.train.batches import Batches, BatchOrder
+from lth_core.train.callbacks import (
     Cancellation,
     DeferredTest,
     EarlyStopping,
@@ -32,12 +34,10 @@ from lth_core.callbacks import (
     ProgressHook,
     Snapshot,
 )
-from lth_core.data.base import Splits
-from lth_core.loop import Callback, Cancelled, summarize, train_loop
-from lth_core.optim import FusedStep, LearningRate, lr_factor
-from lth_core.spec import TrainingSpec
-from lth_core.steps import MLPStep, stepper_for
-from lth_core.steps.module import eval_chunk_size, evaluate
+from lth_core.train.loop import Callback, Cancelled, summarize, train_loop
+from lth_core.train.optim import FusedStep, LearningRate, lr_factor
+from lth_core.train.steps import MLPStep, stepper_for
+from lth_core.train.steps.module import eval_chunk_size, evaluate
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Each dataset's facts and loader are in lth_core.registry.datasets.
 
 from __future__ import annotations
 
-from lth_core.data.base import DatasetUnavailable, RawData, Splits, split_and_normalize
+from lth_core.nn.data.base import DatasetUnavailable, RawData, Splits, split_and_normalize
 from lth_core.registry import load
 from lth_core.registry.datasets import DATASETS
 from lth_core.spec import DatasetSpec

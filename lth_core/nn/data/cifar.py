@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from lth_core.data.base import DatasetUnavailable, RawData
-from lth_core.data.mnist import default_root
+from lth_core.nn.data.base import DatasetUnavailable, RawData
+from lth_core.nn.data.mnist import default_root
 from lth_core.spec import DatasetSpec
 
 _MEAN = (0.4914, 0.4822, 0.4465)

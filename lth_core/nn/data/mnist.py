@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lth_core.data.base import DatasetUnavailable, RawData
-from lth_core.data.idx import find_idx_files, read_idx
+from lth_core.nn.data.base import DatasetUnavailable, RawData
+from lth_core.nn.data.idx import find_idx_files, read_idx
 from lth_core.spec import DatasetSpec
 
 _INFO = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lth_core.data.base import RawData
+from lth_core.nn.data.base import RawData
 from lth_core.spec import DatasetSpec, SyntheticSpec
 
 _DATA_SEED = 1234

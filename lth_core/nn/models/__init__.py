@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lth_core.models.base import PrunableModel
+from lth_core.nn.models.base import PrunableModel
 from lth_core.registry import load
 from lth_core.registry.models import MODELS
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lth_core.models.base import PrunableModel
+from lth_core.nn.models.base import PrunableModel
 
 _WIDTHS = {2: (64,), 4: (64, 128), 6: (64, 128, 256)}
 

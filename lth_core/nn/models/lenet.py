@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from lth_core.models.base import PrunableModel
+from lth_core.nn.models.base import PrunableModel
 
 
 class LeNet300100(PrunableModel):
@@ -23,7 +23,7 @@ class LeNet300100(PrunableModel):
 
     def plain_layers(self) -> list[nn.Linear] | None:
         """The three layers when the net is nothing but Linear/ReLU (no dropout), else None:
-        what the hand-written steps (lth_core.steps.mlp, lth_core.steps.stacked_mlp) compute."""
+        what the hand-written steps (lth_core.train.steps.mlp, lth_core.train.steps.stacked_mlp) compute."""
         if not isinstance(self.drop, nn.Identity):
             return None
         return [self.fc1, self.fc2, self.out]

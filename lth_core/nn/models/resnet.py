@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lth_core.models.base import PrunableModel
+from lth_core.nn.models.base import PrunableModel
 
 
 class BasicBlock(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lth_core.models.base import PrunableModel
+from lth_core.nn.models.base import PrunableModel
 
 # Output widths, "M" for a 2x2 max pool.
 _PLAN: tuple[int | str, ...] = (

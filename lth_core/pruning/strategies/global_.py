@@ -8,25 +8,32 @@ from collections.abc import Mapping
 import torch
 
 from lth_core.pruning import Mask, keep_largest, round_half_up, scores
+from lth_core.pruning.strategies.base import Strategy
 from lth_core.spec import PruningSpec
 
 
-def keep_counts(
-    mask: Mapping[str, torch.Tensor], kinds: Mapping[str, str], pruning: PruningSpec, rounds: int
-) -> int:
-    remaining = sum(int(m.sum()) for m in mask.values())
-    for _ in range(rounds):
-        remaining = remaining - round_half_up(pruning.global_rate * remaining)
-    return remaining
+class Global(Strategy):
+    def keep_counts(
+        self,
+        mask: Mapping[str, torch.Tensor],
+        kinds: Mapping[str, str],
+        pruning: PruningSpec,
+        rounds: int,
+    ) -> int:
+        remaining = sum(int(m.sum()) for m in mask.values())
+        for _ in range(rounds):
+            remaining = remaining - round_half_up(pruning.global_rate * remaining)
+        return remaining
 
-
-def prune(weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], keep: int) -> Mask:
-    names = list(mask)
-    kept = keep_largest(torch.cat([scores(weights[n], mask[n]) for n in names]), keep)
-    out: Mask = {}
-    offset = 0
-    for n in names:
-        size = mask[n].numel()
-        out[n] = kept[offset : offset + size].view_as(mask[n])
-        offset += size
-    return out
+    def prune(
+        self, weights: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor], keep: int
+    ) -> Mask:
+        names = list(mask)
+        kept = keep_largest(torch.cat([scores(weights[n], mask[n]) for n in names]), keep)
+        out: Mask = {}
+        offset = 0
+        for n in names:
+            size = mask[n].numel()
+            out[n] = kept[offset : offset + size].view_as(mask[n])
+            offset += size
+        return out

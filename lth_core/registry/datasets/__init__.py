@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from lth_core.registry import DatasetEntry
-from lth_core.registry.datasets import cifar10, fashion_mnist, mnist, synthetic
+from lth_core.registry import DatasetEntry, Registry
 
-DATASETS: dict[str, DatasetEntry] = {
-    entry.name: entry
-    for entry in (mnist.ENTRY, fashion_mnist.ENTRY, cifar10.ENTRY, synthetic.ENTRY)
-}
-DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+DATASETS: Registry[DatasetEntry] = Registry(
+    "dataset",
+    {
+        "mnist": "lth_core.registry.datasets.mnist:ENTRY",
+        "fashion_mnist": "lth_core.registry.datasets.fashion_mnist:ENTRY",
+        "cifar10": "lth_core.registry.datasets.cifar10:ENTRY",
+        "synthetic": "lth_core.registry.datasets.synthetic:ENTRY",
+    },
+)
+DATASET_NAMES: tuple[str, ...] = DATASETS.names()

@@ -4,7 +4,7 @@ from lth_core.registry import DatasetEntry
 
 ENTRY = DatasetEntry(
     name="cifar10",
-    loader="lth_core.data.cifar:load_cifar10_spec",
+    loader="lth_core.nn.data.cifar:load_cifar10_spec",
     input_shape=(3, 32, 32),
     num_classes=10,
     train_size=50_000,

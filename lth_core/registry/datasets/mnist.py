@@ -4,7 +4,7 @@ from lth_core.registry import DatasetEntry
 
 ENTRY = DatasetEntry(
     name="mnist",
-    loader="lth_core.data.mnist:load_mnist",
+    loader="lth_core.nn.data.mnist:load_mnist",
     input_shape=(1, 28, 28),
     num_classes=10,
     train_size=60_000,

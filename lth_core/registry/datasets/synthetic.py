@@ -4,7 +4,7 @@ from lth_core.registry import DatasetEntry
 
 ENTRY = DatasetEntry(
     name="synthetic",
-    loader="lth_core.data.synthetic:load_synthetic",
+    loader="lth_core.nn.data.synthetic:load_synthetic",
     input_shape=None,
     num_classes=None,
     train_size=None,

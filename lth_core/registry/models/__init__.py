@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from lth_core.registry import ModelEntry
-from lth_core.registry.models import conv2, conv4, conv6, lenet_300_100, resnet18, vgg19
+from lth_core.registry import ModelEntry, Registry
 
-MODELS: dict[str, ModelEntry] = {
-    entry.name: entry
-    for entry in (
-        lenet_300_100.ENTRY,
-        conv2.ENTRY,
-        conv4.ENTRY,
-        conv6.ENTRY,
-        vgg19.ENTRY,
-        resnet18.ENTRY,
-    )
-}
-MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+MODELS: Registry[ModelEntry] = Registry(
+    "model",
+    {
+        "lenet_300_100": "lth_core.registry.models.lenet_300_100:ENTRY",
+        "conv2": "lth_core.registry.models.conv2:ENTRY",
+        "conv4": "lth_core.registry.models.conv4:ENTRY",
+        "conv6": "lth_core.registry.models.conv6:ENTRY",
+        "vgg19": "lth_core.registry.models.vgg19:ENTRY",
+        "resnet18": "lth_core.registry.models.resnet18:ENTRY",
+    },
+)
+MODEL_NAMES: tuple[str, ...] = MODELS.names()

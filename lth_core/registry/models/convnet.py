@@ -1,5 +1,5 @@
 """What Conv-2, Conv-4 and Conv-6 share (Frankle & Carbin 2019, Figure 2): the VGG-like CIFAR
-network (lth_core.models.conv), Adam at batch 60, fc 20% / output 10% per level; they differ
+network (lth_core.nn.models.conv), Adam at batch 60, fc 20% / output 10% per level; they differ
 in depth, learning rate, iterations and the conv layers' rate."""
 
 from lth_core.registry import ModelEntry, Stacking
@@ -10,7 +10,7 @@ def convnet_entry(
 ) -> ModelEntry:
     return ModelEntry(
         name=f"conv{depth}",
-        factory="lth_core.models.conv:ConvNet",
+        factory="lth_core.nn.models.conv:ConvNet",
         factory_kwargs={"depth": depth},
         paper_defaults={
             "dataset": {"name": "cifar10"},

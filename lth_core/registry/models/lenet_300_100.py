@@ -4,7 +4,7 @@ from lth_core.registry import ModelEntry, Stacking
 
 ENTRY = ModelEntry(
     name="lenet_300_100",
-    factory="lth_core.models.lenet:LeNet300100",
+    factory="lth_core.nn.models.lenet:LeNet300100",
     paper_defaults={
         "dataset": {"name": "mnist"},
         "training": {
@@ -17,6 +17,6 @@ ENTRY = ModelEntry(
     },
     layer_kinds=("fc", "output"),
     # Hand-written batched matmuls: 0.69-0.89x per member of one at a time on a CPU with two
-    # threads, 1.06-1.16x with one (lth_core.stacked.MIN_CPU_THREADS); on a GPU it pays.
+    # threads, 1.06-1.16x with one (lth_core.train.stacked.MIN_CPU_THREADS); on a GPU it pays.
     stacking=Stacking(by_default_on=("cpu", "cuda")),
 )

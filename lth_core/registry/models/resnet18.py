@@ -4,7 +4,7 @@ from lth_core.registry import ModelEntry
 
 ENTRY = ModelEntry(
     name="resnet18",
-    factory="lth_core.models.resnet:ResNet20",
+    factory="lth_core.nn.models.resnet:ResNet20",
     paper_defaults={
         "dataset": {"name": "cifar10", "augment": True},
         "training": {

@@ -8,7 +8,7 @@ _ITERATIONS_PER_EPOCH = 703
 
 ENTRY = ModelEntry(
     name="vgg19",
-    factory="lth_core.models.vgg:VGG19",
+    factory="lth_core.nn.models.vgg:VGG19",
     paper_defaults={
         "dataset": {"name": "cifar10", "augment": True},
         "training": {

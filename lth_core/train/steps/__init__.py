@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from lth_core.steps.autograd import AutogradStep
-from lth_core.steps.base import Stepper
-from lth_core.steps.mlp import MLPStep
-from lth_core.steps.stacked_mlp import StackedMLP, fits
-from lth_core.steps.vmap import StackedModel
+from lth_core.train.steps.autograd import AutogradStep
+from lth_core.train.steps.base import Stepper
+from lth_core.train.steps.mlp import MLPStep
+from lth_core.train.steps.stacked_mlp import StackedMLP, fits
+from lth_core.train.steps.vmap import StackedModel
 
 
 def stepper_for(models: Sequence[nn.Module]) -> Stepper:

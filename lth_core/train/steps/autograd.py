@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from lth_core.steps.module import ModuleStepper
+from lth_core.train.steps.module import ModuleStepper
 
 
 class AutogradStep(ModuleStepper):

@@ -2,7 +2,7 @@
 
 A stepper holds K members (K = 1 for a single run) and computes, for a batch, every member's
 mean loss and the gradients of its parameters; it evaluates every member on a data set and
-hands out a member's weights. The loop (lth_core.loop) does the rest once for all steppers:
+hands out a member's weights. The loop (lth_core.train.loop) does the rest once for all steppers:
 batches, the optimizer update over `params`, the masks, evaluations and the callbacks.
 """
 

@@ -4,7 +4,7 @@ Calls exactly the kernels autograd runs for Linear/ReLU/cross-entropy, in the sa
 with the same arguments, so loss and gradients are bit for bit autograd's (a test checks
 this); but it skips building and walking the graph, which on a LeNet step at batch 60 costs
 about a third of the step on a CPU. Every activation and gradient is written into a buffer
-(lth_core.steps.buffers); the returned loss and gradients are those buffers, valid until the
+(lth_core.train.steps.buffers); the returned loss and gradients are those buffers, valid until the
 next call. Only for the model without dropout; anything else goes through autograd.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lth_core.steps.buffers import allocator
-from lth_core.steps.module import ModuleStepper
+from lth_core.train.steps.buffers import allocator
+from lth_core.train.steps.module import ModuleStepper
 
 
 class MLPStep(ModuleStepper):
@@ -27,7 +27,7 @@ class MLPStep(ModuleStepper):
     @staticmethod
     def for_model(model: nn.Module, params: list[torch.Tensor]) -> MLPStep | None:
         """The step for a plain LeNet whose trainable tensors are `params`, else None."""
-        from lth_core.models.lenet import LeNet300100
+        from lth_core.nn.models.lenet import LeNet300100
 
         layers = model.plain_layers() if isinstance(model, LeNet300100) else None
         if layers is None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lth_core.steps.module import eval_chunk_size
+from lth_core.train.steps.module import eval_chunk_size
 
 
 class Stack:

@@ -1,12 +1,12 @@
 """K LeNet-300-100s trained as one: batched matmuls with hand-written gradients.
 
-The general stacked path (lth_core.steps.vmap.StackedModel) runs the members through vmap and
+The general stacked path (lth_core.train.steps.vmap.StackedModel) runs the members through vmap and
 autograd, which on a CPU costs more per member than training them one at a time (measured
 in bench/speed.py). For the MLP the whole step is a few batched matmuls, so it is written
-out here the way lth_core.steps.mlp.MLPStep writes out one member's: every layer is a
+out here the way lth_core.train.steps.mlp.MLPStep writes out one member's: every layer is a
 baddbmm over the K members (a batch shared by all members is an expanded view, not K
 copies), the gradients are the members' own (the loss is per member, each the mean over
-its batch), and activations and gradients live in buffers (lth_core.steps.buffers). What
+its batch), and activations and gradients live in buffers (lth_core.train.steps.buffers). What
 stacking then saves per member is what one member's step spends outside arithmetic:
 kernel calls and Python per layer, per optimizer and mask update, each paid once for K.
 """
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lth_core.models.lenet import LeNet300100
-from lth_core.steps.buffers import allocator
-from lth_core.steps.stack import Stack
+from lth_core.nn.models.lenet import LeNet300100
+from lth_core.train.steps.buffers import allocator
+from lth_core.train.steps.stack import Stack
 
 LAYERS = ("fc1", "fc2", "out")
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
-from lth_core.steps.stack import Stack
+from lth_core.train.steps.stack import Stack
 
 
 class StackedModel(Stack):

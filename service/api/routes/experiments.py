@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from lth_core import short_budget
-from lth_core.spec import TAG_PATTERN, ModelName, parse_spec
+from lth_core.spec import TAG_PATTERN, ModelName, parse_spec, short_budget
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal

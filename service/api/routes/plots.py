@@ -1,6 +1,6 @@
 """The paper's figures as PNG, SVG or their Vega-Lite description; levels as CSV; comparisons.
 
-Every figure comes from :mod:`lth_core.figures`, the one description the web view renders in
+Every figure comes from :mod:`lth_core.report.figures`, the one description the web view renders in
 the browser and ``lth report`` writes to files. Owner isolation is the API's: an experiment of
 someone else is a 404 here as everywhere.
 """
@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from lth_core import figures
+from lth_core.report import figures
 from lth_core.spec import TAG_PATTERN
 from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
 from service.api.strict_query import reject_unknown_query

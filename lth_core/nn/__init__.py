@@ -1,0 +1,1 @@
+"""The networks (`models`) and data (`data`) the registries name."""

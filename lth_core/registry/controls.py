@@ -1,0 +1,33 @@
+"""The control registry: one line per control (each control's class is its file in
+lth_core/controls/, on lth_core.controls.base.Control). The spec's allowed `controls` are
+these names; a pruning-at-initialization method is a control like the others."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lth_core.registry import Registry
+
+if TYPE_CHECKING:
+    from lth_core.controls.base import Control
+
+CONTROLS: Registry[type[Control]] = Registry(
+    "control",
+    {
+        "random_reinit": "lth_core.controls.random_reinit:RandomReinit",
+        "random_prune": "lth_core.controls.random_prune:RandomPrune",
+        "sign_preserving_reinit": "lth_core.controls.sign_preserving_reinit:SignPreservingReinit",
+        "supermask": "lth_core.controls.supermask:Supermask",
+    },
+)
+CONTROL_NAMES: tuple[str, ...] = CONTROLS.names()
+
+
+def control(name: str) -> Control:
+    """The control called `name` (ValueError naming the known ones otherwise)."""
+    return CONTROLS.get_entry(name)()
+
+
+def draws(name: str, repeats: int) -> int:
+    """How many draws of control `name` a level makes when `repeats` are asked for."""
+    return repeats if control(name).repeatable else 1
