@@ -328,5 +328,5 @@ def delete_experiment(
             error_type="not_finished",
         )
     session.commit()
-    artifacts.remove_experiment_dir(settings, experiment_id)
+    artifacts.remove_experiment(settings, experiment_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
