@@ -11,7 +11,14 @@ from fastapi.testclient import TestClient
 from safetensors import safe_open
 from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import load_file
-from test_service_support import EngineRun, assert_error, finish_like_worker, submit, tiny_spec
+from test_service_support import (
+    EngineRun,
+    assert_error,
+    claim_running,
+    finish_like_worker,
+    submit,
+    tiny_spec,
+)
 
 from store import artifacts, experiments
 from store.db import session_scope
@@ -180,7 +187,7 @@ def test_mask_reuse_refuses_what_cannot_fit(
 
     running = submit(client)["id"]
     with session_scope(settings) as session:
-        experiments.mark_running(session, running)
+        claim_running(session, running)
     error = assert_error(
         post({"experiment_id": running, "level": 1}), 409, "mask_level_not_finished"
     )
