@@ -35,6 +35,7 @@ def test_submit_fills_every_field_and_enqueues(client: TestClient, settings: Set
         "levels_finished": 0,
         "kind": None,
         "kinds": None,
+        "runs": None,
         "iteration": None,
         "iterations": None,
         "metrics": None,
@@ -235,6 +236,7 @@ def test_progress_written_by_the_worker_is_shown(client: TestClient, settings: S
         "levels_finished": 0,
         "kind": "random_reinit",
         "kinds": None,
+        "runs": ["ticket", "random_reinit"],  # the level's, as the spec trains them
         "iteration": 25,
         "iterations": 50,
         "metrics": {"test_accuracy": 0.5},

@@ -108,9 +108,7 @@ def submit(client: TestClient, spec: dict[str, Any] | None = None, **kw: Any) ->
 def claim_running(session: Session, experiment_id: str, token: str = "test") -> bool:
     """Marks an experiment running the way a worker does (store.claims.claim: a claim token,
     a heartbeat, one more attempt); False if it is finished, cancelled or unknown."""
-    outcome = claims.claim(
-        session, experiment_id, token, timeout_seconds=60.0, max_attempts=1_000
-    )
+    outcome = claims.claim(session, experiment_id, token, timeout_seconds=60.0, max_attempts=1_000)
     return outcome is LeaseOutcome.CLAIMED
 
 
