@@ -135,19 +135,23 @@ class EngineRun:
     summaries: list[dict[str, Any]]
 
 
-@pytest.fixture(scope="session")
-def engine_run(tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
-    """Runs lth_core's engine once (a few seconds on CPU): artifacts exactly as a worker
-    leaves them, without needing a worker process."""
+def run_engine(spec_json: dict[str, Any], out: Path) -> EngineRun:
+    """lth_core's engine on `spec_json` into `out`, on CPU (skipped without torch)."""
     torch = pytest.importorskip("torch")
     from lth_core.experiment import Experiment as Engine
     from lth_core.spec import parse_spec
 
     torch.set_num_threads(2)
-    spec = parse_spec(TINY_SPEC)
-    out = tmp_path_factory.mktemp("engine") / "out"
+    spec = parse_spec(spec_json)
     summaries = Engine(spec, out, device="cpu").run()
     return EngineRun(out, spec.model_dump(mode="json"), summaries)
+
+
+@pytest.fixture(scope="session")
+def engine_run(tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
+    """Runs lth_core's engine once (a few seconds on CPU): artifacts exactly as a worker
+    leaves them, without needing a worker process."""
+    return run_engine(TINY_SPEC, tmp_path_factory.mktemp("engine") / "out")
 
 
 def finish_like_worker(settings: Settings, experiment_id: str, run: EngineRun) -> None:

@@ -15,6 +15,7 @@ from test_service_support import (
     EngineRun,
     claim_running,
     finish_like_worker,
+    run_engine,
     submit,
     tiny_spec,
 )
@@ -34,15 +35,7 @@ LEVEL1_RUNS = {"ticket", "ticket.t1", "random_reinit", "random_reinit.t1"}
 @pytest.fixture(scope="module")
 def trials_run(tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
     """lth_core's engine once on a 2-trial tiny spec (seconds on CPU)."""
-    torch = pytest.importorskip("torch")
-    from lth_core.experiment import Experiment as Engine
-    from lth_core.spec import parse_spec
-
-    torch.set_num_threads(2)
-    spec = parse_spec(TRIALS_SPEC)
-    out = tmp_path_factory.mktemp("trials") / "out"
-    summaries = Engine(spec, out, device="cpu").run()
-    return EngineRun(out, spec.model_dump(mode="json"), summaries)
+    return run_engine(TRIALS_SPEC, tmp_path_factory.mktemp("trials") / "out")
 
 
 def test_trial_runs_are_on_disk_as_the_grammar_names_them(trials_run: EngineRun) -> None:
