@@ -68,7 +68,7 @@ def seed_database(data_dir: Path, levels: int, list_size: int) -> tuple[str, str
     ones, written through the store as the API and a worker would. Returns (key, id)."""
     sys.path.insert(0, str(REPO))
     from lth_core.spec import parse_spec
-    from store import api_keys, experiments
+    from store import api_keys, claims, experiments
     from store.db import dispose_engines, session_scope
     from store.settings import Settings
 
@@ -81,7 +81,13 @@ def seed_database(data_dir: Path, levels: int, list_size: int) -> tuple[str, str
         experiment, _ = experiments.create(session, spec, owner="bench")
         experiment_id = experiment.id
     with session_scope(settings) as session:
-        experiments.mark_running(session, experiment_id, claim_token="bench")
+        claims.claim(
+            session,
+            experiment_id,
+            "bench",
+            timeout_seconds=settings.heartbeat_timeout_seconds,
+            max_attempts=1,
+        )
         for level in range(levels):
             experiments.record_level(session, experiment_id, level, dict(SUMMARY))
         experiments.record_progress(

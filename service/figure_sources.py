@@ -1,6 +1,6 @@
 """Experiments as the figures module sees them: level summaries from the database, curves from
-the artifact directory (only for the levels a figure draws, so a 30-level experiment's page
-does not read every curve file)."""
+the artifact store, every trial's run (only for the levels a figure draws, so a 30-level
+experiment's page does not read every curve)."""
 
 from __future__ import annotations
 

@@ -63,8 +63,8 @@ def check_mask_source(
     _check_fit(spec, source_spec, row.id)
 
     finished = {lv.level for lv in row.levels}
-    mask_file = artifacts.mask_path(settings, row.id, source.level)
-    if source.level not in finished or not mask_file.is_file():
+    store = artifacts.experiment_store(settings, row.id)
+    if source.level not in finished or not store.exists(artifacts.mask_key(source.level)):
         if row.is_finished:
             raise Unprocessable(
                 f"mask.level: level {source.level} of experiment {row.id} never finished "

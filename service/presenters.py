@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from lth_core.results.cost import experiment_cost
 from lth_core.results.summaries import ticket_decision
 from lth_core.results.verification import verified
-from lth_core.spec import parse_spec
+from lth_core.spec import ExperimentSpec, parse_spec
 from service.schemas import (
     Cost,
     ExperimentError,
@@ -42,15 +42,32 @@ def _metrics(value: Any) -> dict[str, float] | None:
     }
 
 
-def progress_of(experiment: Experiment) -> Progress:
+def _parsed(experiment: Experiment) -> ExperimentSpec | None:
+    """The stored spec, or None where this version cannot read it (stored by an older one)."""
+    try:
+        return parse_spec(experiment.spec)
+    except ValidationError:
+        return None
+
+
+def _runs_at(spec: ExperimentSpec | None, level: int | None) -> list[str] | None:
+    """The run ids of `level` as the engine trains them (lth_core's one definition)."""
+    if spec is None or level is None or not 0 <= level <= spec.last_level:
+        return None
+    return spec.runs_at_level(level)
+
+
+def progress_of(experiment: Experiment, spec: ExperimentSpec | None = None) -> Progress:
     raw = experiment.progress if isinstance(experiment.progress, dict) else {}
     pruning = experiment.spec.get("pruning", {}) if isinstance(experiment.spec, dict) else {}
     kind = raw.get("kind")
     kinds = raw.get("kinds")
+    level = _int_or_none(raw.get("level"))
     return Progress(
         **timing(experiment, raw),
         kinds=[str(k) for k in kinds] if isinstance(kinds, list) else None,
-        level=_int_or_none(raw.get("level")),
+        runs=_runs_at(spec, level),
+        level=level,
         levels=int(pruning.get("levels", 0)) + 1,
         levels_finished=len(experiment.levels),
         kind=kind if isinstance(kind, str) else None,
@@ -61,6 +78,7 @@ def progress_of(experiment: Experiment) -> Progress:
 
 
 def experiment_out(experiment: Experiment) -> ExperimentOut:
+    parsed = _parsed(experiment)
     summaries = [
         {**lv.summary, "level": lv.level}
         for lv in sorted(experiment.levels, key=lambda lv: lv.level)
@@ -86,7 +104,7 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
             type=experiment.error_type or "error", message=experiment.error_message or ""
         )
     return ExperimentOut(
-        cost=Cost.model_validate(_cost(experiment, summaries)),
+        cost=Cost.model_validate(_cost(parsed, summaries)),
         time_to_ticket=_time_to_ticket(experiment),
         verified=verified(experiment.spec, summaries)
         if isinstance(experiment.spec, dict)
@@ -96,7 +114,7 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         status=experiment.status,
         owner=experiment.owner,
         spec=experiment.spec,
-        progress=progress_of(experiment),
+        progress=progress_of(experiment, parsed),
         levels=levels,
         ticket=ticket,
         ticket_decision=decision,
@@ -111,12 +129,10 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
     )
 
 
-def _cost(experiment: Experiment, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def _cost(spec: ExperimentSpec | None, summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """lth_core.results.cost's sums over the finished levels; the estimate needs the runs of the
     levels still to come, which the stored spec gives."""
-    try:
-        spec = parse_spec(experiment.spec)
-    except ValidationError:  # stored by an older version: count what is there, estimate nothing
+    if spec is None:  # stored by an older version: count what is there, estimate nothing
         return {**experiment_cost(summaries, [], lambda level: []), "remaining_estimate": None}
     return experiment_cost(summaries, range(spec.last_level + 1), spec.runs_at_level)
 

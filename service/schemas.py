@@ -12,7 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-StatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from store.status import STATUS_VALUES
+
+#: An experiment's status as the API publishes it: a plain string enum in the schema, its
+#: values store.status's (the one definition), in their order.
+StatusName = Literal[STATUS_VALUES]  # type: ignore[valid-type]
 
 SpecJson = Annotated[
     dict[str, Any],
@@ -178,6 +182,12 @@ class Progress(BaseModel):
         "joined by + (ticket+random_reinit).",
     )
     kinds: list[str] | None = Field(None, description="Every run training now (a stack).")
+    runs: list[str] | None = Field(
+        None,
+        description="Every run of the level being trained (run ids, in training order: "
+        "trials and controls_at counted), so a client can tell how far into the level "
+        "`kind` is.",
+    )
     iteration: int | None = None
     iterations: int | None = None
     metrics: dict[str, float] | None = Field(
@@ -279,6 +289,20 @@ class LevelMetrics(BaseModel):
     level: int
     finished: bool = Field(description="True once every run of the level has finished.")
     runs: dict[str, RunMetrics] = Field(description="Finished runs by kind (ticket, controls).")
+
+
+class Meta(BaseModel):
+    """The API's vocabulary from its one definitions, so no client hard-codes it."""
+
+    statuses: list[StatusName] = Field(description="Every experiment status, in lifecycle order.")
+    active_statuses: list[StatusName] = Field(
+        description="The statuses of an experiment that is not finished (queued, running): "
+        "while in one of them its progress may still change."
+    )
+    run_id_pattern: str = Field(
+        description="A run id as a regular expression without anchors (JavaScript and Python "
+        "read it alike): kind[.t<trial>][.r<draw>], the keys of a level's runs and metrics."
+    )
 
 
 class Health(BaseModel):

@@ -1,23 +1,27 @@
-"""Where an experiment's files live under the data directory, in the layout of lth_core.
+"""Where an experiment's artifacts live, in the layout of lth_core, and how the API reads them.
 
-Every path starts from a validated id and an integer level, so no request can steer a path
-outside ``DATA_DIR/experiments/<id>/`` (no ``..``, no separators, no absolute paths).
+Every read, listing and delete goes through the experiment's :class:`ArtifactStore`
+(:func:`experiment_store`), so moving artifacts off this host (an object store) changes that
+one function and nothing that reads them. Every key starts from a validated id and an integer
+level, so no request can steer a read outside the experiment's store (no ``..``, no
+separators, no absolute paths). The path functions (``experiment_dir``, ``mask_path``...) are
+the worker's, which writes into a local folder.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from lth_core.storage.layout import Layout
+from lth_core.runs import is_run_id
+from lth_core.storage.layout import KEYS, Layout
+from lth_core.storage.store import ArtifactStore, LocalStore
 from store.settings import Settings
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
-RUN_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class InvalidId(ValueError):
@@ -41,27 +45,44 @@ def experiment_dir(settings: Settings, experiment_id: str) -> Path:
     return settings.experiments_dir / normalize_id(experiment_id)
 
 
+def experiment_store(settings: Settings, experiment_id: str) -> ArtifactStore:
+    """The store of one (validated) experiment's artifacts, keyed as lth_core's layout names
+    them: today a folder under the data directory."""
+    return LocalStore(experiment_dir(settings, experiment_id))
+
+
 def layout(settings: Settings, experiment_id: str) -> Layout:
     """lth_core's artifact layout rooted at the (validated) experiment directory."""
     return Layout(experiment_dir(settings, experiment_id))
 
 
-def _check_level(level: int) -> int:
+def check_level(level: int) -> int:
+    """`level` if it is an integer in 0..999 (a bool or a float is not one)."""
     if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 999:
         raise ValueError(f"level must be an integer between 0 and 999, not {level!r}")
     return level
 
 
-def mask_path(settings: Settings, experiment_id: str, level: int) -> Path:
+def check_run(run: str) -> str:
+    """`run` if it is a run id (lth_core.runs), the only names a run's file may have."""
+    if not is_run_id(run):
+        raise ValueError(f"{run!r} is not a run id")
+    return run
+
+
+def mask_key(level: int) -> str:
     """``levels/LLL/mask.safetensors``: one bool tensor per prunable weight."""
-    return layout(settings, experiment_id).mask(_check_level(level))
+    return KEYS.mask(check_level(level))
 
 
-def run_path(settings: Settings, experiment_id: str, level: int, kind: str) -> Path:
-    """``levels/LLL/runs/<kind>.json``: one run's metrics and curve."""
-    if not RUN_KIND.fullmatch(kind):
-        raise ValueError(f"{kind!r} is not a run kind")
-    return layout(settings, experiment_id).run_metrics(_check_level(level), kind)
+def mask_path(settings: Settings, experiment_id: str, level: int) -> Path:
+    """The mask of a level as a path (the worker's; the API reads :func:`mask_key`)."""
+    return layout(settings, experiment_id).mask(check_level(level))
+
+
+def run_path(settings: Settings, experiment_id: str, level: int, run: str) -> Path:
+    """``levels/LLL/runs/<run id>.json``: one run's metrics and curve."""
+    return layout(settings, experiment_id).run_metrics(check_level(level), check_run(run))
 
 
 def ticket_path(settings: Settings, experiment_id: str) -> Path:
@@ -70,27 +91,29 @@ def ticket_path(settings: Settings, experiment_id: str) -> Path:
 
 
 def read_runs(settings: Settings, experiment_id: str, level: int) -> dict[str, dict[str, Any]]:
-    """Every finished run of a level, by kind (the file name), in a stable order.
+    """Every finished run of a level (every trial's), by run id, in a stable order.
 
-    Files are written atomically by the engine, so a file that exists is complete; one that
-    does not parse is skipped rather than served half-read.
+    Objects are written whole by the engine, so one that exists is complete; one that does
+    not parse is skipped rather than served half-read, and a name that is not a run id is
+    not one of the engine's.
     """
+    store = experiment_store(settings, experiment_id)
+    runs_dir = KEYS.runs_dir(check_level(level))
     out: dict[str, dict[str, Any]] = {}
-    directory = run_path(settings, experiment_id, level, "ticket").parent
-    if not directory.is_dir():
-        return out
-    for path in sorted(directory.glob("*.json")):
-        if not RUN_KIND.fullmatch(path.stem):
+    for key in store.list(runs_dir):
+        name = key[len(runs_dir) + 1 :]
+        run = name.removesuffix(".json")
+        if run == name or not is_run_id(run):
             continue
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(store.get(key))
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
-            out[path.stem] = data
+            out[run] = data
     return out
 
 
-def remove_experiment_dir(settings: Settings, experiment_id: str) -> None:
-    """Deletes an experiment's artifacts; a missing directory is already the desired state."""
-    shutil.rmtree(experiment_dir(settings, experiment_id), ignore_errors=True)
+def remove_experiment(settings: Settings, experiment_id: str) -> None:
+    """Deletes an experiment's artifacts; none left is already the desired state."""
+    experiment_store(settings, experiment_id).delete()

@@ -330,26 +330,6 @@ def ticket_summary(experiment: Experiment) -> dict[str, Any] | None:
     return None
 
 
-def mark_running(session: Session, experiment_id: str, *, claim_token: str | None = None) -> bool:
-    """Claims an active experiment for a worker: status running, a new claim token, a fresh
-    heartbeat, one more attempt. False if it is finished (or cancelled) or unknown.
-    """
-    now = utcnow()
-    result = session.execute(
-        update(Experiment)
-        .where(Experiment.id == experiment_id, Experiment.status.in_(ACTIVE_STATUSES))
-        .values(
-            status=Status.RUNNING,
-            claim_token=claim_token,
-            heartbeat_at=now,
-            attempts=Experiment.attempts + 1,
-            started_at=func.coalesce(Experiment.started_at, now),
-            updated_at=now,
-        )
-    )
-    return bool(result.rowcount)
-
-
 def _finish(
     session: Session,
     experiment_id: str,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from test_service_client import server  # noqa: F401 - the uvicorn fixture
-from test_service_support import EngineRun, finish_like_worker, submit, tiny_spec
+from test_service_support import EngineRun, claim_running, finish_like_worker, submit, tiny_spec
 from typer.testing import CliRunner
 
 from cli.main import app as lth
@@ -159,7 +159,7 @@ def test_the_client_commands_a_user_types(
 
     # lth status while it runs: where it stands, speed, ETA, the table "so far".
     with session_scope(settings) as session:
-        assert experiments.mark_running(session, experiment_id)
+        assert claim_running(session, experiment_id)
         experiments.record_level(session, experiment_id, 0, engine_run.summaries[0])
         experiments.record_progress(
             session,
@@ -262,7 +262,7 @@ def test_lth_resume_and_submit_wait_show_progress(
             ]
             if queued:
                 with session_scope(settings) as session:
-                    experiments.mark_running(session, queued[0])
+                    claim_running(session, queued[0])
                     experiments.record_progress(
                         session,
                         queued[0],

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_service_support import assert_error, submit
+from test_service_support import assert_error, claim_running, submit
 
-from store import artifacts, experiments
+from store import artifacts
 from store.db import session_scope
 from store.settings import Settings
 
@@ -96,7 +96,7 @@ def test_killed_before_the_rename_the_api_serves_nothing_half_written(
 ) -> None:
     experiment_id = submit(client)["id"]
     with session_scope(settings) as session:
-        assert experiments.mark_running(session, experiment_id, claim_token="t")
+        assert claim_running(session, experiment_id, "t")
     target = artifacts.mask_path(settings, experiment_id, 0)
     writer = _writer(target, "die-at-rename")
     writer.wait(60)

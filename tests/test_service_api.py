@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 
 from fastapi.testclient import TestClient
-from test_service_support import assert_error, submit, tiny_spec
+from test_service_support import assert_error, claim_running, submit, tiny_spec
 
 from store import artifacts, broker, experiments
 from store.db import session_scope
@@ -35,6 +35,7 @@ def test_submit_fills_every_field_and_enqueues(client: TestClient, settings: Set
         "levels_finished": 0,
         "kind": None,
         "kinds": None,
+        "runs": None,
         "iteration": None,
         "iterations": None,
         "metrics": None,
@@ -123,7 +124,7 @@ def test_cancel_queued_never_starts(client: TestClient, settings: Settings) -> N
     assert body["finished_at"] is not None
     assert client.post(f"/experiments/{experiment['id']}/cancel").json()["status"] == "cancelled"
     with session_scope(settings) as session:  # a late worker cannot start it
-        assert not experiments.mark_running(session, experiment["id"])
+        assert not claim_running(session, experiment["id"])
 
 
 def test_cancel_running_sets_the_flag_and_finished_is_a_conflict(
@@ -131,7 +132,7 @@ def test_cancel_running_sets_the_flag_and_finished_is_a_conflict(
 ) -> None:
     experiment = submit(client)
     with session_scope(settings) as session:
-        assert experiments.mark_running(session, experiment["id"], claim_token="t")
+        assert claim_running(session, experiment["id"], "t")
     body = client.post(f"/experiments/{experiment['id']}/cancel").json()
     assert body["status"] == "running" and body["cancel_requested"] is True
     with session_scope(settings) as session:
@@ -203,7 +204,7 @@ def test_invalid_specs_are_422_naming_the_field(client: TestClient) -> None:
 def test_progress_written_by_the_worker_is_shown(client: TestClient, settings: Settings) -> None:
     experiment = submit(client)
     with session_scope(settings) as session:
-        experiments.mark_running(session, experiment["id"])
+        claim_running(session, experiment["id"])
         experiments.record_progress(
             session,
             experiment["id"],
@@ -235,6 +236,7 @@ def test_progress_written_by_the_worker_is_shown(client: TestClient, settings: S
         "levels_finished": 0,
         "kind": "random_reinit",
         "kinds": None,
+        "runs": ["ticket", "random_reinit"],  # the level's, as the spec trains them
         "iteration": 25,
         "iterations": 50,
         "metrics": {"test_accuracy": 0.5},
@@ -245,7 +247,7 @@ def test_progress_written_by_the_worker_is_shown(client: TestClient, settings: S
 def test_failed_experiment_shows_its_error(client: TestClient, settings: Settings) -> None:
     experiment = submit(client)
     with session_scope(settings) as session:
-        experiments.mark_running(session, experiment["id"])
+        claim_running(session, experiment["id"])
         experiments.mark_failed(session, experiment["id"], "OutOfMemoryError", "CUDA OOM")
     body = client.get(f"/experiments/{experiment['id']}").json()
     assert body["status"] == "failed"

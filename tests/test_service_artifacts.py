@@ -7,11 +7,19 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from safetensors import safe_open
 from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import load_file
-from test_service_support import EngineRun, assert_error, finish_like_worker, submit, tiny_spec
+from test_service_support import (
+    EngineRun,
+    assert_error,
+    claim_running,
+    finish_like_worker,
+    submit,
+    tiny_spec,
+)
 
 from store import artifacts, experiments
 from store.db import session_scope
@@ -180,7 +188,7 @@ def test_mask_reuse_refuses_what_cannot_fit(
 
     running = submit(client)["id"]
     with session_scope(settings) as session:
-        experiments.mark_running(session, running)
+        claim_running(session, running)
     error = assert_error(
         post({"experiment_id": running, "level": 1}), 409, "mask_level_not_finished"
     )
@@ -216,3 +224,30 @@ def test_an_image_of_a_figure_with_nothing_to_draw_is_409_not_500(client: TestCl
         response = client.get(f"/experiments/{experiment_id}/plots/accuracy_curves.{fmt}")
         assert_error(response, 409, "no_data")
     assert client.get(f"/experiments/{experiment_id}/plots/accuracy_curves.json").status_code == 200
+
+
+def test_downloads_stream_from_a_store_without_local_files(
+    client: TestClient,
+    settings: Settings,
+    engine_run: EngineRun,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store that keeps no file on this host (an object store) is streamed from, same bytes."""
+    from lth_core.storage.store import LocalStore
+
+    class Remote(LocalStore):
+        def local_path(self, key: str) -> None:  # type: ignore[override]
+            return None
+
+    experiment_id = _finished(client, settings, engine_run)
+    local = client.get(f"/experiments/{experiment_id}/ticket")
+    monkeypatch.setattr(
+        artifacts,
+        "experiment_store",
+        lambda s, i: Remote(artifacts.experiment_dir(s, i)),
+    )
+    streamed = client.get(f"/experiments/{experiment_id}/ticket")
+    assert streamed.status_code == 200 and streamed.content == local.content
+    assert streamed.headers["content-length"] == str(len(local.content))
+    assert "ticket.safetensors" in streamed.headers["content-disposition"]
+    assert streamed.headers["content-type"] == "application/octet-stream"

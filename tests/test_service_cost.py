@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_service_support import submit, tiny_spec
+from test_service_support import claim_running, submit, tiny_spec
 
 from store import experiments
 from store.db import session_scope
@@ -53,7 +53,7 @@ def test_cost_time_to_ticket_and_verification_in_the_experiment(
         "remaining_estimate": None,
     }
     with session_scope(settings) as session:
-        assert experiments.mark_running(session, experiment["id"])
+        assert claim_running(session, experiment["id"])
         experiments.record_level(session, experiment["id"], 0, _level(0, 0.90, 1.0, 50, 2.0))
         experiments.record_level(session, experiment["id"], 1, _level(1, 0.99, 0.8, 30, 1.0))
     body = client.get(f"/experiments/{experiment['id']}").json()

@@ -20,9 +20,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from store import broker, experiments
+from store import broker, claims, experiments
 from store.db import dispose_engines, session_scope
+from store.lease import LeaseOutcome
 from store.models import ApiKey, Experiment, Level
 from store.settings import Settings
 
@@ -103,6 +105,13 @@ def submit(client: TestClient, spec: dict[str, Any] | None = None, **kw: Any) ->
     return response.json()
 
 
+def claim_running(session: Session, experiment_id: str, token: str = "test") -> bool:
+    """Marks an experiment running the way a worker does (store.claims.claim: a claim token,
+    a heartbeat, one more attempt); False if it is finished, cancelled or unknown."""
+    outcome = claims.claim(session, experiment_id, token, timeout_seconds=60.0, max_attempts=1_000)
+    return outcome is LeaseOutcome.CLAIMED
+
+
 def assert_error(response: Any, status: int, error_type: str | None = None) -> dict[str, Any]:
     """The stable error shape, with the expected status (and type)."""
     assert response.status_code == status, response.text
@@ -126,19 +135,23 @@ class EngineRun:
     summaries: list[dict[str, Any]]
 
 
-@pytest.fixture(scope="session")
-def engine_run(tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
-    """Runs lth_core's engine once (a few seconds on CPU): artifacts exactly as a worker
-    leaves them, without needing a worker process."""
+def run_engine(spec_json: dict[str, Any], out: Path) -> EngineRun:
+    """lth_core's engine on `spec_json` into `out`, on CPU (skipped without torch)."""
     torch = pytest.importorskip("torch")
     from lth_core.experiment import Experiment as Engine
     from lth_core.spec import parse_spec
 
     torch.set_num_threads(2)
-    spec = parse_spec(TINY_SPEC)
-    out = tmp_path_factory.mktemp("engine") / "out"
+    spec = parse_spec(spec_json)
     summaries = Engine(spec, out, device="cpu").run()
     return EngineRun(out, spec.model_dump(mode="json"), summaries)
+
+
+@pytest.fixture(scope="session")
+def engine_run(tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
+    """Runs lth_core's engine once (a few seconds on CPU): artifacts exactly as a worker
+    leaves them, without needing a worker process."""
+    return run_engine(TINY_SPEC, tmp_path_factory.mktemp("engine") / "out")
 
 
 def finish_like_worker(settings: Settings, experiment_id: str, run: EngineRun) -> None:
@@ -148,7 +161,7 @@ def finish_like_worker(settings: Settings, experiment_id: str, run: EngineRun) -
 
     shutil.copytree(run.out_dir, experiment_dir(settings, experiment_id), dirs_exist_ok=True)
     with session_scope(settings) as session:
-        assert experiments.mark_running(session, experiment_id)
+        assert claim_running(session, experiment_id)
         for summary in run.summaries:
             experiments.record_level(session, experiment_id, summary["level"], summary)
         assert experiments.mark_succeeded(session, experiment_id)

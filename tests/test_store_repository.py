@@ -8,7 +8,7 @@ from datetime import UTC
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from test_service_support import tiny_spec
+from test_service_support import claim_running, tiny_spec
 
 from store import artifacts, experiments
 from store.db import session_scope
@@ -72,11 +72,11 @@ def test_record_level_twice_keeps_one_row_and_updates_the_ticket(settings: Setti
 def test_final_states_are_final(settings: Settings) -> None:
     experiment_id = _create(settings)
     with session_scope(settings) as session:
-        assert experiments.mark_running(session, experiment_id, claim_token="a")
+        assert claim_running(session, experiment_id, "a")
         assert not experiments.mark_succeeded(session, experiment_id, claim_token="b")
         assert experiments.mark_failed(session, experiment_id, "E", "boom", claim_token="a")
         assert not experiments.mark_succeeded(session, experiment_id)
-        assert not experiments.mark_running(session, experiment_id)
+        assert not claim_running(session, experiment_id)
     with session_scope(settings) as session:
         experiment = experiments.get(session, experiment_id)
         assert experiment.status == "failed" and experiment.claim_token is None

@@ -78,7 +78,7 @@ class LevelFinisher:
         return out
 
     def _write_results(self) -> None:
-        """results.json: every finished level, the rule's verdict over them (lth_core.results),
+        """results.json: every finished level, the rule's verdict over them (lth_core.results.summaries),
         and the ticket itself — lth_core.results.verification's answer, which with `verify`
         asks the same rule about level 0 and the verification level only."""
         summaries = self.summaries()

@@ -1,19 +1,22 @@
-"""Downloads and curves of a finished (or finishing) experiment, read from its artifact dir.
+"""Downloads and curves of a finished (or finishing) experiment, read from its artifact store.
 
-Files are written atomically by the engine, so a file that exists is whole and can be served
-as is. A file that is missing is either not written yet (409 while the experiment is active)
+Artifacts are written whole by the engine, so one that exists can be served as is. One that
+is missing is either not written yet (409 while the experiment is active)
 or never will be (404 once it has finished), and the message says which.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, BinaryIO
 
-from fastapi import APIRouter, Depends, Path
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Path, Response
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from lth_core.storage.layout import KEYS
+from lth_core.storage.store import ArtifactStore
 from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import OwnerDep, get_principal
@@ -72,6 +75,38 @@ def _missing(experiment: Experiment, what: str) -> ApiError:
     )
 
 
+def _download(
+    store: ArtifactStore, key: str, filename: str, missing: Callable[[], ApiError]
+) -> Response:
+    """The object as a download: sent from its file where the store keeps one (sendfile, an
+    ETag and Last-Modified from the file, ranges), streamed from the store otherwise."""
+    if not store.exists(key):
+        raise missing()
+    path = store.local_path(key)
+    if path is not None:
+        return FileResponse(path, media_type="application/octet-stream", filename=filename)
+    try:
+        size, stream = store.size(key), store.open(key)
+    except FileNotFoundError:  # deleted in between
+        raise missing() from None
+    return StreamingResponse(
+        _chunks(stream),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
+
+
+def _chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    """The stream's bytes a megabyte at a time, closing it at the end (or when the client
+    goes away)."""
+    with stream:
+        while chunk := stream.read(size):
+            yield chunk
+
+
 @router.get(
     "/levels/{level}/metrics",
     response_model=LevelMetrics,
@@ -111,16 +146,14 @@ def level_mask(
     session: SessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
-) -> FileResponse:
+) -> Response:
     experiment = _experiment(session, experiment_id, owner)
     _check_level(experiment, level)
-    path = artifacts.mask_path(settings, experiment.id, level)
-    if not path.is_file():
-        raise _missing(experiment, f"the mask of level {level}")
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"{experiment.id}-level{level:03d}-mask.safetensors",
+    return _download(
+        artifacts.experiment_store(settings, experiment.id),
+        artifacts.mask_key(level),
+        f"{experiment.id}-level{level:03d}-mask.safetensors",
+        lambda: _missing(experiment, f"the mask of level {level}"),
     )
 
 
@@ -137,13 +170,11 @@ def ticket(
     session: SessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
-) -> FileResponse:
+) -> Response:
     experiment = _experiment(session, experiment_id, owner)
-    path = artifacts.ticket_path(settings, experiment.id)
-    if not path.is_file():
-        raise _missing(experiment, "the winning ticket")
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"{experiment.id}-ticket.safetensors",
+    return _download(
+        artifacts.experiment_store(settings, experiment.id),
+        KEYS.ticket,
+        f"{experiment.id}-ticket.safetensors",
+        lambda: _missing(experiment, "the winning ticket"),
     )

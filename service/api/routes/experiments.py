@@ -6,28 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 
-from lth_core.spec import TAG_PATTERN, ModelName, parse_spec, short_budget
+from lth_core.spec import TAG_PATTERN, ModelName
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
-from service.errors import (
-    Conflict,
-    TooManyRequests,
-    Unprocessable,
-    detail,
-    error_responses,
-    invalid_spec,
-)
+from service.errors import Conflict, detail, error_responses
 from service.events import event_stream
-from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
-from service.quotas import check_active_limit
 from service.reads import authorized_read, experiment_response, list_response, not_found
 from service.schemas import ExperimentList, ExperimentOut, StatusName
-from service.spec_limits import check_spec_limits
-from store import artifacts, experiments, queue
+from service.use_cases.submit import submit
+from store import artifacts, experiments
 from store.broker import DEFAULT_QUEUE
 from store.models import Status
 
@@ -101,49 +91,14 @@ def submit_experiment(
     ] = DEFAULT_QUEUE,
 ) -> ExperimentOut:
     """Validates the spec, stores a queued experiment, then hands its id to the workers."""
-    if not isinstance(body, dict):
-        raise Unprocessable(
-            "the body must be a JSON object (the experiment spec)",
-            error_type="invalid_spec",
-            details=[detail(["body"], "Input should be an object", "dict_type")],
-        )
-    try:
-        spec = parse_spec(body)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
-    check_spec_limits(spec, settings)
-    spec_json = spec.model_dump(mode="json")
-    mask = check_mask_source(session, settings, spec, principal.visible_owner)
-    if mask is not None:
-        spec_json["mask"] = mask
-    owner = principal.owner
-    experiments.lock_owner(session, owner)
-    try:
-        experiment, created = experiments.create(
-            session, spec_json, owner=owner, idempotency_key=idempotency_key, queue=queue_name
-        )
-    except experiments.IdempotencyConflict as exc:
-        raise Unprocessable(
-            f"Idempotency-Key already used for experiment {exc.existing.id} with a different "
-            "spec; use a new key for a new experiment",
-            error_type="idempotency_key_reused",
-            details=[detail(["header", "Idempotency-Key"], "reused", "idempotency_key_reused")],
-        ) from None
-    if created:
-        try:
-            check_active_limit(session, settings, owner)
-        except TooManyRequests:
-            session.rollback()
-            raise
-    session.commit()
-    if created:
-        queue.enqueue(experiment.id, settings, experiment.queue)
-    else:
+    # The logic is service.use_cases.submit's; the route says where it is and if it replayed.
+    submitted = submit(
+        session, settings, principal, body, idempotency_key=idempotency_key, queue_name=queue_name
+    )
+    if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/experiments/{experiment.id}"
-    out = experiment_out(experiment)
-    out.notes = short_budget.notes(body)
-    return out
+    response.headers["Location"] = f"/experiments/{submitted.experiment.id}"
+    return submitted.experiment
 
 
 IfNoneMatch = Annotated[
@@ -327,5 +282,5 @@ def delete_experiment(
             error_type="not_finished",
         )
     session.commit()
-    artifacts.remove_experiment_dir(settings, experiment_id)
+    artifacts.remove_experiment(settings, experiment_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

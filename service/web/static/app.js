@@ -12,7 +12,11 @@ const FIGURES = [
   ["early_stop_iteration", "Early-stop iteration"],
   ["early_stop_accuracy", "Accuracy at early stop"],
 ];
-const ACTIVE = new Set(["queued", "running"]);
+// The API's vocabulary (GET /meta: store.status's values, lth_core.runs's grammar), read once
+// before the first page is drawn, so the page never lists a status the server does not have.
+let STATUSES = [];
+let ACTIVE = new Set();
+let meta = null; // the promise of GET /meta; reset when it failed, so the next page retries
 const PAGE = 25;
 let timer = null; // the one poll loop of the page shown
 let stream = null; // the AbortController of the event stream the page follows
@@ -257,12 +261,27 @@ function parseHash() {
   return { path, params: new URLSearchParams(query || "") };
 }
 
+function loadMeta() {
+  if (!meta) {
+    meta = getJson("/meta").then((body) => {
+      STATUSES = body.statuses;
+      ACTIVE = new Set(body.active_statuses);
+      return body;
+    }, (err) => {
+      meta = null;
+      throw err;
+    });
+  }
+  return meta;
+}
+
 async function route() {
   stop();
   keyStatus();
   const { path, params } = parseHash();
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.remove("active"));
   try {
+    await loadMeta();
     let m;
     if ((m = path.match(/^\/experiments\/([0-9a-fA-F]{32})$/))) await experimentPage(m[1]);
     else if (path === "/compare") {
@@ -285,13 +304,14 @@ function runFraction(exp) {
   if (exp.status === "succeeded") return 1;
   let within = 0;
   if (typeof p.level === "number" && p.level >= p.levels_finished && p.iterations) {
-    const controls = (exp.spec && exp.spec.controls) || [];
-    const kinds = p.level === 0 && !(exp.spec && exp.spec.mask) ? ["ticket"] : ["ticket", ...controls];
+    // The level's runs as the server counts them (every trial's, controls where controls_at
+    // has them), in training order; p.kind is the one training now.
+    const runs = Array.isArray(p.runs) && p.runs.length ? p.runs : [p.kind];
     const fraction = Math.min(1, (p.iteration || 0) / p.iterations);
     // A stacked level trains all its runs at once (p.kinds, kind "ticket+random_reinit").
     const stacked = Array.isArray(p.kinds) && p.kinds.length > 1;
-    const index = Math.max(0, kinds.indexOf(p.kind));
-    within = stacked ? fraction : (index + fraction) / kinds.length;
+    const index = Math.max(0, runs.indexOf(p.kind));
+    within = stacked ? fraction : (index + fraction) / runs.length;
   }
   return Math.min(1, (p.levels_finished + within) / levels);
 }
@@ -338,7 +358,7 @@ async function listPage(params) {
     location.hash = `#/?${next}`;
   };
   const statusSelect = el("select", { id: "status-filter", onchange: (e) => go({ status: e.target.value }) },
-    ["", "queued", "running", "succeeded", "failed", "cancelled"].map((s) =>
+    ["", ...STATUSES].map((s) =>
       el("option", { value: s, selected: s === status }, s || "any status")));
   const tagInput = el("input", { type: "text", id: "tag-filter", placeholder: "tag", value: tag });
   tagInput.addEventListener("change", () => go({ tag: tagInput.value.trim() }));
@@ -448,7 +468,9 @@ function figureCard(name, title, base, query) {
 
 function levelTable(exp) {
   const ticketLevel = exp.ticket ? exp.ticket.level : null;
-  const kinds = ["ticket", ...((exp.spec && exp.spec.controls) || [])];
+  // The run kinds the finished levels report (the ticket, then each control the server
+  // returns for some level): a level without one (level 0, one controls_at leaves out) shows –.
+  const kinds = ["ticket", ...new Set(exp.levels.flatMap((lv) => Object.keys(lv.controls || {})))];
   // ± std over a level's trials, where the engine reports them (stats[kind][metric].std).
   const std = (lv, kind, key) => {
     const d = lv.stats && lv.stats[kind] && lv.stats[kind][key];

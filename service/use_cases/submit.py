@@ -1,0 +1,99 @@
+"""Submitting an experiment: validate the spec, store it queued, hand its id to the workers.
+
+Kept out of the route so that the route only reads the request (body, headers, query) and
+writes the answer's headers. The order of the steps is the point: the owner's lock
+(store.experiments.lock_owner) serializes one owner's submits, so two at once cannot both pass
+the active limit, and the id goes to the broker only once the row is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from lth_core.spec import parse_spec, short_budget
+from service.errors import TooManyRequests, Unprocessable, detail, invalid_spec
+from service.mask_reuse import check_mask_source
+from service.presenters import experiment_out
+from service.quotas import check_active_limit
+from service.schemas import ExperimentOut
+from service.spec_limits import check_spec_limits
+from store import experiments, queue
+from store.api_keys import Principal
+from store.settings import Settings
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The experiment as the answer shows it, and whether this request created it (False: an
+    Idempotency-Key replay of an earlier submit)."""
+
+    experiment: ExperimentOut
+    created: bool
+
+
+def submit(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    body: Any,
+    *,
+    idempotency_key: str | None,
+    queue_name: str,
+) -> Submitted:
+    """Validates the spec, stores a queued experiment, then hands its id to the workers.
+
+    Raises the API's errors (422 for a spec that is not one, 404/409/422 for an unusable
+    mask, 413 for a spec over the limits, 429 over the active limit)."""
+    spec_json = _validated(session, settings, principal, body)
+    owner = principal.owner
+    experiments.lock_owner(session, owner)
+    try:
+        experiment, created = experiments.create(
+            session, spec_json, owner=owner, idempotency_key=idempotency_key, queue=queue_name
+        )
+    except experiments.IdempotencyConflict as exc:
+        raise Unprocessable(
+            f"Idempotency-Key already used for experiment {exc.existing.id} with a different "
+            "spec; use a new key for a new experiment",
+            error_type="idempotency_key_reused",
+            details=[detail(["header", "Idempotency-Key"], "reused", "idempotency_key_reused")],
+        ) from None
+    if created:
+        try:
+            check_active_limit(session, settings, owner)
+        except TooManyRequests:
+            session.rollback()
+            raise
+    session.commit()
+    if created:
+        queue.enqueue(experiment.id, settings, experiment.queue)
+    out = experiment_out(experiment)
+    out.notes = short_budget.notes(body)
+    return Submitted(out, created)
+
+
+def _validated(
+    session: Session, settings: Settings, principal: Principal, body: Any
+) -> dict[str, Any]:
+    """The spec to store: parsed (defaults filled in), within the limits, its mask source
+    checked and normalized."""
+    if not isinstance(body, dict):
+        raise Unprocessable(
+            "the body must be a JSON object (the experiment spec)",
+            error_type="invalid_spec",
+            details=[detail(["body"], "Input should be an object", "dict_type")],
+        )
+    try:
+        spec = parse_spec(body)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+    check_spec_limits(spec, settings)
+    spec_json = spec.model_dump(mode="json")
+    mask = check_mask_source(session, settings, spec, principal.visible_owner)
+    if mask is not None:
+        spec_json["mask"] = mask
+    return spec_json
