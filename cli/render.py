@@ -1,4 +1,5 @@
-"""The per-level results table, shared by `lth run` and the service client (torch-free)."""
+"""What results look like in a terminal (the per-level table, costs, timings), shared by
+`lth run` and the service commands, so both show an experiment alike (torch-free)."""
 
 from __future__ import annotations
 
@@ -150,3 +151,19 @@ def cost_lines(result: Mapping[str, Any]) -> list[str]:
             "winning ticket"
         )
     return lines
+
+
+def timing_text(progress: Mapping[str, Any]) -> str:
+    """``elapsed 1:02  12.5 it/s  level ETA 0:40  ETA 5:10`` from what the API reports."""
+    from lth_core.eta import clock_text
+
+    parts = []
+    if progress.get("elapsed_seconds") is not None:
+        parts.append(f"elapsed {clock_text(progress['elapsed_seconds'])}")
+    if progress.get("iterations_per_second") is not None:
+        parts.append(f"{progress['iterations_per_second']:.1f} it/s")
+    if progress.get("level_eta_seconds") is not None:
+        parts.append(f"level ETA {clock_text(progress['level_eta_seconds'])}")
+    if progress.get("eta_seconds") is not None:
+        parts.append(f"ETA {clock_text(progress['eta_seconds'])}")
+    return "  ".join(parts)
