@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
 def pct(x: float | None) -> str:
+    """A fraction as a percentage cell; ``-`` where the number does not exist (yet)."""
     return "-" if x is None else f"{100 * x:.2f}"
 
 
@@ -167,3 +170,17 @@ def timing_text(progress: Mapping[str, Any]) -> str:
     if progress.get("eta_seconds") is not None:
         parts.append(f"ETA {clock_text(progress['eta_seconds'])}")
     return "  ".join(parts)
+
+
+def progress_bars(console: Console, disable: bool) -> Progress:
+    """The bars of `lth run` and of `lth submit --wait` (tasks "levels" and "iterations", with
+    an ``info`` field), one definition so a local run and a service one look alike."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=disable,
+    )

@@ -12,17 +12,10 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
 from cli.api_client import follow_experiment
-from cli.render import timing_text
+from cli.render import progress_bars, timing_text
 
 
 def wait_for(
@@ -36,15 +29,8 @@ def wait_for(
     """Follows the experiment until it finishes, with bars over levels and the current run
     (and the speed and ETA the API reports). Without a terminal, a line at each new run and
     every `line_seconds` instead, so a log shows where it stands."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    )
     lines = show and not console.is_terminal
-    with Progress(*columns, console=console, disable=not show or lines) as bars:
+    with progress_bars(console, disable=not show or lines) as bars:
         view = _Bars(bars, console, lines, line_seconds)
         return follow_experiment(client, experiment_id, interval, view.draw)
 

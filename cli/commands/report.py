@@ -31,6 +31,7 @@ _VENDOR = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
 
 
 def register(app: typer.Typer) -> None:
+    """Adds `lth report`, its help from REPORT_HELP."""
     app.command("report", help=REPORT_HELP)(report)
 
 
@@ -47,6 +48,8 @@ def report(
     url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
 ) -> None:
+    """`lth report` (help: REPORT_HELP). Run folders and the service yield the same figure
+    specs, images and level tables, so one HTML writer serves both."""
     if local:
         specs, tables, images = _local(targets)
     else:

@@ -36,6 +36,7 @@ Example spec:  {"model": "lenet_300_100", "dataset": {"name": "fashion_mnist"},
 
 
 def register(app: typer.Typer) -> None:
+    """Adds `lth run`, its help from RUN_HELP (longer than a docstring should be)."""
     app.command("run", help=RUN_HELP)(run)
 
 
@@ -120,6 +121,8 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
+    """`lth run` (help: RUN_HELP). A failed start or a failure before any level finished
+    leaves no new --out behind; an interrupt keeps it, for the same command to resume."""
     spec = read_spec(spec_file, set_ or [])
 
     from rich.console import Console
