@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,7 +129,6 @@ def run(
     from rich.console import Console
 
     from cli.progress import RunProgress
-    from cli.render import cost_lines, level_table
     from lth_core import preflight
     from lth_core.experiment import Experiment, InitialMask
 
@@ -170,7 +170,19 @@ def run(
                 err=True,
             )
             raise typer.Exit(130) from None
-    results = json.loads(experiment.layout.results.read_text())
+    show_results(spec, experiment.layout.results, summaries)
+    write_plots(out)
+    typer.echo(f"artifacts in {out}")
+
+
+def show_results(spec: Any, results_file: Path, summaries: Sequence[Any]) -> None:
+    """The level table and the cost lines, read back from results.json so a finished run
+    prints what its folder holds (the ticket rule's verdict included)."""
+    from rich.console import Console
+
+    from cli.render import cost_lines, level_table
+
+    results = json.loads(results_file.read_text())
     Console().print(
         level_table(
             summaries,
@@ -181,8 +193,6 @@ def run(
     )
     for line in cost_lines(results):
         typer.echo(line)
-    write_plots(out)
-    typer.echo(f"artifacts in {out}")
 
 
 def _has_finished_levels(out: Path) -> bool:
