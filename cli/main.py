@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import client, keys, report, run, server
+from cli.commands import api, artifacts, experiments, keys, report, run, workers
 
 app = typer.Typer(
     name="lth",
@@ -25,7 +25,7 @@ def main() -> None:
     """Keeps `lth` a group of subcommands however many are registered."""
 
 
-for module in (run, server, client, keys, report):
+for module in (run, api, workers, experiments, artifacts, keys, report):
     module.register(app)
 
 

@@ -16,18 +16,15 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
+from cli.render import progress_bars
 from lth_core.results.eta import Speed, clock_text, estimate, iterations_left
 
 
 class RunProgress:
+    """The engine's progress callback and the bars it moves; a context manager so the bars
+    are torn down (and the terminal restored) however the run ends."""
+
     def __init__(
         self,
         spec: Any,
@@ -49,15 +46,7 @@ class RunProgress:
         self._finished = 0
         self._last_line = float("-inf")
         self._last_run: tuple[int, str] | None = None
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not enabled or self.lines,
-        )
+        self.progress = progress_bars(console, disable=not enabled or self.lines)
         self.level_task = self.progress.add_task("levels", total=self.levels, info="")
         self.run_task = self.progress.add_task("iterations", total=self.iterations, info="")
 
@@ -96,6 +85,7 @@ class RunProgress:
             self._print(f"levels {self._finished}/{self.levels} finished: done")
 
     def stop(self) -> None:
+        """Clears the bars before an error or interrupt message, so it is not drawn over."""
         self.progress.stop()
 
     def update(self, event: Any) -> None:

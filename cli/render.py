@@ -1,14 +1,18 @@
-"""The per-level results table, shared by `lth run` and the service client (torch-free)."""
+"""What results look like in a terminal (the per-level table, costs, timings), shared by
+`lth run` and the service commands, so both show an experiment alike (torch-free)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
 def pct(x: float | None) -> str:
+    """A fraction as a percentage cell; ``-`` where the number does not exist (yet)."""
     return "-" if x is None else f"{100 * x:.2f}"
 
 
@@ -150,3 +154,33 @@ def cost_lines(result: Mapping[str, Any]) -> list[str]:
             "winning ticket"
         )
     return lines
+
+
+def timing_text(progress: Mapping[str, Any]) -> str:
+    """``elapsed 1:02  12.5 it/s  level ETA 0:40  ETA 5:10`` from what the API reports."""
+    from lth_core.results.eta import clock_text
+
+    parts = []
+    if progress.get("elapsed_seconds") is not None:
+        parts.append(f"elapsed {clock_text(progress['elapsed_seconds'])}")
+    if progress.get("iterations_per_second") is not None:
+        parts.append(f"{progress['iterations_per_second']:.1f} it/s")
+    if progress.get("level_eta_seconds") is not None:
+        parts.append(f"level ETA {clock_text(progress['level_eta_seconds'])}")
+    if progress.get("eta_seconds") is not None:
+        parts.append(f"ETA {clock_text(progress['eta_seconds'])}")
+    return "  ".join(parts)
+
+
+def progress_bars(console: Console, disable: bool) -> Progress:
+    """The bars of `lth run` and of `lth submit --wait` (tasks "levels" and "iterations", with
+    an ``info`` field), one definition so a local run and a service one look alike."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=disable,
+    )

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli import keys as keys_cli
+from cli.commands import keys as keys_cli
 from service.security import StartupRefused, check_startup, enforce_startup, is_loopback
 from store import api_keys
 from store.db import dispose_engines, session_scope

@@ -12,7 +12,7 @@ from service.main import create_app
 app = create_app()
 app.openapi()
 import store.artifacts, store.db, store.experiments, store.models, store.queue, store.settings
-import cli.client, cli.server
+import cli.main
 heavy = sorted(m for m in ("torch", "torchvision", "numpy") if m in sys.modules)
 print(",".join(heavy))
 """

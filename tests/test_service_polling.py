@@ -78,7 +78,7 @@ def test_etag_answers_304_and_changes_with_the_experiment(
     assert other.status_code == 200
 
     # The CLI's poller: the second read is a 304 and gives the same body.
-    from cli.client import Conditional
+    from cli.api_client import Conditional
 
     seen: list[int] = []
     client.event_hooks["response"].append(lambda r: seen.append(r.status_code))
@@ -150,7 +150,7 @@ def test_event_stream_follows_a_real_experiment_to_its_end(
             assert later[-1][0] == "end"
 
             # The CLI follows the same stream (`lth submit --wait`) and stops at its end.
-            from cli.client import follow_events
+            from cli.api_client import follow_events
 
             client.headers.update(bearer(alice))
             followed: list[str] = []

@@ -156,8 +156,8 @@ def test_figures_module_stays_torch_free() -> None:
 def test_lth_report_local_and_lth_run_plots(tmp_path: Path, engine_run: EngineRun) -> None:
     from typer.testing import CliRunner
 
+    from cli.commands.run import write_plots
     from cli.main import app
-    from cli.run import write_plots
 
     run_dir = tmp_path / "run"
     shutil.copytree(engine_run.out_dir, run_dir)
@@ -180,7 +180,7 @@ def test_lth_report_local_and_lth_run_plots(tmp_path: Path, engine_run: EngineRu
 
 
 def test_hostile_names_are_escaped_in_the_html_report(tmp_path: Path, engine_run) -> None:
-    from cli.report import html_report
+    from cli.commands.report import html_report
 
     hostile = "</script><script>alert(1)</script>"
     spec = figures.figure("early_stop_accuracy", [figures.Source(hostile, {}, [])])
@@ -195,12 +195,12 @@ def test_lth_report_from_the_api(
     """`lth report ID ...` fetches the API's own descriptions and images (one and several)."""
     from typer.testing import CliRunner
 
-    import cli.report
+    import cli.commands.report
     from cli.main import app
     from service.main import create_app
 
     monkeypatch.setattr(
-        cli.report, "_client", lambda url, key, timeout: TestClient(create_app(settings))
+        cli.commands.report, "connect", lambda url, key, timeout: TestClient(create_app(settings))
     )
     other = submit(client, tiny_spec(seed=5))["id"]
     for ids, out in (([finished], tmp_path / "one"), ([finished, other], tmp_path / "two")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ Example spec:  {"model": "lenet_300_100", "dataset": {"name": "fashion_mnist"},
 
 
 def register(app: typer.Typer) -> None:
+    """Adds `lth run`, its help from RUN_HELP (longer than a docstring should be)."""
     app.command("run", help=RUN_HELP)(run)
 
 
@@ -119,12 +121,13 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
+    """`lth run` (help: RUN_HELP). A failed start or a failure before any level finished
+    leaves no new --out behind; an interrupt keeps it, for the same command to resume."""
     spec = read_spec(spec_file, set_ or [])
 
     from rich.console import Console
 
     from cli.progress import RunProgress
-    from cli.render import cost_lines, level_table
     from lth_core import preflight
     from lth_core.experiment import Experiment, InitialMask
 
@@ -166,7 +169,19 @@ def run(
                 err=True,
             )
             raise typer.Exit(130) from None
-    results = json.loads(experiment.layout.results.read_text())
+    show_results(spec, experiment.layout.results, summaries)
+    write_plots(out)
+    typer.echo(f"artifacts in {out}")
+
+
+def show_results(spec: Any, results_file: Path, summaries: Sequence[Any]) -> None:
+    """The level table and the cost lines, read back from results.json so a finished run
+    prints what its folder holds (the ticket rule's verdict included)."""
+    from rich.console import Console
+
+    from cli.render import cost_lines, level_table
+
+    results = json.loads(results_file.read_text())
     Console().print(
         level_table(
             summaries,
@@ -177,8 +192,6 @@ def run(
     )
     for line in cost_lines(results):
         typer.echo(line)
-    write_plots(out)
-    typer.echo(f"artifacts in {out}")
 
 
 def _has_finished_levels(out: Path) -> bool:

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.client import ApiKeyOption, ClientError, UrlOption, _call, _client, _fail
+from cli.api_client import DEFAULT_URL, ClientError, call, connect
+from cli.commands.common import ApiKeyOption, UrlOption, fail
 
 REPORT_HELP = """Write the paper's three figures (PNG, SVG) and report.html for experiments.
 
@@ -30,6 +31,7 @@ _VENDOR = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
 
 
 def register(app: typer.Typer) -> None:
+    """Adds `lth report`, its help from REPORT_HELP."""
     app.command("report", help=REPORT_HELP)(report)
 
 
@@ -43,16 +45,18 @@ def report(
     local: Annotated[
         bool, typer.Option("--local", help="TARGETS are `lth run` folders: no server needed.")
     ] = False,
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
 ) -> None:
+    """`lth report` (help: REPORT_HELP). Run folders and the service yield the same figure
+    specs, images and level tables, so one HTML writer serves both."""
     if local:
         specs, tables, images = _local(targets)
     else:
         try:
             specs, tables, images = _remote(targets, url, api_key)
         except ClientError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     for name, data in images.items():
         (out / name).write_bytes(data)
@@ -68,7 +72,7 @@ def _local(dirs: Sequence[str]) -> tuple[dict, list, dict]:
     for d in dirs:
         path = Path(d)
         if not (path / "spec.json").is_file():
-            raise _fail(f"{path} is not an `lth run` folder (no spec.json)")
+            raise fail(f"{path} is not an `lth run` folder (no spec.json)")
         sources.append(figures.source_from_run_dir(path))
     specs = {name: figures.figure(name, sources) for name in figures.FIGURES}
     images = {
@@ -86,10 +90,10 @@ def _local(dirs: Sequence[str]) -> tuple[dict, list, dict]:
 def _remote(ids: Sequence[str], url: str, api_key: str | None) -> tuple[dict, list, dict]:
     from lth_core.report.figures import FIGURES
 
-    with _client(url, api_key, timeout=120) as client:
+    with connect(url, api_key, timeout=120) as client:
         tables = []
         for experiment_id in ids:
-            body = _call(client, "GET", f"/experiments/{experiment_id}").json()
+            body = call(client, "GET", f"/experiments/{experiment_id}").json()
             ticket = body.get("ticket") or {}
             tables.append(
                 {
@@ -106,11 +110,9 @@ def _remote(ids: Sequence[str], url: str, api_key: str | None) -> tuple[dict, li
             base, query = "/compare/plots", "?ids=" + ",".join(t["id"] for t in tables)
         specs, images = {}, {}
         for name in FIGURES:
-            specs[name] = _call(client, "GET", f"{base}/{name}.json{query}").json()
+            specs[name] = call(client, "GET", f"{base}/{name}.json{query}").json()
             for fmt in ("png", "svg"):
-                images[f"{name}.{fmt}"] = _call(
-                    client, "GET", f"{base}/{name}.{fmt}{query}"
-                ).content
+                images[f"{name}.{fmt}"] = call(client, "GET", f"{base}/{name}.{fmt}{query}").content
     return specs, tables, images
 
 

@@ -1,0 +1,1 @@
+"""The `lth` commands, one module per group; each module's `register(app)` adds its own."""
