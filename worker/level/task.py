@@ -1,7 +1,7 @@
 """The body of one ``lth.run_experiment`` task: lease an experiment, run its next unfinished
 level, record it, hand on. This module is the lease's lifecycle; the parts of a level live in
-:mod:`worker.repair` (gaps a crashed predecessor left), :mod:`worker.level_controls` (the
-level's control runs, offered to other workers) and :mod:`worker.progress`.
+:mod:`worker.level.repair` (gaps a crashed predecessor left), :mod:`worker.level.controls`
+(the level's control runs, offered to other workers) and :mod:`worker.progress`.
 
 One task runs one level, not a whole experiment, for three reasons: the broker's visibility
 timeout and the task time limit only have to cover the longest level; a fresh worker child per
@@ -30,12 +30,12 @@ from store.db import session_scope
 from store.lease import LeaseOutcome
 from store.models import Status
 from store.settings import Settings
-from worker import level_controls
-from worker.control_run import default_worker_name
+from worker.control.run import default_worker_name
 from worker.engine import build_experiment, load_spec
 from worker.heartbeat import Heartbeat, LeaseLost, held
+from worker.level import controls as level_controls
+from worker.level.repair import repair
 from worker.progress import database_progress
-from worker.repair import repair
 
 if TYPE_CHECKING:
     from lth_core.experiment import Experiment
