@@ -97,7 +97,7 @@ def test_the_list_filters_by_name_and_model(client: TestClient) -> None:
 
 
 def _worker(settings: Settings, experiment_id: str) -> str:
-    from worker.level_task import LevelTask
+    from worker.level.task import LevelTask
 
     return LevelTask(settings, experiment_id, send_next=lambda: None, device="cpu").run()
 

@@ -120,7 +120,7 @@ def test_killed_before_the_rename_the_api_serves_nothing_half_written(
 
 
 def _run_worker(settings: Settings, experiment_id: str) -> str:
-    from worker.level_task import LevelTask
+    from worker.level.task import LevelTask
 
     return LevelTask(settings, experiment_id, send_next=lambda: None, device="cpu").run()
 

@@ -89,7 +89,7 @@ def test_etag_answers_304_and_changes_with_the_experiment(
 
 def _run_like_worker(settings: Settings, experiment_id: str, delay: float) -> threading.Thread:
     """A worker in a thread: every level of the experiment, as `lth worker` runs them."""
-    from worker.level_task import LevelTask, Outcome
+    from worker.level.task import LevelTask, Outcome
 
     def work() -> None:
         time.sleep(delay)  # let the stream see the experiment queued first

@@ -22,9 +22,9 @@ from store.db import dispose_engines, make_engine, session_factory, session_scop
 from store.lease import LeaseOutcome
 from store.models import Base, Experiment, RunClaim, Status, utcnow
 from store.settings import Settings
-from worker.control_run import ControlOutcome
-from worker.level_task import LevelTask, Outcome
-from worker.offered_control import OfferedControl
+from worker.control.offered import OfferedControl
+from worker.control.run import ControlOutcome
+from worker.level.task import LevelTask, Outcome
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -300,7 +300,7 @@ def test_a_level_settles_its_controls_but_never_a_trials_ticket(settings, monkey
     from contextlib import contextmanager
 
     from lth_core.experiment import Experiment
-    from worker import level_controls
+    from worker.level import controls as level_controls
 
     class Level:
         def runs_at_level(self, level: int) -> list[str]:

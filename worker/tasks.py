@@ -1,5 +1,5 @@
-"""Celery tasks: thin adapters from a message (ids, JSON) to :mod:`worker.level_task` and
-:mod:`worker.offered_control`."""
+"""Celery tasks: thin adapters from a message (ids, JSON) to :mod:`worker.level.task` and
+:mod:`worker.control.offered`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from celery import Task, group
 from store.broker import DEFAULT_QUEUE, RUN_CONTROL_TASK, RUN_EXPERIMENT_TASK
 from store.settings import get_settings
 from worker.app import app
-from worker.control_run import default_worker_name
-from worker.level_task import LevelTask
-from worker.offered_control import OfferedControl
+from worker.control.offered import OfferedControl
+from worker.control.run import default_worker_name
+from worker.level.task import LevelTask
 
 
 def _queue_of(task: Task) -> str:

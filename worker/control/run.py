@@ -1,11 +1,11 @@
 """One control run under its lease: claim it, train it with a heartbeat, publish, record.
 
 Used in two places with the same rules: by a ``lth.run_control`` task on whichever worker got
-the offer (:mod:`worker.offered_control`), and by the level's holder, which trains every
+the offer (:mod:`worker.control.offered`), and by the level's holder, which trains every
 control nobody has claimed (so one worker alone finishes everything) and takes over any whose
-holder stopped heart-beating (:mod:`worker.level_controls`). The claim (store.run_claims) guarantees
-that a run is trained by one process at a time; staging (worker.staging) that two processes
-never write its file.
+holder stopped heart-beating (:mod:`worker.level.controls`). The claim (store.run_claims)
+guarantees that a run is trained by one process at a time; staging (worker.control.staging)
+that two processes never write its file.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from store import run_claims
 from store.db import session_scope
 from store.lease import LeaseOutcome
 from store.settings import Settings
+from worker.control.staging import publish, train_staged
 from worker.heartbeat import Heartbeat, LeaseLost, held
-from worker.staging import publish, train_staged
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,5 +1,5 @@
 """An offered control: the body of a ``lth.run_control`` task, which trains one control run
-that the level's holder offered to other workers (:mod:`worker.level_controls`).
+that the level's holder offered to other workers (:mod:`worker.level.controls`).
 
 The message is only an offer. The database and the files decide: a run whose experiment is no
 longer active, whose level has no mask yet (never true for a message the level task sent, but
@@ -21,7 +21,7 @@ from store.artifacts import layout
 from store.db import session_scope
 from store.lease import LeaseOutcome
 from store.settings import Settings
-from worker.control_run import ControlOutcome, ControlRun, default_worker_name
+from worker.control.run import ControlOutcome, ControlRun, default_worker_name
 from worker.engine import build_experiment, load_spec
 from worker.heartbeat import LeaseLost
 

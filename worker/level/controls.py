@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from store import run_claims
 from store.db import session_scope
 from store.settings import Settings
-from worker.control_run import ControlOutcome, ControlRun
+from worker.control.run import ControlOutcome, ControlRun
 
 if TYPE_CHECKING:
     from lth_core.experiment import Experiment
