@@ -14,13 +14,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lth_core.results.summaries import choose_ticket
+from lth_core.spec.experiment_spec import verification_level
 
 
 def verify_level(spec: Mapping[str, Any]) -> int | None:
     """The verification level of a spec (as JSON), or None when it does not verify."""
-    if spec.get("verify", False) is False:
-        return None
-    return int(spec.get("pruning", {}).get("levels", 0))
+    return verification_level(spec.get("verify", False), spec.get("pruning", {}).get("levels", 0))
 
 
 def final_ticket(spec: Mapping[str, Any], summaries: Iterable[Mapping[str, Any]]) -> int | None:

@@ -36,6 +36,12 @@ from lth_core.spec.seeds import derive_seed
 _merge = merge  # the name tests and the digest recipe import
 
 
+def verification_level(verify: object, levels: int) -> int | None:
+    """The level that verifies: the final one, pruning.levels, when `verify` is set (a
+    spec's or a stored spec's raw value); None without verification."""
+    return None if verify is False or verify is None else int(levels)
+
+
 MAX_TRIALS = 50
 MAX_CONTROL_REPEATS = 20
 
@@ -207,7 +213,7 @@ class ExperimentSpec(_Strict):
     def verify_level(self) -> int | None:
         """The verification level when `verify` is set: the final level, pruning.levels (its
         mask trained cheaply first would add nothing the verification does not redo)."""
-        return self.pruning.levels if self.verify_rule is not None else None
+        return verification_level(self.verify, self.pruning.levels)
 
     def is_reference_level(self, level: int) -> bool:
         """Levels trained under the verification rule: the verification level and the dense
