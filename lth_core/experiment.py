@@ -216,14 +216,12 @@ class Experiment:
         level: int,
         kind: str,
         *,
-        metrics_path: Path | None = None,
+        metrics_key: str | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
-        """Trains one run alone and writes it (its metrics to `metrics_path` if given, e.g. a
-        worker's staging file); `should_stop` replaces the experiment's stop check."""
-        return self.runner.train_run(
-            level, kind, metrics_path=metrics_path, should_stop=should_stop
-        )
+        """Trains one run alone and writes it (its metrics under `metrics_key` if given, e.g. a
+        worker's staging key); `should_stop` replaces the experiment's stop check."""
+        return self.runner.train_run(level, kind, metrics_key=metrics_key, should_stop=should_stop)
 
     def stacks_level(self, level: int, stack: bool | None = None) -> bool:
         return self.runner.stacks_level(level, stack)

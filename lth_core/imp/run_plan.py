@@ -5,13 +5,12 @@ mask, the start weights, the iteration the schedule and the data resume at, the 
 whether to keep a snapshot for rewinding. `publish_run` writes what a finished run leaves:
 the ticket's trained weights (input to the next level's pruning), the rewind point if one
 was taken, and last the metrics file, whose presence marks the run finished. Where the
-metrics go is the caller's: a worker stages a claimed control's metrics under a private name.
+metrics go is the caller's: a worker stages a claimed control's metrics under a private key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ from lth_core import pruning
 from lth_core.pruning import Mask, StateDict
 from lth_core.runs import is_ticket
 from lth_core.spec import TrainingSpec
-from lth_core.storage.files import put_json, put_tensors, save_json
+from lth_core.storage.files import put_json, put_tensors
 from lth_core.storage.layout import KEYS, Keys
 from lth_core.storage.store import ArtifactStore
 
@@ -47,7 +46,7 @@ def publish_run(
     trained: StateDict,
     *,
     snapshot: StateDict | None = None,
-    metrics_path: Path | None = None,
+    metrics_key: str | None = None,
 ) -> dict[str, Any]:
     """Writes a finished run (see the module docstring); returns its run record. The run's
     trial keeps its weights in its own folder (lth_core.storage.layout.Keys.of_trial)."""
@@ -63,10 +62,8 @@ def publish_run(
         "start_iteration": plan.start_iteration,
         **metrics,
     }
-    if metrics_path is not None:  # last: its presence marks the run finished
-        save_json(metrics_path, run)
-    else:
-        put_json(store, KEYS.run_metrics(plan.level, plan.kind), run)
+    # Last: its presence marks the run finished (a worker's staging key is published later).
+    put_json(store, metrics_key or KEYS.run_metrics(plan.level, plan.kind), run)
     return run
 
 

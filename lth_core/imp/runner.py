@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,14 +55,14 @@ class Runner:
         level: int,
         kind: str,
         *,
-        metrics_path: Path | None = None,
+        metrics_key: str | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
         plan = self.planner.plan(level, kind)
-        paths = {kind: metrics_path} if metrics_path is not None else {}
+        keys = {kind: metrics_key} if metrics_key is not None else {}
         if not trains(kind):
-            return self._evaluate_only(plan, metrics_path)
-        return self.train([plan], {kind}, paths, should_stop or self.should_stop)[0]
+            return self._evaluate_only(plan, metrics_key)
+        return self.train([plan], {kind}, keys, should_stop or self.should_stop)[0]
 
     def stacks_level(self, level: int, stack: bool | None = None) -> bool:
         """Whether the level's runs train as one stacked model (lth_core.train.stacked).
@@ -123,7 +122,7 @@ class Runner:
         self,
         plans: Sequence[RunPlan],
         write: Collection[str],
-        metrics_paths: dict[str, Path],
+        metrics_keys: dict[str, str],
         should_stop: Callable[[], bool] | None,
     ) -> list[dict[str, Any]]:
         """Trains the plans as one loop (stacked if more than one) and publishes those in
@@ -157,7 +156,7 @@ class Runner:
                 result.metrics,
                 member.model.state_dict(),
                 snapshot=result.snapshot,
-                metrics_path=metrics_paths.get(plan.kind),
+                metrics_key=metrics_keys.get(plan.kind),
             )
             for plan, member, result in zip(plans, members, results, strict=True)
             if plan.kind in write
@@ -178,7 +177,7 @@ class Runner:
             plan.snapshot_at,
         )
 
-    def _evaluate_only(self, plan: RunPlan, metrics_path: Path | None) -> dict[str, Any]:
+    def _evaluate_only(self, plan: RunPlan, metrics_key: str | None) -> dict[str, Any]:
         """A run that is evaluated at its start weights under its mask, with no step taken."""
         started = time.perf_counter()
         model = self.build(None)
@@ -201,7 +200,7 @@ class Runner:
         }
         seconds = time.perf_counter() - started
         metrics = summarize([point], point, seconds=seconds, iterations=plan.start_iteration)
-        return publish_run(self.store, plan, metrics, model.state_dict(), metrics_path=metrics_path)
+        return publish_run(self.store, plan, metrics, model.state_dict(), metrics_key=metrics_key)
 
     def _progress_hook(self, level: int, kind: str, kinds: tuple[str, ...]) -> Hook | None:
         if self.progress is None:

@@ -80,6 +80,11 @@ class Keys:
     def summary(self, level: int) -> str:
         return self.level_dir(level) + "/summary.json"
 
+    def staged_metrics(self, level: int, kind: str, token: str) -> str:
+        """Where a worker holding claim `token` writes a control's metrics before publishing
+        them under `run_metrics` (worker.control.staging)."""
+        return f"{self.level_dir(level)}/staging/{kind}.{token}.json"
+
     def diagnostic(self, level: int, name: str) -> str:
         """A diagnostic's result for the level (`instability.json`)."""
         return f"{self.level_dir(level)}/{name}.json"

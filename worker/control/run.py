@@ -146,9 +146,9 @@ class ControlRun:
             should_stop=lambda: heartbeat.lost or should_stop(),
         )
         if heartbeat.lost or not self._holds():
-            staged.unlink(missing_ok=True)
+            experiment.store.delete(staged)
             raise LeaseLost()
-        publish(staged, experiment.layout.run_metrics(self.level, self.kind))
+        publish(experiment.store, staged, self.level, self.kind)
         heartbeat.stop()  # finishing drops the claim: no beat may find it gone and cry "lost"
         self._finish(time.monotonic() - started)
         log.info(

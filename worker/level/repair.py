@@ -51,6 +51,7 @@ def repair(settings: Settings, experiment_id: str, experiment: Experiment, recor
 
 def read_summary(experiment: Experiment, level: int) -> dict[str, Any]:
     """A finished level's ``summary.json`` as the engine wrote it."""
-    from lth_core.storage.files import load_json
+    from lth_core.storage.json_files import get_json
+    from lth_core.storage.layout import KEYS
 
-    return load_json(experiment.layout.summary(level))
+    return get_json(experiment.store, KEYS.summary(level))
