@@ -31,7 +31,7 @@ from lth_core.imp.plans import Planner
 from lth_core.imp.run_plan import RunPlan
 from lth_core.imp.runner import Runner, trains
 from lth_core.nn.data import Splits, load_splits
-from lth_core.nn.models import PrunableModel, build_model
+from lth_core.nn.models import PrunableModel, build_model, weight_kinds
 from lth_core.pruning import Mask, StateDict
 from lth_core.runs import is_ticket
 from lth_core.spec import ExperimentSpec, PruningSpec, TrainingSpec
@@ -91,11 +91,11 @@ class Experiment:
         self.initial_mask = initial_mask
         self.folder = ExperimentFolder(spec, self.store, initial_mask, str(root))
         self.trial_seeds = [spec.trial_seed(t) for t in range(spec.trials)]
+        self._splits = splits.to(self.device) if splits is not None else None
         template = self.build(self.trial_seeds[0])
-        self.kinds = pruning.prunable_kinds(template.weight_kinds(), spec.pruning.exclude)
+        self.kinds = pruning.prunable_kinds(weight_kinds(template), spec.pruning.exclude)
         parameter_count = sum(p.numel() for p in template.parameters())
         self.theta0s = self.folder.theta0s(template, self.build)
-        self._splits = splits.to(self.device) if splits is not None else None
         shapes = {name: self.theta0s[0][name].shape for name in self.kinds}
         self.masks = LevelMasks(spec, self.store, self.kinds, shapes, initial_mask)
         self.planner = Planner(
@@ -253,16 +253,20 @@ class Experiment:
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = load_splits(self.spec.dataset).to(self.device)
+            self._splits = load_splits(self.spec.dataset, self.spec.seed).to(self.device)
         return self._splits
 
     def build(self, seed: int | None) -> PrunableModel:
-        """A fresh model of the experiment on the CPU (initialized from `seed`)."""
+        """A fresh model of the experiment on the CPU (initialized from `seed`). A plugin's
+        dataset that does not state its shape and classes is loaded to know them."""
         dataset = self.spec.dataset
-        return build_model(
+        shape, classes = dataset.input_shape, dataset.num_classes
+        if shape is None or classes is None:
+            shape, classes = self.splits.input_shape, self.splits.num_classes
+        return build_model(  # type: ignore[return-value]  # a plugin's is a plain nn.Module
             self.spec.model,
-            dataset.input_shape,
-            dataset.num_classes,
+            shape,
+            classes,
             dropout=self.spec.training.dropout,
             seed=seed,
         )

@@ -69,25 +69,33 @@ def fit_mask(
 def check(spec: ExperimentSpec, mask: Path | None) -> Splits:
     """Every input of a local run, checked; returns the loaded data for the experiment."""
     from lth_core import pruning
-    from lth_core.nn.models import build_model
+    from lth_core.nn.models import build_model, weight_kinds
 
     if spec.mask is not None and mask is None:
         raise InputError(
             "spec.mask names an experiment of the service; to run it locally, pass the mask "
             "file itself (lth run --mask FILE)"
         )
+    dataset = spec.dataset
+    # A plugin's dataset that does not state its shape is loaded first to know it.
+    splits = _load(spec) if dataset.input_shape is None or dataset.num_classes is None else None
     if mask is not None:
         given = read_mask_file(mask)
-        dataset = spec.dataset
-        template = build_model(spec.model, dataset.input_shape, dataset.num_classes)
-        kinds = pruning.prunable_kinds(template.weight_kinds(), spec.pruning.exclude)
+        shape = dataset.input_shape or splits.input_shape  # type: ignore[union-attr]
+        classes = dataset.num_classes or splits.num_classes  # type: ignore[union-attr]
+        template = build_model(spec.model, shape, classes)
+        kinds = pruning.prunable_kinds(weight_kinds(template), spec.pruning.exclude)
         state = template.state_dict()
         fit_mask(given, {n: state[n].shape for n in kinds}, spec.model, f"--mask {mask}")
+    return splits if splits is not None else _load(spec)
+
+
+def _load(spec: ExperimentSpec) -> Splits:
     try:
-        return load_splits(spec.dataset)
+        return load_splits(spec.dataset, spec.seed)
     except DatasetUnavailable as exc:
         raise InputError(str(exc)) from None
-    except ValueError as exc:  # e.g. validation_size larger than the dataset
+    except ValueError as exc:  # e.g. validation_size larger than the dataset; a plugin's error
         raise InputError(f"dataset: {exc}") from None
 
 

@@ -312,3 +312,32 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"] = "ready"
     checks: dict[str, str]
+
+
+class RegistryItem(BaseModel):
+    """One model, dataset, control or pruning strategy the service knows."""
+
+    name: str = Field(description="The name a spec uses.")
+    source: Literal["built-in", "plugin"] = Field(
+        description="built-in, or a plugin: an installed package's entry point."
+    )
+    package: str | None = Field(description="The plugin's package (null: built in).")
+    version: str | None = Field(description="The plugin package's version (null: built in).")
+    description: str = Field(description="One line, where the entry has one.")
+    facts: dict[str, Any] = Field(
+        description="What is known without running it: a model's paper_defaults, layer_kinds "
+        "(stackable for a built-in); a dataset's input_shape, num_classes, train_size, "
+        "test_size, normalization. A plugin has those its facts give (none: {})."
+    )
+    problem: str | None = Field(
+        description="Why a plugin's facts cannot be used (its entry still listed); null: none."
+    )
+
+
+class RegistryOut(BaseModel):
+    """Every name a spec may use, built-in or from an installed plugin (lth_core.registry)."""
+
+    models: list[RegistryItem]
+    datasets: list[RegistryItem]
+    controls: list[RegistryItem]
+    strategies: list[RegistryItem]

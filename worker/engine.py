@@ -6,11 +6,14 @@ torch is imported only inside :func:`build_experiment`, i.e. in the task's child
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lth_core.registry.plugins import PluginMissing
 from lth_core.spec import ExperimentSpec, parse_spec
+from lth_core.spec.names import missing_plugins
 from store.artifacts import experiment_dir, mask_path
 from store.db import session_scope
 from store.models import Experiment as ExperimentRow
@@ -21,10 +24,15 @@ if TYPE_CHECKING:
 
 
 def load_spec(settings: Settings, experiment_id: str) -> ExperimentSpec:
-    """The experiment's spec as stored (validated once by the API; parsed again here)."""
+    """The experiment's spec as stored (validated once by the API; parsed again here). A spec
+    naming a plugin this worker lacks is a PluginMissing naming the package (the API recorded
+    it in the spec's `plugins`), which fails the experiment with that one line."""
     with session_scope(settings) as session:
         row = session.get(ExperimentRow, experiment_id)
         data: dict[str, Any] = dict(row.spec) if row is not None else {}
+    missing = missing_plugins(data)
+    if missing is not None:
+        raise PluginMissing(f"{missing} (worker {socket.gethostname()})")
     return parse_spec(data)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lth_core.registry import Registry
+from lth_core.registry.plugins import CONTROLS_GROUP
 
 if TYPE_CHECKING:
     from lth_core.controls.base import Control
@@ -19,8 +20,10 @@ CONTROLS: Registry[type[Control]] = Registry(
         "sign_preserving_reinit": "lth_core.controls.sign_preserving_reinit:SignPreservingReinit",
         "supermask": "lth_core.controls.supermask:Supermask",
     },
+    group=CONTROLS_GROUP,
 )
-CONTROL_NAMES: tuple[str, ...] = CONTROLS.names()
+#: The built-in names (plugins too: CONTROLS.names()).
+CONTROL_NAMES: tuple[str, ...] = CONTROLS.builtin_names()
 
 
 def control(name: str) -> Control:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lth_core.registry import Registry
+from lth_core.registry.plugins import STRATEGIES_GROUP
 
 if TYPE_CHECKING:
     from lth_core.pruning.strategies.base import Strategy
@@ -16,8 +17,10 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
         "layerwise": "lth_core.pruning.strategies.layerwise:Layerwise",
         "global": "lth_core.pruning.strategies.global_:Global",
     },
+    group=STRATEGIES_GROUP,
 )
-STRATEGY_NAMES: tuple[str, ...] = STRATEGIES.names()
+#: The built-in names (plugins too: STRATEGIES.names()).
+STRATEGY_NAMES: tuple[str, ...] = STRATEGIES.builtin_names()
 
 
 def strategy(name: str) -> Strategy:

@@ -12,18 +12,17 @@ from lth_core.spec.experiment_spec import (
     _merge,
     parse_spec,
 )
+from lth_core.spec.names import ControlName, ModelName
 from lth_core.spec.paper_defaults import MODEL_NAMES
 from lth_core.spec.sections import (
     LAYER_KINDS,
     TAG_PATTERN,
     AnalysisSpec,
-    ControlName,
     ControlsAt,
     DatasetSpec,
     EarlyBirdSpec,
     InstabilitySpec,
     MaskSource,
-    ModelName,
     PruningRates,
     PruningSpec,
     ResetSpec,

@@ -181,11 +181,13 @@ def _message(root: type[BaseModel], err: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return _unknown_field(root, loc)
     if kind == "missing":
-        if loc == ("model",):
-            from lth_core.spec.paper_defaults import MODEL_NAMES
+        from lth_core.registry.models import MODELS
+        from lth_core.spec.paper_defaults import without_defaults
 
-            return f"required; one of {', '.join(MODEL_NAMES)}"
-        return "required"
+        if loc == ("model",):
+            return f"required; one of {', '.join(MODELS.names())}"
+        why = without_defaults(value.get("model")) if isinstance(value, dict) else None
+        return f"required: {why}" if why and len(loc) == 1 else "required"
     if kind == "literal_error":
         return _literal(value, ctx)
     if kind in ("int_type", "int_parsing", "int_from_float"):

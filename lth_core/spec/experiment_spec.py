@@ -14,17 +14,16 @@ from pydantic import Field, field_validator, model_validator
 from lth_core.registry.controls import draws
 from lth_core.runs import TICKET, run_id
 from lth_core.spec import short_budget
-from lth_core.spec.paper_defaults import PAPER_DEFAULTS, merge
+from lth_core.spec.names import ControlName, ModelName, plugin_packages
+from lth_core.spec.paper_defaults import merge, paper_defaults_of
 from lth_core.spec.sections import (
     MAX_TAGS,
     TAG_PATTERN,
     AnalysisSpec,
-    ControlName,
     ControlsAt,
     DatasetSpec,
     EarlyBirdSpec,
     MaskSource,
-    ModelName,
     PruningSpec,
     ResetSpec,
     TrainingSpec,
@@ -120,6 +119,15 @@ class ExperimentSpec(_Strict):
         "not change what is trained. Up to 20, each 1-40 letters, digits or _ . : + -.",
     )
 
+    plugins: dict[str, str] = Field(
+        default_factory=dict,
+        exclude_if=lambda v: not v,
+        description="Filled in by validation (what you write here is replaced): the plugin "
+        "package (package==version) behind each name the spec uses that is not built in, "
+        "keyed model:NAME, dataset:NAME, control:NAME or strategy:NAME. A worker without "
+        "that package fails the experiment naming it.",
+    )
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
@@ -138,17 +146,26 @@ class ExperimentSpec(_Strict):
     def _fill_paper_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        model = data.get("model")
-        if not isinstance(model, str) or model not in PAPER_DEFAULTS:
-            # The field validator reports the bad model name; nothing the paper's defaults
-            # or their adaptation would settle is reported beside it.
+        defaults = paper_defaults_of(data.get("model"))
+        if defaults is None:
+            # An unknown model: the field validator reports the bad name, and nothing the
+            # paper's defaults would settle is reported beside it. A plugin's model without
+            # defaults: the spec gives its sections (errors.py says so where they are missing).
             return short_budget.adapt(data, data)
-        return short_budget.adapt(merge(PAPER_DEFAULTS[model], data), data)
+        return short_budget.adapt(merge(defaults, data), data)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
         if not self.name:
             self.name = f"{self.model}-{self.dataset.name}"
+        self.plugins = plugin_packages(
+            self.model, self.dataset.name, self.controls, self.pruning.strategy
+        )
+        if self.training.dropout and "model:" + self.model in self.plugins:
+            raise ValueError(
+                f"training.dropout applies to the built-in models; plugin model {self.model!r} "
+                "builds its own layers (put dropout in its build)"
+            )
         if len(set(self.controls)) != len(self.controls):
             raise ValueError("controls must not repeat")
         if self.pruning.early_bird is not None and self.reset.mode == "rewind":

@@ -2,7 +2,8 @@
 
 A view of the model registry (each entry's `paper_defaults`, in lth_core/registry/models/),
 plain data free of torch, so that the API process can fill in defaults and show them to a
-user before any worker touches the spec.
+user before any worker touches the spec. A plugin's model has the defaults its facts give,
+or none: then the spec carries its dataset, training and pruning sections itself.
 """
 
 from __future__ import annotations
@@ -12,9 +13,27 @@ from typing import Any
 
 from lth_core.registry.models import MODEL_NAMES, MODELS
 
-PAPER_DEFAULTS: dict[str, dict[str, Any]] = {name: e.paper_defaults for name, e in MODELS.items()}
+__all__ = ["MODEL_NAMES", "merge", "paper_defaults_of", "without_defaults"]
 
-__all__ = ["MODEL_NAMES", "PAPER_DEFAULTS"]
+
+def paper_defaults_of(model: Any) -> dict[str, Any] | None:
+    """The spec sections filled in under the user's for `model`; None: unknown, or none."""
+    if not isinstance(model, str) or model not in MODELS:
+        return None
+    return MODELS[model].paper_defaults or None
+
+
+def without_defaults(model: Any) -> str | None:
+    """Why a known model's spec must give its sections itself (a plugin without paper
+    defaults); None when the model has them or is unknown."""
+    if not isinstance(model, str) or model not in MODELS or paper_defaults_of(model):
+        return None
+    plugin = MODELS.origin(model)
+    source = f" (plugin package {plugin.requirement})" if plugin is not None else ""
+    return (
+        f"model {model!r}{source} has no paper defaults, so the spec gives dataset, "
+        "training and pruning itself"
+    )
 
 
 def merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:

@@ -19,15 +19,10 @@ from pydantic import (
     model_validator,
 )
 
-from lth_core.registry.controls import CONTROL_NAMES
-from lth_core.registry.datasets import DATASET_NAMES, DATASETS
-from lth_core.registry.strategies import STRATEGY_NAMES
-from lth_core.spec.paper_defaults import MODEL_NAMES
+from lth_core.registry.datasets import DATASETS
+from lth_core.spec.names import DatasetName, StrategyName
 
-# The allowed names come from the registries (lth_core.registry, lth_core.controls).
-ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
-DatasetName = Literal[DATASET_NAMES]  # type: ignore[valid-type]
-ControlName = Literal[CONTROL_NAMES]  # type: ignore[valid-type]
+# The allowed names come from the registries, plugins included (lth_core.spec.names).
 LayerKind = Literal["conv", "fc", "output", "shortcut"]
 LAYER_KINDS: tuple[str, ...] = ("conv", "fc", "output", "shortcut")
 
@@ -97,20 +92,18 @@ class DatasetSpec(_Strict):
         return self
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """None: a plugin's dataset that does not say (known once it is loaded)."""
         if self.synthetic is not None:
             return self.synthetic.input_shape
-        shape = DATASETS[self.name].input_shape
-        assert shape is not None
-        return shape
+        return DATASETS[self.name].input_shape
 
     @property
-    def num_classes(self) -> int:
+    def num_classes(self) -> int | None:
+        """None: a plugin's dataset that does not say (known once it is loaded)."""
         if self.synthetic is not None:
             return self.synthetic.num_classes
-        classes = DATASETS[self.name].num_classes
-        assert classes is not None
-        return classes
+        return DATASETS[self.name].num_classes
 
 
 class TrainingSpec(_Strict):
@@ -224,7 +217,7 @@ class PruningSpec(_Strict):
     levels: int = Field(
         20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0."
     )
-    strategy: Literal[STRATEGY_NAMES]  # type: ignore[valid-type]
+    strategy: StrategyName
     schedule: Literal["iterative", "oneshot"] = "iterative"
     rates: PruningRates = Field(default_factory=PruningRates)
     global_rate: float = Field(

@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from lth_core.spec.paper_defaults import PAPER_DEFAULTS, merge
+from lth_core.registry.datasets import DATASETS
+from lth_core.spec.paper_defaults import merge, paper_defaults_of
 from lth_core.spec.sections import DatasetSpec, SyntheticSpec, TrainingSpec
 
 
@@ -88,9 +89,8 @@ def _plan(
                 )
             )
     dataset = merged.get("dataset") if isinstance(merged.get("dataset"), dict) else {}
-    if dataset.get("name") == "synthetic" and not _given(data, "dataset", "validation_size"):
-        synthetic = dataset.get("synthetic") if isinstance(dataset.get("synthetic"), dict) else {}
-        train_size = _int(synthetic.get("train_size", default_synthetic_train))
+    if not _given(data, "dataset", "validation_size"):
+        train_size, where = _train_size(dataset, default_synthetic_train)
         if train_size is not None and 2 <= train_size <= default_validation:
             size = max(1, train_size // 10)
             changes.append(
@@ -99,11 +99,23 @@ def _plan(
                     "validation_size",
                     size,
                     f"dataset.validation_size: the default {default_validation} does not fit "
-                    f"in synthetic.train_size {train_size}; holding out {size} (a tenth) "
+                    f"in {where} {train_size}; holding out {size} (a tenth) "
                     "instead; set dataset.validation_size to choose",
                 )
             )
     return changes
+
+
+def _train_size(dataset: dict[str, Any], synthetic_default: int) -> tuple[int | None, str]:
+    """The training examples a dataset section has before the validation split, and how to
+    name them: synthetic's, or what a plugin's facts say (None: unknown here)."""
+    name = dataset.get("name")
+    if name == "synthetic":
+        synthetic = dataset.get("synthetic") if isinstance(dataset.get("synthetic"), dict) else {}
+        return _int(synthetic.get("train_size", synthetic_default)), "synthetic.train_size"
+    if isinstance(name, str) and name in DATASETS and DATASETS.origin(name) is not None:
+        return DATASETS[name].train_size, f"{name}'s train_size"
+    return None, ""
 
 
 def adapt(merged: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -129,5 +141,4 @@ def notes(data: Any) -> list[str]:
 
 def _paper(data: Any) -> dict[str, Any] | None:
 
-    model = data.get("model") if isinstance(data, dict) else None
-    return PAPER_DEFAULTS.get(model) if isinstance(model, str) else None
+    return paper_defaults_of(data.get("model") if isinstance(data, dict) else None)

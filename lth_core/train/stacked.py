@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from lth_core.nn.data.base import Splits
-from lth_core.registry.models import MODELS
+from lth_core.registry.models import MODEL_NAMES, MODELS
 from lth_core.spec import TrainingSpec
 from lth_core.train.training import Member, RunHooks, train_members
 
@@ -42,14 +42,16 @@ from lth_core.train.training import Member, RunHooks, train_members
 # of one-at-a-time training with two threads but 1.06-1.16x with one, so a CPU stacks LeNet
 # only when torch has more than one thread. On a GPU a small network leaves the device idle
 # and K members cost little more than one.
-STACKABLE_MODELS: frozenset[str] = frozenset(n for n, e in MODELS.items() if e.stacking)
+# Built-ins only: a plugin's model trains one run at a time (and a broken plugin's facts must
+# not stop this module from importing).
+STACKABLE_MODELS: frozenset[str] = frozenset(n for n in MODEL_NAMES if MODELS[n].stacking)
 MIN_CPU_THREADS = 2
 
 
 def why_not_stackable(model: str, cfg: TrainingSpec, augment: bool) -> str | None:
     """None when the stacked path computes what one-by-one training does; else the reason."""
     if model not in STACKABLE_MODELS:
-        return f"model {model} is not stackable (batch norm)"
+        return f"model {model} is not stackable (batch norm, or a plugin's)"
     if cfg.dropout > 0:
         return "dropout draws per-member random numbers in a different order"
     if augment:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from lth_core.spec.sections import LAYER_KINDS
+
 
 class PrunableModel(nn.Module):
     """A classifier whose conv and linear weights are labelled by kind for pruning."""
@@ -37,3 +39,34 @@ class PrunableModel(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+
+def weight_kinds(model: nn.Module) -> dict[str, str]:
+    """State-dict name of every prunable weight -> its kind, in module order: the model's own
+    `weight_kinds()` where it has one (every built-in; a plugin's module may), else derived:
+    an nn.Conv2d's weight is `conv`, an nn.Linear's `fc`, the last nn.Linear's `output`."""
+    own = getattr(model, "weight_kinds", None)
+    kinds = dict(own()) if callable(own) else _derived_kinds(model)
+    params = dict(model.named_parameters())
+    wrong = {n: k for n, k in kinds.items() if k not in LAYER_KINDS or n not in params}
+    if wrong:
+        raise ValueError(
+            f"weight_kinds() names {wrong}: each must be a parameter's state-dict name and one "
+            f"of the kinds {', '.join(LAYER_KINDS)}"
+        )
+    return kinds
+
+
+def _derived_kinds(model: nn.Module) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    last_linear = None
+    for module_name, module in model.named_modules():
+        name = f"{module_name}.weight" if module_name else "weight"
+        if isinstance(module, nn.Conv2d):
+            kinds[name] = "conv"
+        elif isinstance(module, nn.Linear):
+            kinds[name] = "fc"
+            last_linear = name
+    if last_linear is not None:
+        kinds[last_linear] = "output"
+    return kinds
