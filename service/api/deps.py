@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, Unavailable, Unprocessable, detail
@@ -26,22 +27,38 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    """A session per request; routes commit explicitly (before enqueueing or deleting files)."""
+def open_engine(settings: Settings) -> Engine:
+    """The settings' engine, or a 503 that says the database cannot be opened."""
     try:
-        engine = get_engine(settings)
+        return get_engine(settings)
     except OSError as exc:  # e.g. the SQLite directory cannot be created
         raise Unavailable(
             f"the database cannot be opened: {exc}", error_type="database_unavailable"
         ) from exc
-    session = session_factory(engine)()
+
+
+def _session(settings: Settings, *, read_only: bool) -> Iterator[Session]:
+    session = session_factory(open_engine(settings), read_only=read_only)()
     try:
         yield session
     finally:
         session.close()
 
 
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """A session per request; routes commit explicitly (before enqueueing or deleting files)."""
+    yield from _session(settings, read_only=False)
+
+
+def get_read_session(settings: SettingsDep) -> Iterator[Session]:
+    """A session for routes that only read: ``BEGIN DEFERRED`` on SQLite, so it never takes
+    (or waits for) the write lock, and closed as soon as the route returns (``scope=
+    "function"``), before a file or figure is sent: a slow download holds no database."""
+    yield from _session(settings, read_only=True)
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 async def experiment_id(
