@@ -18,6 +18,7 @@ from service.api.main import api_router
 from service.body_limit import BodyLimitMiddleware
 from service.errors import install_error_handlers
 from service.openapi import install_openapi, operation_id
+from service.origin import OriginMiddleware
 from service.web.routes import install_web
 from store.db import get_engine
 from store.settings import Settings, get_settings
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(OriginMiddleware, settings=settings)
     app.add_middleware(  # outermost: a request beyond capacity costs nothing but its answer
         AdmissionMiddleware,
         max_in_flight=settings.capacity.in_flight,
