@@ -94,7 +94,20 @@ class DatasetSpec(_Strict):
                 )
         elif self.synthetic is not None:
             raise ValueError("'synthetic' settings apply only to dataset name 'synthetic'")
+        elif self.validation_size >= (DATASETS[self.name].train_size or 0):
+            raise ValueError(
+                f"validation_size must be smaller than the {DATASETS[self.name].train_size} "
+                f"training examples of {self.name} ({self.validation_size} is not)"
+            )
         return self
+
+    @property
+    def training_examples(self) -> int:
+        """Examples left to train on after the validation split and ``train_subset``."""
+        total = self.synthetic.train_size if self.synthetic else DATASETS[self.name].train_size
+        assert total is not None
+        left = total - self.validation_size
+        return left if self.train_subset is None else min(left, self.train_subset)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, Unavailable, Unprocessable, detail
+from service.text import check_storable
 from store import artifacts
 from store.db import get_engine, session_factory
 from store.settings import Settings
@@ -84,13 +85,38 @@ async def json_body(request: Request) -> Any:
             details=[detail(["body"], "Field required", "missing")],
         )
     try:
-        return json.loads(raw)
+        parsed = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except DuplicateKey as exc:
+        raise Unprocessable(
+            f"the body names key {exc.key[:80]!r} twice in one object; give each key once",
+            error_type="invalid_json",
+            details=[detail(["body"], "Duplicate key", "json_duplicate_key")],
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise Unprocessable(
             f"the body is not valid JSON: {exc}",
             error_type="invalid_json",
             details=[detail(["body"], "Invalid JSON", "json_invalid")],
         ) from None
+    check_storable(parsed, ["body"])
+    return parsed
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a key given twice is an error, not "the last one wins"
+    (which a reviewer of the spec would never see)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 JsonBodyDep = Annotated[Any, Depends(json_body)]
