@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
+from service import access_log
 from service.admission import AdmissionMiddleware
 from service.api.main import api_router
 from service.body_limit import BodyLimitMiddleware
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Threads no more than connections (store.settings.Capacity): no request holding a
         # thread ever waits for a connection that a request waiting for a thread holds.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.capacity.threads
+        access_log.install()  # after uvicorn configured its loggers
         try:
             get_engine(settings)  # creates missing tables early; not fatal if the DB is down
         except Exception as exc:

@@ -1,14 +1,19 @@
-"""Reads never take the write lock: downloads during training on SQLite (issue 24).
+"""A real server (uvicorn in a thread) under the conditions of issue 24.
+
+Reads never take the write lock: downloads during training on SQLite.
 
 A real server (uvicorn, in a thread) sends a mask to twelve slow clients at once while the
 worker's own heartbeat (``store.claims.heartbeat``, with a short busy timeout) keeps beating
 against the same SQLite file. Before, each download held ``BEGIN IMMEDIATE`` until its last
 byte was sent: the heartbeat failed, the reconciler took the healthy experiment over, and other
 requests were answered 503 ``database_unavailable``.
+
+API keys never reach the access log: ``GET /experiments?api_key=lth_...`` logged the key.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -115,3 +120,33 @@ def test_twelve_slow_downloads_leave_the_heartbeat_and_writes_alone(
     assert results == [(200, MASK_BYTES)] * CLIENTS
     with session_scope(settings, read_only=True) as session:
         assert claims.holds(session, experiment_id, "worker-1")  # never taken over
+
+
+def test_keys_in_the_query_string_never_reach_the_access_log(
+    server: tuple[str, Settings],
+) -> None:
+    address, _ = server
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    access = logging.getLogger("uvicorn.access")
+    handler, level = Collect(), access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    key = "lth_0123456789ab_" + "s" * 43
+    try:
+        with httpx.Client(base_url=f"http://{address}", timeout=10) as client:
+            for query in (f"api_key={key}", f"token=hunter2&x={key}", "access_key=abc"):
+                assert client.get(f"/experiments?{query}").status_code == 422
+            assert client.get("/experiments?limit=1").status_code == 200
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    logged = "\n".join(lines)
+    assert len(lines) == 4 and "limit=1" in logged, logged
+    for secret in (key, "hunter2", "sss", "=abc"):
+        assert secret not in logged
+    assert "api_key=[redacted]" in logged
