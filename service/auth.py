@@ -13,12 +13,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
 
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import SettingsDep, open_engine
 from service.errors import Unauthorized
 from service.security import is_loopback
-from store import api_keys
+from store import api_keys, reads
 from store.api_keys import OPEN_ACCESS, Principal
+from store.db import read_connection
 from store.settings import Settings
 
 bearer = HTTPBearer(
@@ -36,18 +38,31 @@ CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def get_principal(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: CredentialsDep,
+    request: Request, settings: SettingsDep, credentials: CredentialsDep
 ) -> Principal:
-    """The caller, or a 401 that does not say whether a key exists, was revoked or is mistyped."""
+    """The caller, or a 401 that does not say whether a key exists, was revoked or is mistyped.
+
+    Read over its own read-only connection, given back before the route runs: resolving the
+    caller never takes the write lock, whatever the route does next."""
+    with read_connection(open_engine(settings)) as connection:
+        return principal_on(connection, request, settings, credentials)
+
+
+def principal_on(
+    connection: Connection,
+    request: Request,
+    settings: Settings,
+    credentials: HTTPAuthorizationCredentials | None,
+) -> Principal:
+    """The caller, read over ``connection``; the same rule and the same 401s as every route."""
     return resolve_principal(
         request,
         settings,
         credentials,
-        authenticate=lambda presented: api_keys.authenticate(session, presented),
-        any_active=lambda: api_keys.any_active(session),
+        authenticate=lambda presented: api_keys.authenticate_with(
+            lambda key_id: reads.key(connection, key_id), presented
+        ),
+        any_active=lambda: reads.any_active_key(connection),
     )
 
 

@@ -13,11 +13,13 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
+from service import access_log
 from service.admission import AdmissionMiddleware
 from service.api.main import api_router
 from service.body_limit import BodyLimitMiddleware
 from service.errors import install_error_handlers
 from service.openapi import install_openapi, operation_id
+from service.origin import OriginMiddleware
 from service.web.routes import install_web
 from store.db import get_engine
 from store.settings import Settings, get_settings
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Threads no more than connections (store.settings.Capacity): no request holding a
         # thread ever waits for a connection that a request waiting for a thread holds.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.capacity.threads
+        access_log.install()  # after uvicorn configured its loggers
         try:
             get_engine(settings)  # creates missing tables early; not fatal if the DB is down
         except Exception as exc:
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(OriginMiddleware, settings=settings)
     app.add_middleware(  # outermost: a request beyond capacity costs nothing but its answer
         AdmissionMiddleware,
         max_in_flight=settings.capacity.in_flight,

@@ -26,19 +26,20 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 from fastapi import Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import Connection, and_
 
-from service.auth import resolve_principal
-from service.errors import NotFound, Unavailable
+from service.api.deps import open_engine
+from service.auth import principal_on
+from service.errors import NotFound
 from service.presenters import experiment_out
-from store import api_keys, reads
+from store import reads
 from store.api_keys import Principal
-from store.db import get_engine, read_connection
+from store.db import read_connection
 from store.experiments import has_model, has_tag, name_contains
 from store.settings import Settings
 
@@ -86,33 +87,6 @@ def not_found(experiment_id: str) -> NotFound:
     return NotFound(f"no experiment with id {experiment_id}")
 
 
-def _engine(settings: Settings) -> Any:
-    try:
-        return get_engine(settings)
-    except OSError as exc:  # e.g. the SQLite directory cannot be created
-        raise Unavailable(
-            f"the database cannot be opened: {exc}", error_type="database_unavailable"
-        ) from exc
-
-
-def principal_on(
-    connection: Connection,
-    request: Request,
-    settings: Settings,
-    credentials: HTTPAuthorizationCredentials | None,
-) -> Principal:
-    """The caller, read over ``connection``; the same rule and the same 401s as every route."""
-    return resolve_principal(
-        request,
-        settings,
-        credentials,
-        authenticate=lambda presented: api_keys.authenticate_with(
-            lambda key_id: reads.key(connection, key_id), presented
-        ),
-        any_active=lambda: reads.any_active_key(connection),
-    )
-
-
 async def authorized_read(
     request: Request,
     settings: Settings,
@@ -121,7 +95,7 @@ async def authorized_read(
 ) -> T:
     """Runs ``work(connection, principal)`` in one hop to the thread pool, with a read-only
     connection that is back in the pool when this returns."""
-    engine = _engine(settings)
+    engine = open_engine(settings)
 
     def job() -> T:
         with read_connection(engine) as connection:

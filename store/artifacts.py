@@ -29,9 +29,10 @@ class InvalidId(ValueError):
 
 
 def normalize_id(experiment_id: str) -> str:
-    """The canonical 32-hex-digit form of an id; a dashed UUID is accepted and normalized."""
-    if _HEX_ID.fullmatch(experiment_id):
-        return experiment_id
+    """The canonical form of an id (32 lower-case hex digits); upper case and the dashed UUID
+    form are accepted and normalized."""
+    if _HEX_ID.fullmatch(experiment_id.lower()):
+        return experiment_id.lower()
     if len(experiment_id) == 36:
         try:
             return uuid.UUID(experiment_id).hex

@@ -15,6 +15,8 @@ Celery is imported only inside :func:`client_app`, so importing this module stay
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,6 +167,65 @@ def queue_depth(settings: Settings, queues: tuple[str, ...] = ALL_QUEUES) -> int
     with app.connection_for_read() as conn:
         channel = conn.default_channel
         return sum(channel.queue_declare(queue=name).message_count for name in queues)
+
+
+def pending_experiments(settings: Settings, queues: tuple[str, ...]) -> set[str]:
+    """Ids of the experiments that have a run message waiting in ``queues`` (or, on Redis,
+    handed to a worker and not yet acknowledged): what the reconciler looks for, experiment by
+    experiment, instead of comparing counts that stale messages would inflate."""
+    if is_embedded(settings):
+        return _pending_in_files(broker_dir(settings) / "queue", queues)
+    return _pending_in_redis(settings, queues)
+
+
+def _pending_in_files(folder: Path, queues: tuple[str, ...]) -> set[str]:
+    suffixes = {f".{queue}.msg" for queue in queues}
+    found: set[str] = set()
+    for path in folder.glob("*.msg"):
+        if any(path.name.endswith(suffix) for suffix in suffixes):
+            try:
+                found.update(_run_target(path.read_bytes()))
+            except OSError:  # taken by a worker in between
+                continue
+    return found
+
+
+def _pending_in_redis(settings: Settings, queues: tuple[str, ...]) -> set[str]:
+    import redis
+
+    client = redis.Redis.from_url(settings.broker_url or "", socket_timeout=30)
+    found: set[str] = set()
+    try:
+        for queue in queues:
+            # kombu keeps a queue's priorities in lists named queue, queue\x06\x163, ...
+            for name in (queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9))):
+                for raw in client.lrange(name, 0, -1):
+                    found.update(_run_target(raw))
+        for raw in client.hvals("unacked"):
+            try:
+                envelope = json.loads(raw)[0]
+            except (ValueError, TypeError, IndexError, KeyError):
+                continue
+            found.update(_run_target(json.dumps(envelope).encode()))
+    finally:
+        client.close()
+    return found
+
+
+def _run_target(raw: bytes) -> set[str]:
+    """The experiment id of a run message's kombu envelope; empty for anything else
+    (another task, a malformed message)."""
+    try:
+        envelope = json.loads(raw)
+        if (envelope.get("headers") or {}).get("task") != RUN_EXPERIMENT_TASK:
+            return set()
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return {str(args[0])}
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return set()
 
 
 def close_clients() -> None:

@@ -208,22 +208,6 @@ def waiting(session: Session, *, grace_seconds: float, now: datetime | None = No
     )
 
 
-def count_waiting(session: Session) -> int:
-    """Every active unclaimed experiment, however recent: what the queue should hold."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Experiment)
-            .where(
-                Experiment.status.in_(ACTIVE_STATUSES),
-                Experiment.claim_token.is_(None),
-                Experiment.cancel_requested.is_(False),
-            )
-        )
-        or 0
-    )
-
-
 def touch_waiting(session: Session, experiment_id: str, now: datetime | None = None) -> bool:
     """Restarts the grace of an unclaimed experiment that was just re-sent; False if claimed."""
     now = now or utcnow()

@@ -184,8 +184,8 @@ def count_active(session: Session, owner: str | None) -> int:
 
 
 def lock_owner(session: Session, owner: str | None) -> None:
-    """Serializes one owner's submissions until the transaction ends (PostgreSQL), so two
-    concurrent submits cannot both pass the per-owner limit. SQLite needs nothing: its writers
+    """Serializes one owner's submissions and resumes until the transaction ends
+    (PostgreSQL), so two concurrent ones cannot both pass the per-owner limit. SQLite needs nothing: its writers
     are already serialized by the database lock, which the insert takes before the count.
     """
     if session.get_bind().dialect.name != "postgresql":

@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         description="Address the API is bound to (`lth api --host` sets it). With no API keys "
         "the API answers everyone only on a loopback address; elsewhere it refuses to start.",
     )
+    api_allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host names the API answers to besides loopback names "
+        "and the address it is bound to (`*`: any). A request naming another host (DNS "
+        "rebinding) is refused with 421. Bound to 0.0.0.0 or ::, empty means any.",
+    )
+    api_allowed_origins: str = Field(
+        "",
+        description="Comma-separated origins (`https://lab.example`) whose pages may write "
+        "(POST, DELETE) through a browser; every other foreign Origin is refused with 403.",
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted (413 above it)."
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# Starlette's TestClient calls every server "testserver"; real servers answer only to the names
+# of the machine (service.origin), so the tests' name is one more allowed host.
+os.environ.setdefault("LTH_API_ALLOWED_HOSTS", "testserver")
 
 
 @pytest.fixture

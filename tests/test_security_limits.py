@@ -73,7 +73,15 @@ def _training(**changes: Any) -> dict[str, Any]:
             "LTH_MAX_ITERATIONS",
         ),
         (
-            _training(batch_size=1025),
+            # Enough training data for the batch, or the spec itself is refused (it cannot run).
+            {
+                **_training(batch_size=1025),
+                "dataset": {
+                    "name": "synthetic",
+                    "synthetic": {"train_size": 2000},
+                    "validation_size": 200,
+                },
+            },
             ["body", "training", "batch_size"],
             "LTH_MAX_BATCH_SIZE",
         ),

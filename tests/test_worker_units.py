@@ -159,19 +159,22 @@ def test_claims_stop_a_crash_loop_and_honour_cancel(sessions) -> None:
 
 
 class FakeBroker:
-    def __init__(self, depth: int = 0) -> None:
+    """Sends into a record; ``waiting`` are the experiments whose message is in the queues
+    (stale ones of finished experiments included: they must not hide a lost one)."""
+
+    def __init__(self, waiting: tuple[str, ...] = ()) -> None:
         self.sent: list[str] = []
         self.queues: dict[str, str] = {}
         self.counted: tuple[str, ...] = ()
-        self.depth = depth
+        self.waiting = set(waiting)
 
     def send(self, experiment_id: str, queue: str) -> None:
         self.sent.append(experiment_id)
         self.queues[experiment_id] = queue
 
-    def queue_depth(self, queues: tuple[str, ...]) -> int:
+    def pending(self, queues: tuple[str, ...]) -> set[str]:
         self.counted = queues
-        return self.depth
+        return self.waiting
 
 
 def test_reconciler_resends_a_dead_holders_experiment_once(settings, sessions) -> None:
@@ -185,24 +188,37 @@ def test_reconciler_resends_a_dead_holders_experiment_once(settings, sessions) -
             max_attempts=3,
             now=utcnow() - timedelta(seconds=60),
         )
-    brokers = [FakeBroker(depth=5), FakeBroker(depth=5)]
+    brokers = [FakeBroker(), FakeBroker()]
     for broker in brokers:  # two workers' reconcilers: only one may win
-        Reconciler(settings, sessions, broker.send, broker.queue_depth).reconcile_once()
+        Reconciler(settings, sessions, broker.send, broker.pending).reconcile_once()
     assert sorted(brokers[0].sent + brokers[1].sent) == [experiment_id]
 
 
 def test_reconciler_resends_lost_messages_but_not_a_healthy_queue(settings, sessions) -> None:
     old = utcnow() - timedelta(seconds=60)
     waiting = [add_experiment(sessions, created_at=old) for _ in range(2)]
-    healthy = FakeBroker(depth=2)
-    Reconciler(settings, sessions, healthy.send, healthy.queue_depth).reconcile_once()
+    healthy = FakeBroker(waiting=tuple(waiting))
+    Reconciler(settings, sessions, healthy.send, healthy.pending).reconcile_once()
     assert healthy.sent == [], "a queue holding every waiting experiment is left alone"
-    flushed = FakeBroker(depth=0)
-    Reconciler(settings, sessions, flushed.send, flushed.queue_depth).reconcile_once()
+    flushed = FakeBroker()
+    Reconciler(settings, sessions, flushed.send, flushed.pending).reconcile_once()
     assert sorted(flushed.sent) == sorted(waiting)
-    again = FakeBroker(depth=0)
-    Reconciler(settings, sessions, again.send, again.queue_depth).reconcile_once()
+    again = FakeBroker()
+    Reconciler(settings, sessions, again.send, again.pending).reconcile_once()
     assert again.sent == [], "re-sent experiments get a new grace period"
+
+
+def test_stale_messages_of_finished_experiments_do_not_hide_a_lost_one(settings, sessions) -> None:
+    """Found before: two stale messages of a cancelled experiment made the queue's depth
+    (2) look like enough for the one lost message, which then waited for minutes."""
+    old = utcnow() - timedelta(seconds=60)
+    lost = add_experiment(sessions, created_at=old)
+    cancelled = add_experiment(sessions, created_at=old)
+    with sessions.begin() as s:
+        s.get(Experiment, cancelled).status = Status.CANCELLED
+    stale = FakeBroker(waiting=(cancelled, cancelled))
+    Reconciler(settings, sessions, stale.send, stale.pending).reconcile_once()
+    assert stale.sent == [lost]
 
 
 def test_reconciler_resends_to_the_queue_stored_with_the_experiment(settings, sessions) -> None:
@@ -217,8 +233,8 @@ def test_reconciler_resends_to_the_queue_stored_with_the_experiment(settings, se
         claims.claim(
             s, dead, "dead", timeout_seconds=10, max_attempts=3, now=utcnow() - timedelta(60)
         )
-    flushed = FakeBroker(depth=0)
-    report = Reconciler(settings, sessions, flushed.send, flushed.queue_depth).reconcile_once()
+    flushed = FakeBroker()
+    report = Reconciler(settings, sessions, flushed.send, flushed.pending).reconcile_once()
     assert report.taken_over == [dead]
     assert flushed.queues == {
         gpu: "lth.gpu",
@@ -245,7 +261,7 @@ def test_reconciler_cancels_an_unclaimed_cancel_request(settings, sessions) -> N
     with sessions.begin() as s:
         s.get(Experiment, experiment_id).status = Status.RUNNING
     broker = FakeBroker()
-    report = Reconciler(settings, sessions, broker.send, broker.queue_depth).reconcile_once()
+    report = Reconciler(settings, sessions, broker.send, broker.pending).reconcile_once()
     assert report.cancelled == [experiment_id] and broker.sent == []
 
 

@@ -8,10 +8,12 @@ worker runs this loop, at start and then periodically:
    reconcilers only one wins) and the experiment is sent again; the next worker resumes it.
 2. An experiment cancelled while nobody held it is marked cancelled.
 3. Unclaimed active experiments (queued, or running between levels) should each have a message
-   waiting. If any has waited longer than the grace and the queues hold fewer messages than
-   there are such experiments, messages were lost (a flushed or restarted Redis): the overdue
-   ones are sent again. Comparing counts keeps a long but healthy queue from being flooded with
-   duplicates; a duplicate that does slip through finds the claim taken or the level done.
+   waiting. Each is decided on its own: one whose last send (``heartbeat_at`` of an unclaimed
+   row, else its creation) is older than the grace and whose message is not in the queues
+   (:func:`store.broker.pending_experiments` reads them) was lost (a flushed or restarted
+   Redis) and is sent again. Stale messages of finished or cancelled experiments cannot hide a
+   lost one, as they did when the queues' depth was compared with the number of waiting
+   experiments; a duplicate that does slip through finds the claim taken or the level done.
 
 Every re-send goes to the queue stored with the experiment (``experiments.queue``: ``lth.gpu``,
 ``lth.cpu`` or a custom one), so a lost message never moves work to a kind of worker it was
@@ -55,8 +57,8 @@ class Report:
 class Reconciler:
     """One reconciliation policy over a database, a sender and a queue-depth probe.
 
-    ``send(experiment_id, queue)`` publishes one message to ``queue``; ``queue_depth(queues)``
-    counts the messages waiting in ``queues``.
+    ``send(experiment_id, queue)`` publishes one message to ``queue``; ``pending(queues)``
+    names the experiments whose run message waits in ``queues``.
     """
 
     def __init__(
@@ -64,12 +66,12 @@ class Reconciler:
         settings: Settings,
         sessions: sessionmaker[Session],
         send: Callable[[str, str], None],
-        queue_depth: Callable[[tuple[str, ...]], int],
+        pending: Callable[[tuple[str, ...]], set[str]],
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.send = send
-        self.queue_depth = queue_depth
+        self.pending = pending
 
     @property
     def interval(self) -> float:
@@ -87,11 +89,11 @@ class Reconciler:
             report.cancelled = claims.cancel_unclaimed(session)
         with self.sessions.begin() as session:
             overdue = claims.waiting(session, grace_seconds=timeout)
-            expected = claims.count_waiting(session)
             queues = self._queues(session)
         overdue = [i for i in overdue if i not in report.resent]
-        if overdue and self.queue_depth(queues) < expected:
-            for experiment_id in overdue:
+        if overdue:
+            waiting = self.pending(queues)
+            for experiment_id in (i for i in overdue if i not in waiting):
                 with self.sessions.begin() as session:
                     still_waiting = claims.touch_waiting(session, experiment_id)
                 if still_waiting:

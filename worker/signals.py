@@ -11,7 +11,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutting_down
 
-from store.broker import RUN_EXPERIMENT_TASK, queue_depth
+from store.broker import RUN_EXPERIMENT_TASK, pending_experiments
 from store.db import init_db, make_engine, session_factory
 from store.settings import get_settings
 from worker.reconciler import Reconciler, ReconcilerThread
@@ -41,7 +41,10 @@ def start_reconciler(sender: Any = None, **_: Any) -> None:
             celery_app.send_task(RUN_EXPERIMENT_TASK, args=[experiment_id], queue=queue)
 
     reconciler = Reconciler(
-        settings, session_factory(engine), send, lambda queues: queue_depth(settings, queues)
+        settings,
+        session_factory(engine),
+        send,
+        lambda queues: pending_experiments(settings, queues),
     )
     _thread = ReconcilerThread(reconciler, engine).start()
     log.info("reconciler started (every %.1f s)", reconciler.interval)

@@ -204,6 +204,14 @@ class ExperimentSpec(_Strict):
                 f"reset.rewind_iteration ({self.reset.rewind_iteration}) must be below "
                 f"training.iterations ({self.training.iterations})"
             )
+        examples = self.dataset.training_examples
+        if examples is not None and self.training.batch_size > examples:
+            raise ValueError(
+                f"training.batch_size ({self.training.batch_size}) is larger than the {examples} "
+                "training example(s) left after the validation split"
+                + (" and train_subset" if self.dataset.train_subset is not None else "")
+                + f"; use batch_size {examples} or less, or more training data"
+            )
         return self
 
     @property

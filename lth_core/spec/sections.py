@@ -89,7 +89,22 @@ class DatasetSpec(_Strict):
                 )
         elif self.synthetic is not None:
             raise ValueError("'synthetic' settings apply only to dataset name 'synthetic'")
+        elif self.validation_size >= (DATASETS[self.name].train_size or float("inf")):
+            raise ValueError(
+                f"validation_size must be smaller than the {DATASETS[self.name].train_size} "
+                f"training examples of {self.name} ({self.validation_size} is not)"
+            )
         return self
+
+    @property
+    def training_examples(self) -> int | None:
+        """Examples left to train on after the validation split and ``train_subset`` (None: a
+        plugin's dataset that does not state its size)."""
+        total = self.synthetic.train_size if self.synthetic else DATASETS[self.name].train_size
+        if total is None:
+            return None
+        left = total - self.validation_size
+        return left if self.train_subset is None else min(left, self.train_subset)
 
     @property
     def input_shape(self) -> tuple[int, int, int] | None:

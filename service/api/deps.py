@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, Unavailable, Unprocessable, detail
+from service.text import check_storable
 from store import artifacts
 from store.db import get_engine, session_factory
 from store.settings import Settings
@@ -26,22 +28,38 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    """A session per request; routes commit explicitly (before enqueueing or deleting files)."""
+def open_engine(settings: Settings) -> Engine:
+    """The settings' engine, or a 503 that says the database cannot be opened."""
     try:
-        engine = get_engine(settings)
+        return get_engine(settings)
     except OSError as exc:  # e.g. the SQLite directory cannot be created
         raise Unavailable(
             f"the database cannot be opened: {exc}", error_type="database_unavailable"
         ) from exc
-    session = session_factory(engine)()
+
+
+def _session(settings: Settings, *, read_only: bool) -> Iterator[Session]:
+    session = session_factory(open_engine(settings), read_only=read_only)()
     try:
         yield session
     finally:
         session.close()
 
 
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """A session per request; routes commit explicitly (before enqueueing or deleting files)."""
+    yield from _session(settings, read_only=False)
+
+
+def get_read_session(settings: SettingsDep) -> Iterator[Session]:
+    """A session for routes that only read: ``BEGIN DEFERRED`` on SQLite, so it never takes
+    (or waits for) the write lock, and closed as soon as the route returns (``scope=
+    "function"``), before a file or figure is sent: a slow download holds no database."""
+    yield from _session(settings, read_only=True)
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 async def experiment_id(
@@ -67,13 +85,38 @@ async def json_body(request: Request) -> Any:
             details=[detail(["body"], "Field required", "missing")],
         )
     try:
-        return json.loads(raw)
+        parsed = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except DuplicateKey as exc:
+        raise Unprocessable(
+            f"the body names key {exc.key[:80]!r} twice in one object; give each key once",
+            error_type="invalid_json",
+            details=[detail(["body"], "Duplicate key", "json_duplicate_key")],
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise Unprocessable(
             f"the body is not valid JSON: {exc}",
             error_type="invalid_json",
             details=[detail(["body"], "Invalid JSON", "json_invalid")],
         ) from None
+    check_storable(parsed, ["body"])
+    return parsed
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a key given twice is an error, not "the last one wins"
+    (which a reviewer of the spec would never see)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 JsonBodyDep = Annotated[Any, Depends(json_body)]

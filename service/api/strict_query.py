@@ -1,4 +1,5 @@
-"""Unknown query parameters are an error (422 naming them), not silently ignored.
+"""Unknown query parameters are an error (422 naming them), not silently ignored; so is a
+value the database could not store or compare (NUL, a lone surrogate: service.text).
 
 The spec refuses unknown keys so that a typo is reported, not ignored; the same holds for the
 query string: ``GET /experiments?stauts=failed`` listing everything would mislead.
@@ -12,6 +13,7 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
 from service.errors import Unprocessable, detail
+from service.text import check_storable
 
 
 def _declared(route: APIRoute) -> frozenset[str]:
@@ -35,6 +37,9 @@ async def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
+    for name, value in request.query_params.multi_items():
+        check_storable(name, ["query"])
+        check_storable(value, ["query", name[:80]])
     unknown = sorted(set(request.query_params) - _declared(route))
     if unknown:
         allowed = ", ".join(sorted(_declared(route))) or "none"

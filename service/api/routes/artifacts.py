@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from lth_core.storage.layout import KEYS
 from lth_core.storage.store import ArtifactStore
-from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
+from service.api.deps import ExperimentIdDep, ReadSessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.errors import ApiError, Conflict, NotFound, error_responses
@@ -116,7 +116,7 @@ def _chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
 def level_metrics(
     experiment_id: ExperimentIdDep,
     level: LevelPath,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
 ) -> LevelMetrics:
@@ -143,7 +143,7 @@ def level_metrics(
 def level_mask(
     experiment_id: ExperimentIdDep,
     level: LevelPath,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
 ) -> Response:
@@ -167,7 +167,7 @@ def level_mask(
 )
 def ticket(
     experiment_id: ExperimentIdDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
 ) -> Response:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from lth_core.report import figures
 from lth_core.spec import TAG_PATTERN
-from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
+from service.api.deps import ExperimentIdDep, ReadSessionDep, SettingsDep
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.errors import Conflict, NotFound, Unprocessable, detail, error_responses
@@ -125,7 +125,7 @@ def experiment_plot(
     experiment_id: ExperimentIdDep,
     figure: FigurePath,
     fmt: FormatPath,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
     levels: LevelsQuery = None,
@@ -145,7 +145,9 @@ def experiment_plot(
         **error_responses(401, 404, 503),
     },
 )
-def levels_csv(experiment_id: ExperimentIdDep, session: SessionDep, owner: OwnerDep) -> Response:
+def levels_csv(
+    experiment_id: ExperimentIdDep, session: ReadSessionDep, owner: OwnerDep
+) -> Response:
     experiment = _one(session, experiment_id, owner)
     summaries = [{**lv.summary, "level": lv.level} for lv in experiment.levels]
     return Response(
@@ -211,7 +213,7 @@ def _compared(
     responses=error_responses(401, 404, 422, 503),
 )
 def compare(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
     ids: IdsQuery = None,
@@ -249,7 +251,7 @@ def compare(
 def compare_plot(
     figure: FigurePath,
     fmt: FormatPath,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
     ids: IdsQuery = None,

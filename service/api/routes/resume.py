@@ -40,6 +40,8 @@ def resume_experiment(
     experiment = experiments.get(session, experiment_id, owner=owner)
     if experiment is None:
         raise not_found(experiment_id)
+    # The owner's lock, as submit takes it: concurrent resumes cannot all pass the limit.
+    experiments.lock_owner(session, experiment.owner)
     if not resume(session, experiment_id, owner=owner):
         session.rollback()
         raise Conflict(
