@@ -57,9 +57,9 @@ def deep_spec(
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """The paper's protocol for `model` at `learning_rate`; `scale` shortens the schedule."""
-    from lth_core.spec.paper_defaults import PAPER_DEFAULTS
+    from lth_core.spec.paper_defaults import paper_defaults_of
 
-    training = PAPER_DEFAULTS[model]["training"]
+    training = (paper_defaults_of(model) or {})["training"]
     iterations = max(2, round(training["iterations"] * scale))
 
     def scaled(points: list[int]) -> list[int]:

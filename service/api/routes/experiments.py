@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from lth_core.spec import TAG_PATTERN, ModelName
+from lth_core.spec import TAG_PATTERN
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
@@ -143,7 +143,14 @@ async def list_experiments(
         str | None,
         Query(min_length=1, max_length=200, description="Only names containing this (any case)."),
     ] = None,
-    model: Annotated[ModelName | None, Query(description="Only experiments of this model.")] = None,
+    model: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Only experiments of this model (a built-in's or a plugin's name; "
+            "an unknown name matches none).",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size."), INTEGER_DIGITS] = 50,
     offset: Annotated[
         int, Query(ge=0, le=10_000_000, description="Items to skip."), INTEGER_DIGITS
