@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from lth_core import pruning
+from lth_core.imp import integrity
 from lth_core.imp.finish import LevelFinisher
 from lth_core.imp.folder import ExperimentFolder
 from lth_core.imp.mask_source import InitialMask
@@ -71,11 +72,16 @@ class Experiment:
         progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         splits: Splits | None = None,
+        repair: bool = False,
     ) -> None:
         """`out`: the experiment's artifact store, or a local folder for one. `splits`: the
-        data already loaded (lth_core.preflight.check), else loaded when first needed."""
+        data already loaded (lth_core.preflight.check), else loaded when first needed.
+        `repair`: check every artifact first and delete the corrupt ones with what marks
+        their runs finished, so those runs train again (`repaired` lists them;
+        lth_core.imp.integrity); only the experiment's one holder may."""
         self.spec = spec
         self.store = store_at(out)
+        self.repaired = integrity.repair(self.store) if repair else []
         root = self.store.root if isinstance(self.store, LocalStore) else Path(str(out))
         self.layout = Layout(root)
         self.device = resolve_device(device)

@@ -48,7 +48,7 @@ _DESCRIPTIONS = {
     413: "Request body over the size limit",
     422: "Invalid input; details name each offending field",
     429: "Too many queued and running experiments for this owner; see Retry-After",
-    500: "Internal error",
+    500: "Internal error (`artifact_corrupt`: a stored file is not the one written)",
     503: "A dependency (database or broker) is unavailable",
 }
 
@@ -105,6 +105,13 @@ class Conflict(ApiError):
 class Unprocessable(ApiError):
     status_code = 422
     error_type = "invalid_request"
+
+
+class Corrupt(ApiError):
+    """A stored artifact whose bytes differ from the digest recorded when it was written."""
+
+    status_code = 500
+    error_type = "artifact_corrupt"
 
 
 class Unavailable(ApiError):

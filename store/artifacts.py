@@ -14,12 +14,15 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lth_core.runs import is_run_id
 from lth_core.storage.layout import KEYS, Layout
 from lth_core.storage.store import ArtifactStore, LocalStore
 from store.settings import Settings
+
+if TYPE_CHECKING:
+    from lth_core.storage.s3 import S3Store
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -48,8 +51,28 @@ def experiment_dir(settings: Settings, experiment_id: str) -> Path:
 
 def experiment_store(settings: Settings, experiment_id: str) -> ArtifactStore:
     """The store of one (validated) experiment's artifacts, keyed as lth_core's layout names
-    them: today a folder under the data directory."""
+    them: a folder under the data directory, or ``experiments/<id>/`` under the object store
+    of ``LTH_ARTIFACTS_URL``."""
+    if settings.artifacts_url:
+        return object_store(settings).scoped(f"experiments/{normalize_id(experiment_id)}")
     return LocalStore(experiment_dir(settings, experiment_id))
+
+
+def object_store(settings: Settings) -> S3Store:
+    """The object store of ``LTH_ARTIFACTS_URL`` (boto3 is imported only here)."""
+    from lth_core.storage.s3 import S3Store
+
+    assert settings.artifacts_url
+    return S3Store.from_url(
+        settings.artifacts_url,
+        multipart_bytes=settings.artifacts_multipart_bytes,
+        retry_seconds=settings.artifacts_retry_seconds,
+    )
+
+
+def is_local(settings: Settings) -> bool:
+    """Whether artifacts live in this host's data directory (no LTH_ARTIFACTS_URL)."""
+    return not settings.artifacts_url
 
 
 def layout(settings: Settings, experiment_id: str) -> Layout:

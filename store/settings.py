@@ -34,6 +34,33 @@ class Settings(BaseSettings):
         description="Celery broker URL (e.g. redis://127.0.0.1:6379/0); unset means the embedded "
         "broker under DATA_DIR that needs no server.",
     )
+    artifacts_url: str | None = Field(
+        None,
+        description="Where experiments' artifacts live: unset means DATA_DIR/experiments/ on "
+        "this host; `s3://bucket/prefix` an S3-compatible object store shared by every host "
+        "(then DATA_DIR is scratch only). The client takes the standard AWS settings: "
+        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION (or an "
+        "instance role).",
+    )
+    artifacts_redirect_seconds: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="Object store only: downloads answer 307 to a presigned URL valid this "
+        "many seconds instead of streaming through the API; 0 streams.",
+    )
+    artifacts_multipart_bytes: int = Field(
+        64 << 20,
+        ge=5 << 20,
+        description="Object store only: objects larger than this are uploaded in parts of "
+        "this size.",
+    )
+    artifacts_retry_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Object store only: how long an unreachable store is retried (with "
+        "backoff) before the operation fails.",
+    )
     heartbeat_seconds: float = Field(
         10.0, gt=0, description="How often a running worker refreshes its claim."
     )
@@ -185,6 +212,19 @@ class Settings(BaseSettings):
     def experiments_dir(self) -> Path:
         """Where each experiment's artifact directory lives."""
         return self.data_dir / "experiments"
+
+
+#: The standard AWS settings the object store's client reads (not LTH_ settings).
+AWS_VARIABLES = frozenset(
+    {
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+    }
+)
 
 
 @dataclass(frozen=True)

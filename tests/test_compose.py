@@ -61,6 +61,20 @@ def test_api_and_worker_share_database_broker_and_artifacts(compose: dict[str, A
     assert float(env["LTH_HEARTBEAT_TIMEOUT_SECONDS"]) > 2 * float(env["LTH_HEARTBEAT_SECONDS"])
 
 
+def test_artifacts_live_in_the_object_store(compose: dict[str, Any]) -> None:
+    """MinIO holds the artifacts; every variable the services set is a setting (or an AWS
+    setting the store's client reads)."""
+    from store.settings import AWS_VARIABLES, Settings
+
+    services = compose["services"]
+    env = services["api"]["environment"]
+    assert env["LTH_ARTIFACTS_URL"].startswith("s3://")
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert services["minio"]["environment"]["MINIO_ROOT_USER"] == env["AWS_ACCESS_KEY_ID"]
+    known = {f"LTH_{name.upper()}" for name in Settings.model_fields} | AWS_VARIABLES
+    assert set(env) <= known, set(env) - known
+
+
 def test_worker_reserves_gpus(compose: dict[str, Any]) -> None:
     devices = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]

@@ -149,7 +149,10 @@ def run(
                 initial_mask=InitialMask(mask, spec.mask) if mask is not None else None,
                 progress=bar.update,
                 splits=splits,
+                repair=True,
             )
+            for corrupt in experiment.repaired:
+                console.print(f"[yellow]{corrupt}; its run is trained again[/yellow]")
             bar.start(experiment)
             summaries = experiment.run()
             bar.finish(summaries)

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load, load_file, save
 
 from lth_core.storage.json_files import get_json, json_bytes, put_json, strict_json
-from lth_core.storage.store import ArtifactStore, LocalStore
+from lth_core.storage.store import ArtifactStore, CorruptArtifact, LocalStore
 
 __all__ = ["get_json", "json_bytes", "put_json", "strict_json"]
 
@@ -38,11 +38,16 @@ def put_tensors(
 
 
 def get_tensors(store: ArtifactStore, key: str) -> dict[str, torch.Tensor]:
-    """CPU tensors; memory-mapped from the file where the store keeps one."""
-    path = store.local_path(key)
-    if path is not None:
-        return load_file(str(path), device="cpu")
-    return load(store.get(key))
+    """CPU tensors, checked against the digest written with them; a file that is not
+    safetensors is a CorruptArtifact naming it, like one whose digest differs."""
+    data = store.get(key)
+    try:
+        tensors = load(data)
+    except Exception as exc:  # safetensors' SafetensorError names no file
+        raise CorruptArtifact(store.describe(key), key, f"not a safetensors file ({exc})") from exc
+    # In name order, as safetensors' load_file gives them: a random control draws its layers
+    # in this order (lth_core.pruning.random_mask_like), so the order is part of the bits.
+    return {name: tensors[name] for name in sorted(tensors)}
 
 
 def _local(path: Path) -> tuple[LocalStore, str]:

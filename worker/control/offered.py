@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from lth_core.storage.layout import KEYS
 from store import claims
-from store.artifacts import layout
+from store.artifacts import experiment_store
 from store.db import session_scope
 from store.lease import LeaseOutcome
 from store.settings import Settings
@@ -42,10 +43,10 @@ class OfferedControl:
     def run(self) -> ControlOutcome:
         if not self._wanted():
             return ControlOutcome.NOTHING
-        files = layout(self.settings, self.experiment_id)
-        if files.run_metrics(self.level, self.kind).is_file():
+        store = experiment_store(self.settings, self.experiment_id)
+        if store.exists(KEYS.run_metrics(self.level, self.kind)):
             return ControlOutcome.DONE
-        if files.summary(self.level).is_file() or not files.mask(self.level).is_file():
+        if store.exists(KEYS.summary(self.level)) or not store.exists(KEYS.mask(self.level)):
             return ControlOutcome.NOT_READY
         control = ControlRun(
             self.settings, self.experiment_id, self.level, self.kind, worker=self.worker

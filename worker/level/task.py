@@ -166,6 +166,7 @@ class LevelTask:
             device=self.device,
             progress=writer,
             should_stop=lambda: self.lease.should_stop(heartbeat),
+            repair=True,
         )
         writer.plan = experiment  # for the ETA in the progress it writes
         return experiment

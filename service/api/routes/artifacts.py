@@ -7,23 +7,23 @@ or never will be (404 once it has finished), and the message says which.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from lth_core.storage.layout import KEYS
-from lth_core.storage.store import ArtifactStore
 from service.api.deps import ExperimentIdDep, ReadSessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import OwnerDep, get_principal
+from service.downloads import download
 from service.errors import ApiError, Conflict, NotFound, error_responses
 from service.schemas import LevelMetrics, RunMetrics
 from store import artifacts, experiments
 from store.models import Experiment
+from store.settings import Settings
 
 # Every route needs a caller, resolved before the id or body is even looked at.
 router = APIRouter(
@@ -39,9 +39,10 @@ LevelPath = Annotated[int, Path(description="Pruning level (0 is dense)."), INTE
 
 _SAFETENSORS = {
     200: {
-        "description": "A safetensors file.",
+        "description": "A safetensors file; `ETag` and `Repr-Digest` carry its sha-256.",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+    },
+    307: {"description": "Object store with LTH_ARTIFACTS_REDIRECT_SECONDS: a presigned URL."},
 }
 
 
@@ -75,36 +76,17 @@ def _missing(experiment: Experiment, what: str) -> ApiError:
     )
 
 
-def _download(
-    store: ArtifactStore, key: str, filename: str, missing: Callable[[], ApiError]
+def _send(
+    settings: Settings, experiment: Experiment, key: str, filename: str, what: str
 ) -> Response:
-    """The object as a download: sent from its file where the store keeps one (sendfile, an
-    ETag and Last-Modified from the file, ranges), streamed from the store otherwise."""
-    if not store.exists(key):
-        raise missing()
-    path = store.local_path(key)
-    if path is not None:
-        return FileResponse(path, media_type="application/octet-stream", filename=filename)
-    try:
-        size, stream = store.size(key), store.open(key)
-    except FileNotFoundError:  # deleted in between
-        raise missing() from None
-    return StreamingResponse(
-        _chunks(stream),
-        media_type="application/octet-stream",
-        headers={
-            "Content-Length": str(size),
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        },
+    return download(
+        artifacts.experiment_store(settings, experiment.id),
+        key,
+        filename,
+        lambda: _missing(experiment, what),
+        what=f"{what} of experiment {experiment.id}",
+        redirect_seconds=settings.artifacts_redirect_seconds,
     )
-
-
-def _chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
-    """The stream's bytes a megabyte at a time, closing it at the end (or when the client
-    goes away)."""
-    with stream:
-        while chunk := stream.read(size):
-            yield chunk
 
 
 @router.get(
@@ -138,7 +120,7 @@ def level_metrics(
     "/levels/{level}/mask",
     response_class=FileResponse,
     summary="A level's mask: one bool tensor per prunable weight, named as in state_dict",
-    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 422, 503)},
+    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 422, 500, 503)},
 )
 def level_mask(
     experiment_id: ExperimentIdDep,
@@ -149,11 +131,12 @@ def level_mask(
 ) -> Response:
     experiment = _experiment(session, experiment_id, owner)
     _check_level(experiment, level)
-    return _download(
-        artifacts.experiment_store(settings, experiment.id),
+    return _send(
+        settings,
+        experiment,
         artifacts.mask_key(level),
         f"{experiment.id}-level{level:03d}-mask.safetensors",
-        lambda: _missing(experiment, f"the mask of level {level}"),
+        f"the mask of level {level}",
     )
 
 
@@ -163,7 +146,7 @@ def level_mask(
     summary="The winning ticket: masks (mask/<name>) and initial weights (init/<name>)",
     description="The spec and the ticket level's metrics are in the file's metadata, so "
     "`safetensors.torch.load_file` alone is enough to use it.",
-    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 503)},
+    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 500, 503)},
 )
 def ticket(
     experiment_id: ExperimentIdDep,
@@ -172,9 +155,10 @@ def ticket(
     owner: OwnerDep,
 ) -> Response:
     experiment = _experiment(session, experiment_id, owner)
-    return _download(
-        artifacts.experiment_store(settings, experiment.id),
+    return _send(
+        settings,
+        experiment,
         KEYS.ticket,
         f"{experiment.id}-ticket.safetensors",
-        lambda: _missing(experiment, "the winning ticket"),
+        "the winning ticket",
     )
