@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
+from lth_core.registry.models import MODELS
 from lth_core.spec import TAG_PATTERN
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
-from service.errors import Conflict, detail, error_responses
+from service.errors import Conflict, Unprocessable, detail, error_responses
 from service.events import event_stream
 from service.presenters import experiment_out
 from service.reads import authorized_read, experiment_response, list_response, not_found
@@ -147,8 +149,8 @@ async def list_experiments(
         str | None,
         Query(
             max_length=200,
-            description="Only experiments of this model (a built-in's or a plugin's name; "
-            "an unknown name matches none).",
+            description="Only experiments of this model (a built-in's or an installed "
+            "plugin's name; GET /registry lists them).",
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size."), INTEGER_DIGITS] = 50,
@@ -162,16 +164,19 @@ async def list_experiments(
         request,
         settings,
         credentials,
-        lambda connection, principal: list_response(
-            connection,
-            owner=principal.visible_owner,
-            status=status_filter,
-            tag=tag,
-            name=name,
-            model=model,
-            limit=limit,
-            offset=offset,
-            if_none_match=if_none_match,
+        lambda connection, principal: (
+            _check_model_filter(model)
+            or list_response(
+                connection,
+                owner=principal.visible_owner,
+                status=status_filter,
+                tag=tag,
+                name=name,
+                model=model,
+                limit=limit,
+                offset=offset,
+                if_none_match=if_none_match,
+            )
         ),
     )
 
@@ -291,3 +296,16 @@ def delete_experiment(
     session.commit()
     artifacts.remove_experiment(settings, experiment_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _check_model_filter(model: str | None) -> None:
+    """A model filter names a model this service knows (built-in or installed plugin). Checked
+    in the route, not by the query's type, so that a request without a key is a 401 first:
+    the allowed names depend on what is installed and are not in openapi.yaml."""
+    names = MODELS.names()
+    if model is None or model in names:
+        return
+    close = difflib.get_close_matches(model, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    message = f"query.model: unknown model {model!r}; one of {', '.join(names)}{hint}"
+    raise Unprocessable(message, details=[detail(("query", "model"), message, "literal_error")])
