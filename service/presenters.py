@@ -57,7 +57,9 @@ def _runs_at(spec: ExperimentSpec | None, level: int | None) -> list[str] | None
     return spec.runs_at_level(level)
 
 
-def progress_of(experiment: Experiment, spec: ExperimentSpec | None = None) -> Progress:
+def progress_of(
+    experiment: Experiment, spec: ExperimentSpec | None = None, waiting: str | None = None
+) -> Progress:
     raw = experiment.progress if isinstance(experiment.progress, dict) else {}
     pruning = experiment.spec.get("pruning", {}) if isinstance(experiment.spec, dict) else {}
     kind = raw.get("kind")
@@ -74,10 +76,12 @@ def progress_of(experiment: Experiment, spec: ExperimentSpec | None = None) -> P
         iteration=_int_or_none(raw.get("iteration")),
         iterations=_int_or_none(raw.get("iterations")),
         metrics=_metrics(raw.get("metrics")),
+        waiting=waiting,
     )
 
 
-def experiment_out(experiment: Experiment) -> ExperimentOut:
+def experiment_out(experiment: Experiment, waiting: str | None = None) -> ExperimentOut:
+    """The experiment as a client sees it; ``waiting``: service.consumers.waiting_note."""
     parsed = _parsed(experiment)
     summaries = [
         {**lv.summary, "level": lv.level}
@@ -114,7 +118,7 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         status=experiment.status,
         owner=experiment.owner,
         spec=experiment.spec,
-        progress=progress_of(experiment, parsed),
+        progress=progress_of(experiment, parsed, waiting),
         levels=levels,
         ticket=ticket,
         ticket_decision=decision,

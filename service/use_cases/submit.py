@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from lth_core.spec import parse_spec, short_budget
+from service.consumers import CONSUMERS, check_queue, waiting_note
 from service.errors import TooManyRequests, Unprocessable, detail, invalid_spec
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
@@ -49,6 +50,7 @@ def submit(
     Raises the API's errors (422 for a spec that is not one, 404/409/422 for an unusable
     mask, 413 for a spec over the limits, 429 over the active limit)."""
     spec_json = _validated(session, settings, principal, body)
+    check_queue(session, settings, queue_name)
     owner = principal.owner
     experiments.lock_owner(session, owner)
     try:
@@ -71,7 +73,8 @@ def submit(
     session.commit()
     if created:
         queue.enqueue(experiment.id, settings, experiment.queue)
-    out = experiment_out(experiment)
+    note = waiting_note(experiment.status, experiment.queue, CONSUMERS.get(session, settings))
+    out = experiment_out(experiment, note)
     out.notes = short_budget.notes(body)
     return Submitted(out, created)
 

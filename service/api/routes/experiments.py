@@ -11,6 +11,7 @@ from lth_core.spec import TAG_PATTERN, ModelName
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
+from service.consumers import CONSUMERS
 from service.errors import Conflict, detail, error_responses
 from service.events import event_stream
 from service.presenters import experiment_out
@@ -165,6 +166,7 @@ async def list_experiments(
             limit=limit,
             offset=offset,
             if_none_match=if_none_match,
+            consumers=CONSUMERS.get(connection, settings),
         ),
     )
 
@@ -188,7 +190,11 @@ async def get_experiment(
         settings,
         credentials,
         lambda connection, principal: experiment_response(
-            connection, experiment_id, principal.visible_owner, if_none_match
+            connection,
+            experiment_id,
+            principal.visible_owner,
+            if_none_match,
+            CONSUMERS.get(connection, settings),
         ),
     )
 
