@@ -24,6 +24,7 @@ from service.timing import timing
 from store import experiments
 from store.broker import DEFAULT_QUEUE
 from store.models import Experiment
+from store.scrub import without_server_paths
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -105,7 +106,8 @@ def experiment_out(experiment: Experiment, waiting: str | None = None) -> Experi
     error = None
     if experiment.error_type or experiment.error_message:
         error = ExperimentError(
-            type=experiment.error_type or "error", message=experiment.error_message or ""
+            type=experiment.error_type or "error",
+            message=without_server_paths(experiment.error_message or ""),
         )
     return ExperimentOut(
         cost=Cost.model_validate(_cost(parsed, summaries)),

@@ -227,7 +227,9 @@ def request_cancel(
 
 
 def mask_dependents(session: Session, experiment_id: str) -> list[str]:
-    """Queued or running experiments whose spec takes its mask from ``experiment_id``.
+    """Experiments that still need the mask of ``experiment_id``: every one whose spec takes
+    its mask from it and that has not succeeded (queued, running, or cancelled or failed and
+    so resumable: a resumed run reopens its folder, which checks the mask file's hash).
 
     Deleting the source would make each of them fail in the worker when it loads the mask;
     the API refuses the delete instead. Oldest first.
@@ -236,7 +238,7 @@ def mask_dependents(session: Session, experiment_id: str) -> list[str]:
     return list(
         session.scalars(
             select(Experiment.id)
-            .where(Experiment.status.in_(ACTIVE_STATUSES), source == experiment_id)
+            .where(Experiment.status != Status.SUCCEEDED, source == experiment_id)
             .order_by(Experiment.created_at)
         )
     )

@@ -272,8 +272,9 @@ def delete_experiment(
         session.rollback()
         shown = ", ".join(dependents[:10]) + (" ..." if len(dependents) > 10 else "")
         raise Conflict(
-            f"experiment {experiment_id} is the mask source of {len(dependents)} queued or "
-            f"running experiment(s): {shown}; cancel them or wait until they finish",
+            f"experiment {experiment_id} is the mask source of {len(dependents)} experiment(s) "
+            f"that are queued, running, or cancelled or failed and so resumable: {shown}; "
+            "delete them first, or wait until they succeed",
             error_type="mask_source_in_use",
             details=[
                 detail(["path", "experiment_id"], f"mask source of {d}", "mask_source_in_use")
