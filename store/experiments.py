@@ -183,6 +183,17 @@ def count_active(session: Session, owner: str | None) -> int:
     return session.scalar(query) or 0
 
 
+def stored_bytes(session: Session, owner: str | None) -> tuple[int, list[dict[str, Any]]]:
+    """The artifact bytes one owner's experiments were estimated to hold at submit, and the
+    specs of those stored before estimates were kept (the caller estimates them)."""
+    mine = func.coalesce(Experiment.owner, "") == (owner or "")
+    total = session.scalar(select(func.sum(Experiment.artifact_bytes)).where(mine)) or 0
+    unknown = session.scalars(
+        select(Experiment.spec).where(mine, Experiment.artifact_bytes.is_(None))
+    ).all()
+    return int(total), list(unknown)
+
+
 def lock_owner(session: Session, owner: str | None) -> None:
     """Serializes one owner's submissions and resumes until the transaction ends
     (PostgreSQL), so two concurrent ones cannot both pass the per-owner limit. SQLite needs nothing: its writers

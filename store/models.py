@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -133,6 +134,8 @@ class Experiment(Base):
     #: custom one); every later message about it (re-sends included) goes there too. NULL in
     #: rows older than the column: the default queue.
     queue: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Bytes of artifacts it will write, estimated at submit (the owner's storage quota).
+    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
