@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_in_flight=settings.capacity.in_flight,
         max_streams=settings.api_max_streams,
         retry_after=settings.api_retry_after_seconds,
+        per_key_in_flight=settings.per_key_in_flight,
+        per_key_streams=settings.per_key_streams,
     )
     app.include_router(api_router)
     install_web(app)
