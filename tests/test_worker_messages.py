@@ -80,17 +80,20 @@ def test_redis_unreadable_messages_are_dead_lettered_and_the_next_is_read(
 
 def test_embedded_unreadable_messages_are_kept_aside_and_the_next_is_read(tmp_path: Path) -> None:
     options = transport_options_for(Settings(data_dir=tmp_path))
-    queue = Queue("lth", Exchange("lth"), routing_key="lth")
+    # A fresh name: kombu keeps declared bindings per process, so a queue declared by an
+    # earlier test against another folder would not be bound in this one.
+    name = f"lth-test-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name), routing_key=name)
     with Connection(
         "filesystem://", transport=FilesystemTransport, transport_options=options
     ) as connection:
         inbox = Path(options["data_folder_in"])
         for i, raw in enumerate(GARBAGE):
-            (inbox / f"000{i}_bad.lth.msg").write_bytes(raw)
+            (inbox / f"000{i}_bad.{name}.msg").write_bytes(raw)
         _publish(connection, queue, {"n": 1})
         assert _drain(connection, queue) == [{"n": 1}]
     dead = sorted(p.name for p in Path(options["processed_folder"]).glob("*.dead"))
-    assert dead == ["0000_bad.lth.dead", "0001_bad.lth.dead", "0002_bad.lth.dead"]
+    assert dead == [f"000{i}_bad.{name}.dead" for i in range(3)]
 
 
 def test_a_real_worker_survives_garbage_and_says_which_queues_it_consumes(
