@@ -301,6 +301,61 @@ class Client(threading.Thread):
                 self.record.downloads += 1
 
 
+def download_burst(url: str, key: str, seconds: float, clients: int) -> dict[str, Any]:
+    """``clients`` threads downloading tickets, masks, metrics and CSV of the succeeded
+    experiments as fast as they can for ``seconds``, while the soak's clients go on (one key:
+    its excess is the API's per-key 429, not a 503 for everyone)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    listed = httpx.get(
+        f"{url}/experiments", params={"status": "succeeded", "limit": 50}, headers=headers
+    ).json()
+    ids = [item["id"] for item in listed.get("items", [])]
+    if not ids:
+        return {"clients": clients, "downloads": 0, "note": "nothing succeeded yet"}
+    lock = threading.Lock()
+    statuses: Counter[str] = Counter()
+    latencies: list[float] = []
+    total_bytes = 0
+    deadline = time.monotonic() + seconds
+
+    def one(n: int) -> None:
+        nonlocal total_bytes
+        rng = random.Random(n)
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+            while time.monotonic() < deadline:
+                tail = rng.choice(
+                    ["/ticket", f"/levels/{rng.randint(0, LEVELS)}/mask", "/levels.csv"]
+                )
+                began = time.perf_counter()
+                try:
+                    response = http.get(f"/experiments/{rng.choice(ids)}{tail}")
+                except httpx.HTTPError as exc:
+                    with lock:
+                        statuses[type(exc).__name__] += 1
+                    continue
+                with lock:
+                    statuses[str(response.status_code)] += 1
+                    if response.status_code == 200:
+                        latencies.append(time.perf_counter() - began)
+                        total_bytes += len(response.content)
+
+    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 90)
+    ms = sorted(x * 1000 for x in latencies)
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "downloads": len(ms),
+        "mb": round(total_bytes / 1e6, 1),
+        "p50_ms": round(ms[len(ms) // 2], 1) if ms else None,
+        "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 1) if ms else None,
+        "statuses": dict(sorted(statuses.items())),
+    }
+
+
 # --------------------------------------------------------------------------- set-ups
 
 
@@ -588,7 +643,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         ]
         for client in clients:
             client.start()
-        faults = {"redis": duration * 0.4, "db_cut": duration * 0.6}
+        faults = {"redis": duration * 0.4, "db_cut": duration * 0.6, "burst": duration * 0.75}
+        burst: dict[str, Any] = {}
         next_kill = min(args.kill_every, duration * 0.5)
         which = 0
         while (elapsed := time.monotonic() - started) < duration:
@@ -609,6 +665,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(DB_CUT_SECONDS)
                 stack.proxy.up()
                 outages.append((begin, time.time() + OUTAGE_GRACE_SECONDS))
+            if args.burst_clients and "burst" in faults and elapsed >= faults["burst"]:
+                faults.pop("burst")
+                burst = download_burst(stack.url, key, args.burst_seconds, args.burst_clients)
             time.sleep(0.2)
         stop.set()
         for client in clients:
@@ -676,6 +735,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "downloads": record.downloads,
         "transport_errors": record.transport_errors,
         "statuses": dict(sorted(record.statuses.items())),
+        "download_burst": burst,
         "seconds": seconds,
     }
     details = {
@@ -707,6 +767,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drain-seconds", type=float, default=600.0, help="Longest wait for the queue to empty."
     )
+    parser.add_argument(
+        "--burst-clients",
+        type=int,
+        default=16,
+        help="Download burst at 3/4 of the load time: threads downloading at once (0: none).",
+    )
+    parser.add_argument("--burst-seconds", type=float, default=15.0, help="Its length.")
     parser.add_argument("--out", help="Folder for data and logs (default: a temporary one).")
     args = parser.parse_args(argv)
     result = soak(args)

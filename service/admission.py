@@ -12,10 +12,21 @@ and ready, not dead) and the web view's files, never refused; event streams
 (``.../events``), which stay open for a whole experiment, have their own bound
 (``LTH_API_MAX_STREAMS``) so that they cannot take the slots of short requests.
 
+**Fairness.** Each caller (its API key; in open mode, its address) may hold at most
+``LTH_API_MAX_IN_FLIGHT_PER_KEY`` of the process's requests in flight (half of them by default)
+and ``LTH_API_MAX_STREAMS_PER_KEY`` of its event streams (a quarter); beyond that it is
+answered ``429`` with ``Retry-After`` while other callers are still admitted (found: 40
+slow-body POSTs with one key made another owner's GET a 503; 64 streams of one key refused
+every other stream). The caller is identified from the raw header, without a database read
+(a digest, so the key itself is not kept); an invalid key is refused later, as always.
+
 This is pure ASGI middleware on the event loop (one thread), so plain counters are exact.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections import Counter
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,23 +43,47 @@ def is_stream(path: str) -> bool:
     return path.startswith("/experiments/") and path.endswith("/events")
 
 
+def caller_of(scope: Scope) -> str:
+    """Who sends a request, for fairness: a digest of its Authorization header, else its
+    address (open mode)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return "key:" + hashlib.blake2b(value, digest_size=12).hexdigest()
+    client = scope.get("client")
+    return f"addr:{client[0] if client else '-'}"
+
+
 class AdmissionMiddleware:
-    """Answers 503 + Retry-After beyond ``max_in_flight`` requests (``max_streams`` streams)."""
+    """Answers 503 + Retry-After beyond ``max_in_flight`` requests (``max_streams`` streams),
+    and 429 + Retry-After beyond one caller's share (``per_key_in_flight``,
+    ``per_key_streams``)."""
 
     def __init__(
-        self, app: ASGIApp, *, max_in_flight: int, max_streams: int, retry_after: int
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int,
+        max_streams: int,
+        retry_after: int,
+        per_key_in_flight: int | None = None,
+        per_key_streams: int | None = None,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_streams = max_streams
         self.retry_after = retry_after
+        self.per_key_in_flight = per_key_in_flight or max_in_flight
+        self.per_key_streams = per_key_streams or max_streams
         self.in_flight = 0
         self.streams = 0
+        self.by_caller: Counter[str] = Counter()
+        self.streams_by_caller: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
+        caller = caller_of(scope)
         if is_stream(scope["path"]):
             if self.streams >= self.max_streams:
                 await self._refuse(
@@ -57,11 +92,23 @@ class AdmissionMiddleware:
                     "(LTH_API_MAX_STREAMS); retry later, or poll with If-None-Match",
                 )
                 return
+            if self.streams_by_caller[caller] >= self.per_key_streams:
+                await self._refuse(
+                    send,
+                    f"you have {self.streams_by_caller[caller]} event streams open, the most "
+                    "one API key may (LTH_API_MAX_STREAMS_PER_KEY); close one, or poll with "
+                    "If-None-Match",
+                    status=429,
+                    error_type="too_many_streams",
+                )
+                return
             self.streams += 1
+            self.streams_by_caller[caller] += 1
             try:
                 await self.app(scope, receive, send)
             finally:
                 self.streams -= 1
+                self._release(self.streams_by_caller, caller)
             return
         if self.in_flight >= self.max_in_flight:
             await self._refuse(
@@ -70,17 +117,37 @@ class AdmissionMiddleware:
                 "LTH_API_MAX_IN_FLIGHT); retry after the Retry-After seconds",
             )
             return
+        if self.by_caller[caller] >= self.per_key_in_flight:
+            await self._refuse(
+                send,
+                f"you have {self.by_caller[caller]} requests in flight, the most one API key "
+                "may (LTH_API_MAX_IN_FLIGHT_PER_KEY); wait for them, then retry after the "
+                "Retry-After seconds",
+                status=429,
+                error_type="too_many_in_flight",
+            )
+            return
         self.in_flight += 1
+        self.by_caller[caller] += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            self._release(self.by_caller, caller)
 
-    async def _refuse(self, send: Send, message: str) -> None:
+    @staticmethod
+    def _release(counts: Counter[str], caller: str) -> None:
+        counts[caller] -= 1
+        if counts[caller] <= 0:
+            del counts[caller]  # the counters hold only callers with something open
+
+    async def _refuse(
+        self, send: Send, message: str, *, status: int = 503, error_type: str = "overloaded"
+    ) -> None:
         await send_error(
             send,
-            503,
-            "overloaded",
+            status,
+            error_type,
             message,
             [(b"retry-after", str(self.retry_after).encode())],
         )

@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Send
 
+from store.scrub import without_server_paths
+
 log = logging.getLogger(__name__)
 
 
@@ -155,7 +157,12 @@ def invalid_spec(error: ValidationError) -> Unprocessable:
 
 
 def _body(error_type: str, message: str, details: Sequence[ErrorDetail] = ()) -> dict[str, Any]:
-    info = ErrorInfo(type=error_type, message=message, details=list(details))
+    """The error shape; no absolute server path survives in a message (store.scrub)."""
+    shown = [
+        d.model_copy(update={"msg": without_server_paths(d.msg)}) if "/" in d.msg else d
+        for d in details
+    ]
+    info = ErrorInfo(type=error_type, message=without_server_paths(message), details=shown)
     return ErrorResponse(error=info).model_dump(mode="json")
 
 

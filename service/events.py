@@ -40,9 +40,10 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
+from service.consumers import CONSUMERS, Consumers
 from service.errors import ApiError, Unprocessable, detail
 from service.presenters import experiment_out
-from service.reads import authorized_read, not_found
+from service.reads import authorized_read, not_found, stamped
 from store import reads
 from store.models import FINISHED_STATUSES
 from store.reads import ExperimentRow
@@ -78,19 +79,22 @@ class Cursor:
         return cls(int(match.group(1)), match.group(2), match.group(3))
 
 
-def _version(row: ExperimentRow) -> str:
-    return row.etag.strip('"')
+def _version(row: ExperimentRow, consumers: Consumers | None) -> str:
+    return stamped(row.version, consumers)[0].strip('"')
 
 
 def _event(name: str, data: Any, cursor: Cursor) -> str:
     return f"id: {cursor}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def changes(row: ExperimentRow, seen: Cursor) -> tuple[list[str], Cursor]:
+def changes(
+    row: ExperimentRow, seen: Cursor, consumers: Consumers | None = None
+) -> tuple[list[str], Cursor]:
     """The events that bring a client at ``seen`` up to ``row``, and the new cursor."""
     out: list[str] = []
-    body = experiment_out(row)  # type: ignore[arg-type]
-    version = _version(row)
+    version, note = stamped(row.version, consumers)
+    version = version.strip('"')
+    body = experiment_out(row, note)  # type: ignore[arg-type]
     cursor = seen
     if row.status != seen.status:
         cursor = Cursor(cursor.levels, row.status, cursor.version)
@@ -116,7 +120,11 @@ async def event_stream(
     """Checks the caller and the experiment now (401/404/422 as JSON), then streams."""
     seen = Cursor.parse(last_event_id)
 
+    consumers: Consumers | None = None
+
     def load(connection: Any, principal: Any) -> ExperimentRow:
+        nonlocal consumers
+        consumers = CONSUMERS.get(connection, settings)
         row = reads.experiment(connection, experiment_id, owner=principal.visible_owner)
         if row is None:
             raise not_found(experiment_id)
@@ -125,10 +133,12 @@ async def event_stream(
     first = await authorized_read(request, settings, credentials, load)
 
     def poll(connection: Any, principal: Any) -> ExperimentRow | None:
+        nonlocal consumers
+        consumers = CONSUMERS.get(connection, settings)
         version = reads.version(connection, experiment_id, owner=principal.visible_owner)
         if version is None:
             return None
-        if reads.etag_of(version).strip('"') == current_version:
+        if stamped(version, consumers)[0].strip('"') == current_version:
             return current
         return reads.experiment(connection, experiment_id, owner=principal.visible_owner)
 
@@ -144,8 +154,8 @@ async def event_stream(
             if current is None:
                 yield _event("end", {"status": "deleted"}, cursor)
                 return
-            current_version = _version(current)
-            events, cursor = changes(current, cursor)
+            current_version = _version(current, consumers)
+            events, cursor = changes(current, cursor, consumers)
             for text in events:
                 yield text
             if events:

@@ -53,6 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # FastAPI's /docs and /redoc load their scripts from a CDN, unpinned and without
+        # integrity hashes, onto the origin whose web view keeps an API key in
+        # sessionStorage: off unless the operator asks (LTH_API_DOCS); openapi.yaml and
+        # /openapi.json describe the API either way.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -63,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_in_flight=settings.capacity.in_flight,
         max_streams=settings.api_max_streams,
         retry_after=settings.api_retry_after_seconds,
+        per_key_in_flight=settings.per_key_in_flight,
+        per_key_streams=settings.per_key_streams,
     )
     app.include_router(api_router)
     install_web(app)

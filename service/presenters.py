@@ -24,6 +24,7 @@ from service.timing import timing
 from store import experiments
 from store.broker import DEFAULT_QUEUE
 from store.models import Experiment
+from store.scrub import without_server_paths
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -57,7 +58,9 @@ def _runs_at(spec: ExperimentSpec | None, level: int | None) -> list[str] | None
     return spec.runs_at_level(level)
 
 
-def progress_of(experiment: Experiment, spec: ExperimentSpec | None = None) -> Progress:
+def progress_of(
+    experiment: Experiment, spec: ExperimentSpec | None = None, waiting: str | None = None
+) -> Progress:
     raw = experiment.progress if isinstance(experiment.progress, dict) else {}
     pruning = experiment.spec.get("pruning", {}) if isinstance(experiment.spec, dict) else {}
     kind = raw.get("kind")
@@ -74,10 +77,12 @@ def progress_of(experiment: Experiment, spec: ExperimentSpec | None = None) -> P
         iteration=_int_or_none(raw.get("iteration")),
         iterations=_int_or_none(raw.get("iterations")),
         metrics=_metrics(raw.get("metrics")),
+        waiting=waiting,
     )
 
 
-def experiment_out(experiment: Experiment) -> ExperimentOut:
+def experiment_out(experiment: Experiment, waiting: str | None = None) -> ExperimentOut:
+    """The experiment as a client sees it; ``waiting``: service.consumers.waiting_note."""
     parsed = _parsed(experiment)
     summaries = [
         {**lv.summary, "level": lv.level}
@@ -101,7 +106,8 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
     error = None
     if experiment.error_type or experiment.error_message:
         error = ExperimentError(
-            type=experiment.error_type or "error", message=experiment.error_message or ""
+            type=experiment.error_type or "error",
+            message=without_server_paths(experiment.error_message or ""),
         )
     return ExperimentOut(
         cost=Cost.model_validate(_cost(parsed, summaries)),
@@ -114,7 +120,7 @@ def experiment_out(experiment: Experiment) -> ExperimentOut:
         status=experiment.status,
         owner=experiment.owner,
         spec=experiment.spec,
-        progress=progress_of(experiment, parsed),
+        progress=progress_of(experiment, parsed, waiting),
         levels=levels,
         ticket=ticket,
         ticket_decision=decision,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Request, Response
@@ -35,6 +35,7 @@ from sqlalchemy import Connection, and_
 
 from service.api.deps import open_engine
 from service.auth import principal_on
+from service.consumers import Consumers, waiting_note
 from service.errors import NotFound
 from service.presenters import experiment_out
 from store import reads
@@ -76,11 +77,19 @@ class RenderedCache:
 RENDERED = RenderedCache()
 
 
-def render(row: reads.ExperimentRow) -> bytes:
-    """The experiment's JSON (built and validated once), remembered under its ETag."""
-    body = experiment_out(row).model_dump_json().encode()  # type: ignore[arg-type]
-    RENDERED.put(row.etag, body)
-    return body
+def stamped(version: tuple[Any, ...], consumers: Consumers | None) -> tuple[str, str | None]:
+    """The ETag of an experiment's version columns and of what it waits for (a queue nobody
+    consumes, service.consumers), and that note."""
+    note = waiting_note(version[2], version[6], consumers)
+    return reads.etag_of((*version, note) if note else version), note
+
+
+def render(row: reads.ExperimentRow, consumers: Consumers | None = None) -> tuple[str, bytes]:
+    """The experiment's ETag and JSON (built and validated once), remembered under the ETag."""
+    etag, note = stamped(row.version, consumers)
+    body = experiment_out(row, note).model_dump_json().encode()  # type: ignore[arg-type]
+    RENDERED.put(etag, body)
+    return etag, body
 
 
 def not_found(experiment_id: str) -> NotFound:
@@ -126,13 +135,17 @@ def json_response(body: bytes, etag: str) -> Response:
 
 
 def experiment_response(
-    connection: Connection, experiment_id: str, owner: str | None, if_none_match: str | None
+    connection: Connection,
+    experiment_id: str,
+    owner: str | None,
+    if_none_match: str | None,
+    consumers: Consumers | None = None,
 ) -> Response:
     """The experiment as JSON with its ETag, or 304 when the client's copy is current."""
     version = reads.version(connection, experiment_id, owner=owner)
     if version is None:
         raise not_found(experiment_id)
-    etag = reads.etag_of(version)
+    etag, _ = stamped(version, consumers)
     if matches(if_none_match, etag):
         return not_modified(etag)
     body = RENDERED.get(etag)
@@ -140,7 +153,7 @@ def experiment_response(
         row = reads.experiment(connection, experiment_id, owner=owner)
         if row is None:  # deleted in between
             raise not_found(experiment_id)
-        etag, body = row.etag, render(row)
+        etag, body = render(row, consumers)
     return json_response(body, etag)
 
 
@@ -155,6 +168,7 @@ def list_response(
     if_none_match: str | None,
     name: str | None = None,
     model: str | None = None,
+    consumers: Consumers | None = None,
 ) -> Response:
     """One page, newest first, with an ETag over the page; 304 when it has not changed."""
     clauses = [has_tag(connection, tag)] if tag is not None else []
@@ -171,10 +185,10 @@ def list_response(
         offset=offset,
     )
     query = f"{owner}|{status}|{tag}|{limit}|{offset}|{name}|{model}"
-    etag = reads.list_etag(versions, total, query)
+    tags = [stamped(v, consumers)[0] for v in versions]
+    etag = reads.list_etag(versions, total, f"{query}|{','.join(tags)}")
     if matches(if_none_match, etag):
         return not_modified(etag)
-    tags = [reads.etag_of(v) for v in versions]
     bodies = [RENDERED.get(tag) for tag in tags]
     missing = [v[0] for v, body in zip(versions, bodies, strict=True) if body is None]
     rows = {row.id: row for row in reads.experiments_by_id(connection, missing)}
@@ -184,7 +198,7 @@ def list_response(
             row = rows.get(version[0])
             if row is None:  # deleted in between
                 continue
-            body = render(row)
+            body = render(row, consumers)[1]
         items.append(body)
     # The shape of ExperimentList, joined from the items' bytes (pydantic's compact JSON).
     head = b'{"items":[' + b",".join(items)

@@ -188,6 +188,11 @@ class Progress(BaseModel):
         "trials and controls_at counted), so a client can tell how far into the level "
         "`kind` is.",
     )
+    waiting: str | None = Field(
+        None,
+        description="Why a queued (or between-levels) experiment does not start: no running "
+        "worker consumes its queue (says which queue, and which queues are consumed).",
+    )
     iteration: int | None = None
     iterations: int | None = None
     metrics: dict[str, float] | None = Field(
@@ -312,6 +317,15 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"] = "ready"
     checks: dict[str, str]
+    queues: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Each standard, configured or waited-in queue and the running workers "
+        "that consume it (an empty list: nobody does).",
+    )
+    unconsumed: list[str] = Field(
+        default_factory=list,
+        description="Queues with experiments waiting in them that no running worker consumes.",
+    )
 
 
 class RegistryItem(BaseModel):

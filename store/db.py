@@ -148,7 +148,10 @@ def init_db(engine: Engine) -> None:
 
 
 #: Columns added to existing tables since the first release: (table, column, SQL type).
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("experiments", "queue", "VARCHAR(200)"),)
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("experiments", "queue", "VARCHAR(200)"),
+    ("experiments", "artifact_bytes", "BIGINT"),
+)
 
 
 _ENGINES: dict[tuple[str, float, Capacity], Engine] = {}

@@ -183,6 +183,17 @@ def count_active(session: Session, owner: str | None) -> int:
     return session.scalar(query) or 0
 
 
+def stored_bytes(session: Session, owner: str | None) -> tuple[int, list[dict[str, Any]]]:
+    """The artifact bytes one owner's experiments were estimated to hold at submit, and the
+    specs of those stored before estimates were kept (the caller estimates them)."""
+    mine = func.coalesce(Experiment.owner, "") == (owner or "")
+    total = session.scalar(select(func.sum(Experiment.artifact_bytes)).where(mine)) or 0
+    unknown = session.scalars(
+        select(Experiment.spec).where(mine, Experiment.artifact_bytes.is_(None))
+    ).all()
+    return int(total), list(unknown)
+
+
 def lock_owner(session: Session, owner: str | None) -> None:
     """Serializes one owner's submissions and resumes until the transaction ends
     (PostgreSQL), so two concurrent ones cannot both pass the per-owner limit. SQLite needs nothing: its writers
@@ -227,7 +238,9 @@ def request_cancel(
 
 
 def mask_dependents(session: Session, experiment_id: str) -> list[str]:
-    """Queued or running experiments whose spec takes its mask from ``experiment_id``.
+    """Experiments that still need the mask of ``experiment_id``: every one whose spec takes
+    its mask from it and that has not succeeded (queued, running, or cancelled or failed and
+    so resumable: a resumed run reopens its folder, which checks the mask file's hash).
 
     Deleting the source would make each of them fail in the worker when it loads the mask;
     the API refuses the delete instead. Oldest first.
@@ -236,7 +249,7 @@ def mask_dependents(session: Session, experiment_id: str) -> list[str]:
     return list(
         session.scalars(
             select(Experiment.id)
-            .where(Experiment.status.in_(ACTIVE_STATUSES), source == experiment_id)
+            .where(Experiment.status != Status.SUCCEEDED, source == experiment_id)
             .order_by(Experiment.created_at)
         )
     )

@@ -1,5 +1,6 @@
 """The tables: ``experiments`` (one row per submitted spec), ``levels`` (one per finished level),
-``run_claims`` (one per control run offered to other workers) and ``api_keys``.
+``run_claims`` (one per control run offered to other workers), ``api_keys`` and ``workers``
+(live worker processes and their queues).
 
 The database is the system of record. The broker carries only ids, and artifacts on disk are
 found from the id, so a lost message or a restarted process never loses what a row says.
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -132,6 +134,8 @@ class Experiment(Base):
     #: custom one); every later message about it (re-sends included) goes there too. NULL in
     #: rows older than the column: the default queue.
     queue: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Bytes of artifacts it will write, estimated at submit (the owner's storage quota).
+    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -234,3 +238,19 @@ class ApiKey(Base):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class WorkerPresence(Base):
+    """A live worker process and the queues it consumes, refreshed by its reconciler.
+
+    The broker cannot say who consumes a queue (a Redis list has no consumers, the embedded
+    broker's files none either), so each worker says it here; the API reads it to tell a user
+    that nobody consumes the queue an experiment waits in, and to accept a custom queue.
+    """
+
+    __tablename__ = "workers"
+
+    node: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -36,13 +36,14 @@ _VERSION_COLUMNS = (
     _E.cancel_requested,
     _E.attempts,
     _E.ticket_level,
+    _E.queue,
 )
 
 #: Bumped whenever the response shape changes, so that a client's cached ETag cannot match a
 #: body of another shape after an upgrade.
 #: 2: the experiment's ``queue``; 3: cost, time_to_ticket, verified; 4: progress ETA and
-#: kinds, notes.
-REPRESENTATION = "lth-experiment-4"
+#: kinds, notes; 5: progress.waiting (the version gains the queue and the waiting note).
+REPRESENTATION = "lth-experiment-5"
 
 
 @dataclass
@@ -75,8 +76,13 @@ class ExperimentRow:
     levels: list[LevelRow] = field(default_factory=list)
 
     @property
+    def version(self) -> tuple[Any, ...]:
+        """The version columns (as :func:`version` reads them)."""
+        return tuple(getattr(self, c.name) for c in _VERSION_COLUMNS)
+
+    @property
     def etag(self) -> str:
-        return etag_of(tuple(getattr(self, c.name) for c in _VERSION_COLUMNS))
+        return etag_of(self.version)
 
 
 _EXPERIMENT_COLUMNS = tuple(

@@ -11,10 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from store.settings_limits import LimitSettings
 
 
-class Settings(BaseSettings):
+class Settings(LimitSettings):
     """Every setting of the service; each field maps to ``LTH_<FIELD_NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="LTH_", extra="ignore")
@@ -195,6 +197,16 @@ class Settings(BaseSettings):
         description="An event stream is closed after this long; clients reconnect with "
         "Last-Event-ID and miss nothing (it bounds what one connection holds).",
     )
+
+    @property
+    def per_key_in_flight(self) -> int:
+        """Requests one key may have in flight (LTH_API_MAX_IN_FLIGHT_PER_KEY, default half)."""
+        return self.api_max_in_flight_per_key or max(1, self.api_max_in_flight // 2)
+
+    @property
+    def per_key_streams(self) -> int:
+        """Event streams one key may hold (LTH_API_MAX_STREAMS_PER_KEY, default a quarter)."""
+        return self.api_max_streams_per_key or max(1, self.api_max_streams // 4)
 
     @property
     def capacity(self) -> Capacity:

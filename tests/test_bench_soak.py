@@ -25,6 +25,7 @@ def test_soak_embedded_with_a_worker_kill_keeps_every_invariant(tmp_path: Path) 
             *(sys.executable, str(REPO / "bench" / "soak.py"), "--setup", "embedded"),
             *("--minutes", "0.3", "--kill-every", "9", "--clients", "2", "--seeds", "1"),
             *("--active-limit", "1", "--drain-seconds", "90", "--out", str(tmp_path)),
+            *("--burst-clients", "4", "--burst-seconds", "2"),
         ],
         cwd=REPO,
         capture_output=True,
@@ -47,3 +48,4 @@ def test_soak_embedded_with_a_worker_kill_keeps_every_invariant(tmp_path: Path) 
     assert result["server_errors"] == result["lost_levels"] == 0
     assert result["stuck"] == result["mismatched"] == result["idempotency_violations"] == 0
     assert result["requests"] > 20
+    assert "clients" in result["download_burst"]

@@ -95,3 +95,20 @@ def test_host_policy_of_the_bound_address() -> None:
     assert not policy("0.0.0.0", "lth.internal").host_allowed("attacker.example")
     assert policy("0.0.0.0", "lth.internal").host_allowed("lth.internal:8000")
     assert policy("127.0.0.1", "*").host_allowed("anything.example")
+
+
+def test_the_interactive_docs_are_off_unless_asked_for(tmp_path) -> None:
+    """Found: /docs loaded swagger-ui-dist@5 from a CDN (no SRI) on the web view's origin,
+    whose API key sits in sessionStorage."""
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+    from store.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/redoc").status_code == 404
+        assert client.get("/openapi.json").status_code == 200
+    with TestClient(create_app(settings.model_copy(update={"api_docs": True}))) as client:
+        assert client.get("/docs").status_code == 200

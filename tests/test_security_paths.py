@@ -113,3 +113,47 @@ def test_no_pickle_anywhere_user_bytes_reach() -> None:
         assert not banned.search(text), path
         for call in torch_load.finditer(text):
             assert "weights_only=True" in call.group(1), (path, call.group(0))
+
+
+# ------------------------------------------------------------------ no server paths in errors
+
+
+def test_an_error_recorded_by_the_worker_names_no_server_path(tmp_path: Path) -> None:
+    """Found: a resume whose mask source was gone failed with FileNotFoundError naming the
+    absolute path of the file under the data directory."""
+    from worker.level.lease import _describe
+
+    settings = Settings(data_dir=tmp_path / "data")
+    missing = (
+        settings.data_dir.resolve() / "experiments" / ("a" * 32) / "levels/001/mask.safetensors"
+    )
+    error = FileNotFoundError(2, "No such file or directory", str(missing))
+    kind, message = _describe(error, settings)
+    assert kind == "FileNotFoundError" and str(tmp_path) not in message
+    assert f"'experiments/{'a' * 32}/levels/001/mask.safetensors'" in message
+    other = _describe(ValueError("bad file /usr/lib/python3/site.py here"), settings)[1]
+    assert other == "bad file .../site.py here"
+
+
+def test_errors_returned_by_the_api_name_no_server_path(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    from store import experiments
+    from store.db import session_scope
+
+    experiment_id = submit(client, tiny_spec())["id"]
+    with session_scope(settings) as session:  # as recorded by an older worker
+        experiments.mark_failed(
+            session, experiment_id, "FileNotFoundError", f"no file '{tmp_path}/x/y.safetensors'"
+        )
+    shown = client.get(f"/experiments/{experiment_id}").json()["error"]["message"]
+    assert shown == "no file '.../y.safetensors'"
+    # An outage that names a path (the data directory cannot be created): 503, no path.
+    from service.main import create_app
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    broken = Settings(data_dir=blocker / "data")
+    with TestClient(create_app(broken)) as other:
+        response = other.get("/experiments")
+    assert response.status_code == 503 and str(tmp_path) not in response.text, response.text

@@ -38,6 +38,8 @@ def test_submit_fills_every_field_and_enqueues(client: TestClient, settings: Set
         "runs": None,
         "iteration": None,
         "iterations": None,
+        "waiting": "no worker consumes queue lth: no worker is running; it starts when one "
+        "does (`lth worker --queues lth`, or `lth serve`)",
         "metrics": None,
         "elapsed_seconds": None,
         "iterations_per_second": None,
@@ -241,6 +243,7 @@ def test_progress_written_by_the_worker_is_shown(client: TestClient, settings: S
         "iterations": 50,
         "metrics": {"test_accuracy": 0.5},
         "iterations_per_second": 12.5,
+        "waiting": None,  # held by a worker
     }
 
 
@@ -259,4 +262,6 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/readyz").json() == {
         "status": "ready",
         "checks": {"database": "ok", "broker": "ok"},
+        "queues": {"lth": [], "lth.gpu": [], "lth.cpu": []},  # no worker runs
+        "unconsumed": [],  # and no experiment waits
     }

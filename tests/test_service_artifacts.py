@@ -212,8 +212,30 @@ def test_deleting_a_mask_source_that_active_experiments_name_is_refused(
     assert client.get(f"/experiments/{source}").status_code == 200, "nothing was deleted"
     assert artifacts.mask_path(settings, source, 1).is_file()
     assert client.delete(f"/experiments/{other}").status_code == 204, "unrelated: deletable"
+    # Found: cancel the dependent, delete the source, resume the dependent -> the worker
+    # failed with FileNotFoundError naming the server path. A cancelled (or failed) dependent
+    # can be resumed, so it still holds its source.
     client.post(f"/experiments/{dependent['id']}/cancel")
-    assert client.delete(f"/experiments/{source}").status_code == 204, "no active dependent left"
+    error = assert_error(client.delete(f"/experiments/{source}"), 409, "mask_source_in_use")
+    assert "resumable" in error["message"] and dependent["id"] in error["message"]
+    assert client.delete(f"/experiments/{dependent['id']}").status_code == 204
+    assert client.delete(f"/experiments/{source}").status_code == 204, "no dependent left"
+
+
+def test_a_dependent_whose_mask_source_is_gone_is_not_resumed(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    """A source deleted before sources were counted (or its files lost): resume is a 409
+    that says why, not a failure in the worker naming a server path."""
+    source = _finished(client, settings, engine_run)
+    dependent = submit(client, tiny_spec(seed=4, mask={"experiment_id": source, "level": 1}))
+    client.post(f"/experiments/{dependent['id']}/cancel")
+    artifacts.remove_experiment(settings, source)  # its files are gone
+    error = assert_error(
+        client.post(f"/experiments/{dependent['id']}/resume"), 409, "mask_source_missing"
+    )
+    assert source in error["message"] and str(settings.data_dir) not in error["message"]
+    assert client.get(f"/experiments/{dependent['id']}").json()["status"] == "cancelled"
 
 
 def test_an_image_of_a_figure_with_nothing_to_draw_is_409_not_500(client: TestClient) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from store import broker, claims, experiments
 from store.db import dispose_engines, session_scope
 from store.lease import LeaseOutcome
-from store.models import ApiKey, Experiment, Level
+from store.models import ApiKey, Experiment, Level, WorkerPresence
 from store.settings import Settings
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -89,12 +89,15 @@ def _empty(s: Settings) -> None:
         session.execute(delete(Level))
         session.execute(delete(Experiment))
         session.execute(delete(ApiKey))
+        session.execute(delete(WorkerPresence))
 
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
+    from service.consumers import CONSUMERS
     from service.main import create_app
 
+    CONSUMERS.clear()  # read afresh: another test's workers are not this one's
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 

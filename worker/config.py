@@ -10,6 +10,8 @@ Each setting answers one failure mode of long jobs on a Redis broker:
   returned to the driver and CUDA is only ever initialized in a child that will exit.
 * Time limits from settings, with a soft limit before the hard one so the task can record a
   clean failure; the visibility timeout (store.broker) is longer than the hard limit.
+* ``broker_transport``: kombu's Redis or filesystem transport with unreadable messages
+  dead-lettered (worker.transport), so one bad message never stops a worker.
 * ``worker_cancel_long_running_tasks_on_connection_loss = False``: a Redis blip must not kill a
   level that is hours in; if Redis re-delivers its message, the database claim stops the copy.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from store.broker import celery_config
+from store.broker import celery_config, is_embedded
 from store.settings import Settings
 
 #: Seconds between the soft time limit (the task records a failure) and the hard kill.
@@ -49,4 +51,17 @@ def worker_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "broker_heartbeat": 0,
+        # kombu's transports, except that an unreadable message is dead-lettered instead of
+        # stopping the worker (worker.transport).
+        "broker_transport": broker_transport(settings),
     }
+
+
+def broker_transport(settings: Settings) -> str | None:
+    """The worker's transport class for the configured broker (None: kombu's own, for a
+    broker other than the embedded one or plain ``redis://``)."""
+    if is_embedded(settings):
+        return "worker.transport:FilesystemTransport"
+    if (settings.broker_url or "").startswith("redis://"):
+        return "worker.transport:RedisTransport"
+    return None

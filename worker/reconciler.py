@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +36,9 @@ from store import claims
 from store.broker import ALL_QUEUES, DEFAULT_QUEUE
 from store.models import ACTIVE_STATUSES, Experiment
 from store.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +149,11 @@ class Reconciler:
 class ReconcilerThread:
     """Runs a Reconciler in a daemon thread of the worker's main process until stopped."""
 
-    def __init__(self, reconciler: Reconciler, engine: Engine | None = None) -> None:
+    def __init__(
+        self, reconciler: Reconciler, engine: Engine | None = None, presence: Presence | None = None
+    ) -> None:
         self.reconciler = reconciler
+        self.presence = presence
         self._engine = engine
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lth-reconciler", daemon=True)
@@ -159,11 +166,15 @@ class ReconcilerThread:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        if self.presence is not None:
+            self.presence.forget()
         if self._engine is not None:
             self._engine.dispose()
 
     def _loop(self) -> None:
         while True:
+            if self.presence is not None:
+                self.presence.beat()
             try:
                 self.reconciler.reconcile_once()
                 self.reconciler.prune_processed()

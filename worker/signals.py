@@ -1,4 +1,5 @@
-"""Worker lifecycle hooks: the reconciler runs in the main process, from start to shutdown.
+"""Worker lifecycle hooks: the reconciler runs in the main process, from start to shutdown, and
+keeps this worker's row in ``workers`` (its queues: worker.presence) fresh.
 
 It gets its own engine, created in the main process and never used by the forked children
 (each child opens its own connections through ``store.db``), so no connection crosses a fork.
@@ -14,6 +15,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from store.broker import RUN_EXPERIMENT_TASK, pending_experiments
 from store.db import init_db, make_engine, session_factory
 from store.settings import get_settings
+from worker.presence import Presence, consumed_queues
 from worker.reconciler import Reconciler, ReconcilerThread
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,10 @@ def start_reconciler(sender: Any = None, **_: Any) -> None:
         send,
         lambda queues: pending_experiments(settings, queues),
     )
-    _thread = ReconcilerThread(reconciler, engine).start()
-    log.info("reconciler started (every %.1f s)", reconciler.interval)
+    node = getattr(sender, "hostname", None) or "lth-worker"
+    presence = Presence(settings, session_factory(engine), node, consumed_queues(sender))
+    _thread = ReconcilerThread(reconciler, engine, presence=presence).start()
+    log.info("reconciler started (every %.1f s), queues %s", reconciler.interval, presence.queues)
 
 
 @worker_shutting_down.connect

@@ -15,12 +15,14 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from lth_core.spec import parse_spec, short_budget
-from service.errors import TooManyRequests, Unprocessable, detail, invalid_spec
+from service.consumers import CONSUMERS, check_queue, waiting_note
+from service.errors import ApiError, Unprocessable, detail, invalid_spec
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
-from service.quotas import check_active_limit
+from service.quotas import check_active_limit, check_storage_quota
 from service.schemas import ExperimentOut
 from service.spec_limits import check_spec_limits
+from service.spec_size import SizeEstimate, check_size
 from store import experiments, queue
 from store.api_keys import Principal
 from store.settings import Settings
@@ -47,8 +49,10 @@ def submit(
     """Validates the spec, stores a queued experiment, then hands its id to the workers.
 
     Raises the API's errors (422 for a spec that is not one, 404/409/422 for an unusable
-    mask, 413 for a spec over the limits, 429 over the active limit)."""
-    spec_json = _validated(session, settings, principal, body)
+    mask, 422 for a spec over the limits (its size included) or the owner's storage quota,
+    429 over the active limit)."""
+    check_queue(session, settings, queue_name)
+    spec_json, size = _validated(session, settings, principal, body, queue_name)
     owner = principal.owner
     experiments.lock_owner(session, owner)
     try:
@@ -63,24 +67,27 @@ def submit(
             details=[detail(["header", "Idempotency-Key"], "reused", "idempotency_key_reused")],
         ) from None
     if created:
+        experiment.artifact_bytes = size.artifact_bytes if size is not None else None
         try:
             check_active_limit(session, settings, owner)
-        except TooManyRequests:
+            check_storage_quota(session, settings, owner, experiment.artifact_bytes or 0)
+        except ApiError:
             session.rollback()
             raise
     session.commit()
     if created:
         queue.enqueue(experiment.id, settings, experiment.queue)
-    out = experiment_out(experiment)
+    note = waiting_note(experiment.status, experiment.queue, CONSUMERS.get(session, settings))
+    out = experiment_out(experiment, note)
     out.notes = short_budget.notes(body)
     return Submitted(out, created)
 
 
 def _validated(
-    session: Session, settings: Settings, principal: Principal, body: Any
-) -> dict[str, Any]:
-    """The spec to store: parsed (defaults filled in), within the limits, its mask source
-    checked and normalized."""
+    session: Session, settings: Settings, principal: Principal, body: Any, queue: str
+) -> tuple[dict[str, Any], SizeEstimate | None]:
+    """The spec to store: parsed (defaults filled in), within the limits (its size for the
+    queue's device class included), its mask source checked and normalized; and its size."""
     if not isinstance(body, dict):
         raise Unprocessable(
             "the body must be a JSON object (the experiment spec)",
@@ -92,8 +99,9 @@ def _validated(
     except ValidationError as exc:
         raise invalid_spec(exc) from None
     check_spec_limits(spec, settings)
+    size = check_size(spec, settings, queue)
     spec_json = spec.model_dump(mode="json")
     mask = check_mask_source(session, settings, spec, principal.visible_owner)
     if mask is not None:
         spec_json["mask"] = mask
-    return spec_json
+    return spec_json, size

@@ -22,6 +22,7 @@ from store import experiments as repo
 from store.db import session_scope
 from store.lease import LeaseOutcome
 from store.models import Status
+from store.scrub import without_server_paths
 from store.settings import Settings
 from worker.heartbeat import Heartbeat, LeaseLost, held
 
@@ -205,4 +206,4 @@ def _describe(exc: BaseException, settings: Settings) -> tuple[str, str]:
             f"a level ran longer than LTH_TASK_TIME_LIMIT_SECONDS "
             f"({settings.task_time_limit_seconds:.0f} s)",
         )
-    return type(exc).__name__, str(exc) or repr(exc)
+    return type(exc).__name__, without_server_paths(str(exc) or repr(exc), settings)

@@ -13,6 +13,7 @@ from lth_core.spec import TAG_PATTERN
 from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
+from service.consumers import CONSUMERS
 from service.errors import Conflict, Unprocessable, detail, error_responses
 from service.events import event_stream
 from service.presenters import experiment_out
@@ -176,6 +177,7 @@ async def list_experiments(
                 limit=limit,
                 offset=offset,
                 if_none_match=if_none_match,
+                consumers=CONSUMERS.get(connection, settings),
             )
         ),
     )
@@ -200,7 +202,11 @@ async def get_experiment(
         settings,
         credentials,
         lambda connection, principal: experiment_response(
-            connection, experiment_id, principal.visible_owner, if_none_match
+            connection,
+            experiment_id,
+            principal.visible_owner,
+            if_none_match,
+            CONSUMERS.get(connection, settings),
         ),
     )
 
@@ -278,8 +284,9 @@ def delete_experiment(
         session.rollback()
         shown = ", ".join(dependents[:10]) + (" ..." if len(dependents) > 10 else "")
         raise Conflict(
-            f"experiment {experiment_id} is the mask source of {len(dependents)} queued or "
-            f"running experiment(s): {shown}; cancel them or wait until they finish",
+            f"experiment {experiment_id} is the mask source of {len(dependents)} experiment(s) "
+            f"that are queued, running, or cancelled or failed and so resumable: {shown}; "
+            "delete them first, or wait until they succeed",
             error_type="mask_source_in_use",
             details=[
                 detail(["path", "experiment_id"], f"mask source of {d}", "mask_source_in_use")
