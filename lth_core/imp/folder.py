@@ -33,10 +33,6 @@ class ExperimentFolder:
         self.spec, self.store, self.initial_mask, self.where = spec, store, initial_mask, where
         self._claim()
 
-    @staticmethod
-    def keys(trial: int) -> Keys:
-        return Keys.of_trial(trial)
-
     def theta0s(
         self, template: PrunableModel, build: Callable[[int], PrunableModel]
     ) -> list[StateDict]:
@@ -46,7 +42,7 @@ class ExperimentFolder:
         source = self._source_init(template.state_dict()) if self._with_init() else None
         return [
             self._load_or_save(
-                self.keys(t).init_weights,
+                Keys.of_trial(t).init_weights,
                 source
                 if source is not None
                 else (template if t == 0 else build(seed)).state_dict(),

@@ -7,7 +7,6 @@ store, so there is one atomic write.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,18 +53,9 @@ def _local(path: Path) -> tuple[LocalStore, str]:
     return LocalStore(path.parent), path.name
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    store, key = _local(path)
-    store.put(key, data)
-
-
 def save_json(path: Path, obj: Any) -> None:
     """Strict JSON, written atomically."""
     put_json(*_local(path), obj)
-
-
-def load_json(path: Path) -> Any:
-    return json.loads(path.read_text())
 
 
 def save_tensors(
