@@ -29,7 +29,13 @@ DEFAULT_RESULTS = REPO / "bench" / "results"
 
 
 def lenet_spec(
-    seeds: list[int], reinits: int, levels: int, iterations: int, eval_every: int, dataset: str
+    seeds: list[int],
+    reinits: int,
+    levels: int,
+    iterations: int,
+    eval_every: int,
+    dataset: str,
+    controls: list[str],
 ) -> dict:
     """The paper's LeNet protocol; only the budget (iterations, levels, trials) varies."""
     return {
@@ -49,7 +55,7 @@ def lenet_spec(
             "rates": {"fc": 0.2, "output": 0.1},
         },
         "reset": {"mode": "init"},
-        "controls": ["random_reinit"],
+        "controls": controls,
         "seeds": seeds,
         "control_repeats": reinits,
     }
@@ -82,7 +88,13 @@ def run_seed(spec_data: dict, out: Path, device: str, log: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one per trial")
-    parser.add_argument("--reinits", type=int, default=2, help="random_reinit draws per trial")
+    parser.add_argument("--reinits", type=int, default=2, help="draws per control, trial and level")
+    parser.add_argument(
+        "--controls",
+        nargs="+",
+        default=["random_reinit", "random_prune"],
+        help="the paper's two controls: same mask with a fresh init, a random mask",
+    )
     parser.add_argument("--levels", type=int, default=15, help="pruning rounds after level 0")
     parser.add_argument("--iterations", type=int, default=50_000, help="per run (paper: 50K)")
     parser.add_argument("--eval-every", type=int, default=100, help="paper: 100")
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "seeds": args.seeds,
         "reinits": args.reinits,
+        "controls": args.controls,
         "levels": args.levels,
         "iterations": args.iterations,
         "eval_every": args.eval_every,
@@ -121,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         settings_file.write_text(json.dumps(settings, indent=1) + "\n")
         started = time.perf_counter()
         spec = lenet_spec(
-            args.seeds, args.reinits, args.levels, args.iterations, args.eval_every, args.dataset
+            args.seeds,
+            args.reinits,
+            args.levels,
+            args.iterations,
+            args.eval_every,
+            args.dataset,
+            args.controls,
         )
         run_seed(spec, args.runs_dir / "experiment", args.device, sys.stdout)
         settings["train_seconds"] = round(time.perf_counter() - started, 1)
