@@ -146,8 +146,8 @@ class ServiceCollector:
             labels=["queue"],
         )
         try:
-            for name in queues:
-                family.add_metric([name], broker.queue_depth(self.settings, (name,)))
+            for name, length in broker.queue_lengths(self.settings, queues).items():
+                family.add_metric([name], length)
         except Exception as exc:
             log.warning("metrics: broker unreachable: %s", exc)
             yield _gauge("lth_broker_up", "1 if the broker answered this scrape.", 0)

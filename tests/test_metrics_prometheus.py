@@ -247,3 +247,33 @@ def test_worker_counters_add_up_in_one_row_and_idle_is_zero(tmp_path: Path) -> N
         dispose_engines()
     assert snapshot.iterations == {WORKER: 600 + 600 + 50}
     assert snapshot.iterations_per_second == {WORKER: 0.0}
+
+
+@pytest.mark.redis
+def test_queue_lengths_on_redis_count_every_priority_list_and_fail_fast(tmp_path: Path) -> None:
+    """/metrics reads the broker's lists as KEDA does, and a Redis that is down costs a
+    scrape under a second, not kombu's reconnects."""
+    import uuid
+
+    import redis
+
+    from store import broker
+
+    queue = f"metrics-test-{uuid.uuid4().hex[:8]}"
+    settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        client.rpush(queue, b"a", b"b")
+        client.rpush(f"{queue}\x06\x163", b"c")  # a priority-3 message
+        assert broker.queue_lengths(settings, [queue, f"{queue}-empty"]) == {
+            queue: 3,
+            f"{queue}-empty": 0,
+        }
+    finally:
+        client.delete(queue, f"{queue}\x06\x163")
+        client.close()
+    down = Settings(data_dir=tmp_path, broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        broker.queue_lengths(down, [queue])
+    assert time.monotonic() - started < 2.5
