@@ -21,13 +21,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from s3_servers import free_port
-from test_service_support import tiny_spec
+from test_service_support import submit, tiny_spec
 
 from store.db import dispose_engines, session_scope
 from store.models import Experiment, utcnow
 from store.settings import Settings
 from worker.stats import WorkerStats
+
+pytest_plugins = ("test_service_support",)
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = "lth-cpu-4242@metrics-test"
@@ -277,3 +280,26 @@ def test_queue_lengths_on_redis_count_every_priority_list_and_fail_fast(tmp_path
     with pytest.raises(redis.ConnectionError):
         broker.queue_lengths(down, [queue])
     assert time.monotonic() - started < 2.5
+
+
+def test_metrics_need_no_key_name_no_experiment_and_can_be_turned_off(
+    client: TestClient, settings: Settings
+) -> None:
+    """A scraper has no API key; the series carry no ids, names or owners; LTH_METRICS=false
+    removes the route."""
+    from service.main import create_app
+    from store import api_keys
+
+    experiment = submit(client, tiny_spec(name="secret-name"))
+    with session_scope(settings) as session:
+        api_keys.create_key(session, "alice")
+    assert client.get("/experiments").status_code == 401  # keys are required now
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert 'lth_experiments{status="queued"} 1.0' in response.text
+    assert 'http_requests_total{handler="/experiments",method="GET",status="401"}' in response.text
+    for private in (experiment["id"], "secret-name", "alice"):
+        assert private not in response.text
+    with TestClient(create_app(settings.model_copy(update={"metrics": False}))) as off:
+        assert off.get("/metrics").status_code == 404
