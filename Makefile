@@ -16,17 +16,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages, installed as root with one apt-get update: real Fashion-MNIST without
-# internet (dataset-fashion-mnist), and headless Chromium with its driver for the web view's
-# browser tests (selenium drives the system browser; nothing is downloaded at test time).
+# internet (dataset-fashion-mnist), headless Chromium with its driver for the web view's
+# browser tests (selenium drives the system browser; nothing is downloaded at test time), and
+# Prometheus, which tests/test_metrics_prometheus.py runs against a live API.
 system:
 	@missing=""; \
 	[ -d $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	[ -x /usr/bin/prometheus ] || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
-	  else echo "note: install$$missing (apt) for the Fashion-MNIST tests, the demo and the browser tests"; fi; \
+	  else echo "note: install$$missing (apt) for the Fashion-MNIST tests, the demo, the browser and the metrics tests"; fi; \
 	fi
 
 data browser: system

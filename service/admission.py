@@ -8,7 +8,8 @@ degrade, it collapsed. Here a request beyond ``LTH_API_MAX_IN_FLIGHT`` is answer
 latency and clients back off (``lth`` and the web view honour ``Retry-After``).
 
 Counted apart: ``/healthz`` and ``/readyz`` (a load balancer must see a busy process as alive
-and ready, not dead) and the web view's files, never refused; event streams
+and ready, not dead), ``/metrics`` (a scrape must see an overloaded API) and the web view's
+files, never refused; event streams
 (``.../events``), which stay open for a whole experiment, have their own bound
 (``LTH_API_MAX_STREAMS``) so that they cannot take the slots of short requests.
 
@@ -21,18 +22,23 @@ every other stream). The caller is identified from the raw header, without a dat
 (a digest, so the key itself is not kept); an invalid key is refused later, as always.
 
 This is pure ASGI middleware on the event loop (one thread), so plain counters are exact.
+What it sheds and the streams it holds are also counted for ``/metrics`` (service.metrics).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import send_error
 
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico"})
+if TYPE_CHECKING:
+    from service.metrics import ApiMetrics
+
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/", "/favicon.ico"})
 
 
 def is_exempt(path: str) -> bool:
@@ -67,8 +73,10 @@ class AdmissionMiddleware:
         retry_after: int,
         per_key_in_flight: int | None = None,
         per_key_streams: int | None = None,
+        metrics: ApiMetrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.max_in_flight = max_in_flight
         self.max_streams = max_streams
         self.retry_after = retry_after
@@ -104,11 +112,15 @@ class AdmissionMiddleware:
                 return
             self.streams += 1
             self.streams_by_caller[caller] += 1
+            if self.metrics is not None:
+                self.metrics.streams.inc()
             try:
                 await self.app(scope, receive, send)
             finally:
                 self.streams -= 1
                 self._release(self.streams_by_caller, caller)
+                if self.metrics is not None:
+                    self.metrics.streams.dec()
             return
         if self.in_flight >= self.max_in_flight:
             await self._refuse(
@@ -144,6 +156,8 @@ class AdmissionMiddleware:
     async def _refuse(
         self, send: Send, message: str, *, status: int = 503, error_type: str = "overloaded"
     ) -> None:
+        if self.metrics is not None:
+            self.metrics.shed.labels(error_type, str(status)).inc()
         await send_error(
             send,
             status,

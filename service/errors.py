@@ -49,17 +49,23 @@ _DESCRIPTIONS = {
     409: "Conflict with the experiment's current state",
     413: "Request body over the size limit",
     422: "Invalid input; details name each offending field",
-    429: "Too many queued and running experiments for this owner; see Retry-After",
+    429: "Over this API key's share: queued and running experiments of its owner, or its "
+    "requests or event streams in flight (admission); see Retry-After",
     500: "Internal error (`artifact_corrupt`: a stored file is not the one written)",
-    503: "A dependency (database or broker) is unavailable",
+    503: "A dependency (database or broker) is unavailable, or the API is at capacity "
+    "(`overloaded`, shed by admission); see Retry-After",
 }
+
+
+def error_description(code: int) -> str:
+    """What a status code means in this API (openapi.yaml's response descriptions)."""
+    return _DESCRIPTIONS.get(code, "Error")
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for these status codes, all with the error shape."""
     return {
-        code: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(code, "Error")}
-        for code in codes
+        code: {"model": ErrorResponse, "description": error_description(code)} for code in codes
     }
 
 

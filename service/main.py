@@ -16,8 +16,10 @@ from fastapi import FastAPI
 from service import access_log
 from service.admission import AdmissionMiddleware
 from service.api.main import api_router
+from service.api.routes import metrics as metrics_route
 from service.body_limit import BodyLimitMiddleware
 from service.errors import install_error_handlers
+from service.metrics import ApiMetrics
 from service.openapi import install_openapi, operation_id
 from service.origin import OriginMiddleware
 from service.web.routes import install_web
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:
             log.warning("database not reachable at start (requests will answer 503): %s", exc)
         yield
+        ApiMetrics.process_exits()
 
     app = FastAPI(
         title="lth",
@@ -61,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    metrics = ApiMetrics(settings) if settings.metrics else None
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(OriginMiddleware, settings=settings)
@@ -71,8 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retry_after=settings.api_retry_after_seconds,
         per_key_in_flight=settings.per_key_in_flight,
         per_key_streams=settings.per_key_streams,
+        metrics=metrics,
     )
     app.include_router(api_router)
+    if metrics is not None:
+        metrics.instrument(app)  # outermost: it sees what admission sheds
+        app.include_router(metrics_route.router)
     install_web(app)
     install_openapi(app)
     return app

@@ -62,6 +62,7 @@ def install_openapi(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(spec_components())
             _use_error_shape_for_422(schema)
+            _declare_admission_responses(schema)
             _link_submission_to_its_operations(schema)
             app.openapi_schema = schema
         return app.openapi_schema
@@ -84,6 +85,38 @@ def _use_error_shape_for_422(schema: dict[str, Any]) -> None:
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+
+
+def _declare_admission_responses(schema: dict[str, Any]) -> None:
+    """Admission (service.admission) may answer any operation but the exempt ones (health,
+    readiness, metrics) 503 ``overloaded`` or 429 (one key's share) before its route runs: each
+    such operation declares both, and every 429 and 503 its Retry-After header."""
+    from service.admission import is_exempt
+    from service.errors import error_description
+
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code in ("429", "503"):
+                if code not in responses and is_exempt(path):
+                    continue
+                entry = responses.setdefault(
+                    code,
+                    {
+                        "description": error_description(int(code)),
+                        "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
+                    },
+                )
+                entry["headers"] = {
+                    "Retry-After": {
+                        "description": "Seconds to wait before retrying",
+                        "schema": {"type": "integer"},
+                    }
+                }
+            operation["responses"] = dict(sorted(responses.items()))
+
+
+_ERROR_REF = "#/components/schemas/ErrorResponse"
 
 
 def _link_submission_to_its_operations(schema: dict[str, Any]) -> None:

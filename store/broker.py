@@ -169,6 +169,33 @@ def queue_depth(settings: Settings, queues: tuple[str, ...] = ALL_QUEUES) -> int
         return sum(channel.queue_declare(queue=name).message_count for name in queues)
 
 
+def queue_lengths(settings: Settings, queues: list[str]) -> dict[str, int]:
+    """Messages waiting per queue, for /metrics: on Redis the lengths of the queue's lists
+    (what KEDA's redis scaler reads), failing within a second when Redis is down (a scrape
+    must not wait for kombu's reconnects); the embedded broker's files otherwise."""
+    if is_embedded(settings) or not (settings.broker_url or "").startswith(("redis", "rediss")):
+        return {queue: queue_depth(settings, (queue,)) for queue in queues}
+    import redis
+
+    client = redis.Redis.from_url(
+        settings.broker_url or "", socket_timeout=1, socket_connect_timeout=1
+    )
+    try:
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            for name in _redis_lists(queue):
+                pipe.llen(name)
+        lengths = iter(pipe.execute())
+        return {queue: sum(next(lengths) for _ in _redis_lists(queue)) for queue in queues}
+    finally:
+        client.close()
+
+
+def _redis_lists(queue: str) -> tuple[str, ...]:
+    r"""kombu keeps a queue's priorities in lists named queue, queue\x06\x163, ..."""
+    return (queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9)))
+
+
 def pending_experiments(settings: Settings, queues: tuple[str, ...]) -> set[str]:
     """Ids of the experiments that have a run message waiting in ``queues`` (or, on Redis,
     handed to a worker and not yet acknowledged): what the reconciler looks for, experiment by
@@ -197,8 +224,7 @@ def _pending_in_redis(settings: Settings, queues: tuple[str, ...]) -> set[str]:
     found: set[str] = set()
     try:
         for queue in queues:
-            # kombu keeps a queue's priorities in lists named queue, queue\x06\x163, ...
-            for name in (queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9))):
+            for name in _redis_lists(queue):
                 for raw in client.lrange(name, 0, -1):
                     found.update(_run_target(raw))
         for raw in client.hvals("unacked"):

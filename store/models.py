@@ -1,6 +1,7 @@
 """The tables: ``experiments`` (one row per submitted spec), ``levels`` (one per finished level),
-``run_claims`` (one per control run offered to other workers), ``api_keys`` and ``workers``
-(live worker processes and their queues).
+``run_claims`` (one per control run offered to other workers), ``api_keys``, ``workers``
+(live worker processes and their queues) and ``worker_stats`` (what each worker trained, for
+``/metrics``).
 
 The database is the system of record. The broker carries only ids, and artifacts on disk are
 found from the id, so a lost message or a restarted process never loses what a row says.
@@ -254,3 +255,21 @@ class WorkerPresence(Base):
     queues: Mapped[list[str]] = mapped_column(JSON)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkerStats(Base):
+    """What one worker process has trained, for the API's ``/metrics``.
+
+    Workers push their numbers here instead of serving a metrics port: a GPU worker may sit
+    behind NAT or be scaled to zero between scrapes, where no Prometheus can reach it, while
+    every worker already reaches the database, the system of record. ``iterations`` only grows
+    (a counter: every run's training iterations, a stacked level's members each counted);
+    ``iterations_per_second`` is the rate over the last interval written (0 between tasks).
+    """
+
+    __tablename__ = "worker_stats"
+
+    node: Mapped[str] = mapped_column(String(255), primary_key=True)
+    iterations: Mapped[int] = mapped_column(BigInteger, default=0)
+    iterations_per_second: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

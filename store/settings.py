@@ -239,6 +239,18 @@ AWS_VARIABLES = frozenset(
 )
 
 
+#: Variables read outside Settings: `lth api --workers` (typer's envvar) and prometheus-client's
+#: multiprocess folder (`lth api --workers N` sets it when unset; service.metrics).
+OTHER_VARIABLES = frozenset({"LTH_API_WORKERS", "PROMETHEUS_MULTIPROC_DIR"})
+
+
+def known_variables() -> frozenset[str]:
+    """Every environment variable a process of the service reads: what a deployment
+    (docker-compose.yml, deploy/k8s/) may set; anything else would be silently ignored."""
+    settings = {f"LTH_{name.upper()}" for name in Settings.model_fields}
+    return frozenset(settings) | AWS_VARIABLES | OTHER_VARIABLES
+
+
 @dataclass(frozen=True)
 class Capacity:
     """How many requests, threads and database connections one API process uses at most.

@@ -67,3 +67,9 @@ class LimitSettings(BaseSettings):
         description="Serve the interactive API docs at /docs (Swagger UI, loaded from a CDN; "
         "off by default: a page of scripts from elsewhere on the web view's origin).",
     )
+    metrics: bool = Field(
+        True,
+        description="Serve Prometheus metrics at GET /metrics, without an API key (aggregate "
+        "counts only: no experiment ids, names or owners). False: /metrics answers 404; "
+        "restrict who reaches it by network policy instead where it must stay on.",
+    )

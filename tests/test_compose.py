@@ -64,15 +64,36 @@ def test_api_and_worker_share_database_broker_and_artifacts(compose: dict[str, A
 def test_artifacts_live_in_the_object_store(compose: dict[str, Any]) -> None:
     """MinIO holds the artifacts; every variable the services set is a setting (or an AWS
     setting the store's client reads)."""
-    from store.settings import AWS_VARIABLES, Settings
+    from store.settings import known_variables
 
     services = compose["services"]
     env = services["api"]["environment"]
     assert env["LTH_ARTIFACTS_URL"].startswith("s3://")
     assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
     assert services["minio"]["environment"]["MINIO_ROOT_USER"] == env["AWS_ACCESS_KEY_ID"]
-    known = {f"LTH_{name.upper()}" for name in Settings.model_fields} | AWS_VARIABLES
-    assert set(env) <= known, set(env) - known
+    for name, service in services.items():
+        if service.get("image") == services["api"]["image"]:
+            unknown = set(service.get("environment", {})) - known_variables()
+            assert not unknown, f"{name} sets what no setting reads: {unknown}"
+
+
+def test_monitoring_scrapes_the_api_and_watches_its_broker(compose: dict[str, Any]) -> None:
+    """Prometheus (deploy/prometheus.yml) scrapes the API's port; Flower reads the broker the
+    service uses; both only with the monitoring profile, Flower on loopback (it can stop
+    workers)."""
+    services = compose["services"]
+    prometheus, flower = services["prometheus"], services["flower"]
+    assert prometheus["profiles"] == flower["profiles"] == ["monitoring"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    api_cmd = command(services["api"])
+    target = f"api:{api_cmd[api_cmd.index('--port') + 1]}"
+    assert [
+        t for c in config["scrape_configs"] for s in c["static_configs"] for t in s["targets"]
+    ] == [target]
+    broker = services["api"]["environment"]["LTH_BROKER_URL"]
+    assert f"--broker={broker}" in command(flower)
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
 
 
 def test_worker_reserves_gpus(compose: dict[str, Any]) -> None:

@@ -38,6 +38,8 @@ def api(
     # Checked once here; the rule is also applied per request in every process (each
     # builds its app from the same environment, LTH_API_HOST included).
     enforce_startup(host)  # no API keys: loopback only (open, logged), else refuse
+    if workers > 1:
+        _multiprocess_metrics(port)
     uvicorn.run(
         "service.main:create_app",
         factory=True,
@@ -46,6 +48,23 @@ def api(
         log_level=log_level,
         workers=workers if workers > 1 else None,
     )
+
+
+def _multiprocess_metrics(port: int) -> None:
+    """Several API processes: /metrics sums their series from files in one folder
+    (prometheus-client's multiprocess mode), which must be set before they start and be
+    empty at start. A PROMETHEUS_MULTIPROC_DIR the operator set is used as it is."""
+    import os
+    import shutil
+
+    from store.settings import get_settings
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = get_settings().data_dir / "prometheus" / f"api-{port}"
+    shutil.rmtree(folder, ignore_errors=True)  # a previous run's processes are gone
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def openapi(

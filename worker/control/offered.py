@@ -25,6 +25,7 @@ from store.settings import Settings
 from worker.control.run import ControlOutcome, ControlRun, default_worker_name
 from worker.engine import build_experiment, load_spec
 from worker.heartbeat import LeaseLost
+from worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class OfferedControl:
     def _train(self, control: ControlRun) -> ControlOutcome:
         from lth_core.experiment import Cancelled
 
+        stats = WorkerStats(self.settings, self.worker)
         try:
             with control.held() as heartbeat:
                 spec = load_spec(self.settings, self.experiment_id)
@@ -89,7 +91,9 @@ class OfferedControl:
                     self.experiment_id,
                     spec,
                     device=self.device,
-                    progress=None,  # the level's holder reports the experiment's progress
+                    # The level's holder reports the experiment's progress; this worker
+                    # only counts what it trained (/metrics).
+                    progress=stats,
                     should_stop=self._should_stop,
                 )
                 control.train(experiment, heartbeat, self._should_stop)
@@ -117,4 +121,6 @@ class OfferedControl:
                 self.kind,
             )
             return ControlOutcome.FAILED
+        finally:
+            stats.close()
         return ControlOutcome.RAN

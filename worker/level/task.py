@@ -37,6 +37,7 @@ from worker.level.lease import MAX_ATTEMPTS, ExperimentLease, Outcome, stopped_o
 from worker.level.repair import repair
 from worker.level.tickets import train_tickets
 from worker.progress import database_progress
+from worker.stats import WorkerStats, tee
 
 if TYPE_CHECKING:
     from lth_core.experiment import Experiment
@@ -65,8 +66,10 @@ class LevelTask:
     queue: str | None = None
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     lease: ExperimentLease = field(init=False, repr=False)
+    stats: WorkerStats = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.stats = WorkerStats(self.settings, self.worker)
         self.lease = ExperimentLease(
             self.settings,
             self.experiment_id,
@@ -88,6 +91,8 @@ class LevelTask:
             return Outcome.LOST
         except Exception as exc:
             return stopped_outcome(self.experiment_id, exc)
+        finally:
+            self.stats.close()
 
     def _run_claimed(self, heartbeat: Heartbeat) -> Outcome:
         spec = load_spec(self.settings, self.experiment_id)
@@ -164,7 +169,7 @@ class LevelTask:
             self.experiment_id,
             spec,
             device=self.device,
-            progress=writer,
+            progress=tee(writer, self.stats),
             should_stop=lambda: self.lease.should_stop(heartbeat),
             repair=True,
         )
