@@ -300,10 +300,13 @@ def test_encode_keeps_every_float() -> None:
 
 
 def test_checkpoint_every_is_validated() -> None:
-    with pytest.raises(ValueError, match=r"checkpoint_every \(6\) must be a multiple of eval_every"):
+    with pytest.raises(
+        ValueError, match=r"checkpoint_every \(6\) must be a multiple of eval_every"
+    ):
         spec_of(training={"checkpoint_every": 6})
     with pytest.raises(ValueError, match="checkpoint_every"):
         spec_of(training={"checkpoint_every": 0})
-    assert "checkpoint_every" not in spec_of(training={"checkpoint_every": None}).model_dump(
-        mode="json"
-    )["training"]
+    assert (
+        "checkpoint_every"
+        not in spec_of(training={"checkpoint_every": None}).model_dump(mode="json")["training"]
+    )

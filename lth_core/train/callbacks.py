@@ -47,7 +47,9 @@ class EarlyStopping(Callback):
     def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
         # Each best point by its place in the curve: Patience and DeferredTest compare by
         # identity, so a resumed run's best must be the curve's own point again.
-        return {}, [_position(curve, best) for curve, best in zip(state.curves, self.best)]
+        return {}, [
+            _position(curve, best) for curve, best in zip(state.curves, self.best, strict=True)
+        ]
 
     def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
         self.best = [state.curves[m][i] for m, i in enumerate(data)]
@@ -196,15 +198,15 @@ class DeferredTest(Callback):
 
     def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
         tensors = {
-            f"{m}/{name}": t
-            for m, kept in enumerate(self.kept)
-            for name, t in (kept or {}).items()
+            f"{m}/{name}": t for m, kept in enumerate(self.kept) for name, t in (kept or {}).items()
         }
         return tensors, [kept is not None for kept in self.kept]
 
     def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
         device = _device(state)
-        self.kept = [_prefixed(tensors, f"{m}/", device) if kept else None for m, kept in enumerate(data)]
+        self.kept = [
+            _prefixed(tensors, f"{m}/", device) if kept else None for m, kept in enumerate(data)
+        ]
 
     def on_end(self, state: LoopState) -> None:
         stepper = state.stepper

@@ -93,9 +93,7 @@ class Callback:
         resumed run would lose it)."""
         return None
 
-    def restore_state(
-        self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any
-    ) -> None:
+    def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
         """Puts back what `checkpoint_state` gave (after this callback's on_start)."""
 
 
@@ -156,14 +154,9 @@ def train_loop(
     optimizer = FusedStep(list(stepper.params.values()), cfg)
     learning_rate = LearningRate(cfg)
     state = LoopState(
-        stepper,
-        start_iteration,
-        cfg.iterations,
-        start_iteration,
-        [[] for _ in range(k)],
-        optimizer=optimizer,
-        batches=batches,
+        stepper, start_iteration, cfg.iterations, start_iteration, [[] for _ in range(k)]
     )
+    state.optimizer, state.batches = optimizer, batches
     overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
     train_loss_sum = torch.zeros(k, device=device)
     steps_since_eval = 0
