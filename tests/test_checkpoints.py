@@ -266,10 +266,11 @@ def test_c_time_based_checkpoints_replace_each_other(tmp_path: Path) -> None:
     assert written[-1] == checkpoints(out)
 
 
-def test_a_cancelled_run_checkpoints_where_it_stopped(tmp_path: Path) -> None:
-    """should_stop (a worker shutting down, a cancel): the evaluation it stops at is
-    checkpointed first, whatever checkpoint_every says."""
-    spec = spec_of(training={"checkpoint_every": None})
+def test_a_cancelled_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """should_stop (a cancel, a lost lease) at an evaluation: the run stops there, writing no
+    checkpoint of its own (a process that lost its lease writes nothing); resumed, it goes on
+    from its latest checkpoint."""
+    spec = spec_of()
     straight = tmp_path / "straight"
     train(spec, straight)
     out = tmp_path / "out"
@@ -287,9 +288,9 @@ def test_a_cancelled_run_checkpoints_where_it_stopped(tmp_path: Path) -> None:
 
     with pytest.raises(Cancelled):
         experiment.train_run(0, "ticket")
-    assert checkpoints(out)[0] == "levels/000/checkpoints/ticket/000000012.json"
+    assert checkpoints(out)[0] == "levels/000/checkpoints/ticket/000000008.json"
     train(spec, out)
-    assert run_cost(out, 0, "ticket")["resumed_from"] == 12
+    assert run_cost(out, 0, "ticket")["resumed_from"] == 8
     assert_same_bits(out, straight)
 
 

@@ -83,21 +83,13 @@ class Progress(Callback):
 
 
 class Cancellation(Callback):
-    """Raises Cancelled at the first evaluation where should_stop() says so; `before_stop`
-    (a checkpoint's `write_now`) runs first, so a run stopped to be moved elsewhere loses
-    nothing it trained."""
+    """Raises Cancelled at the first evaluation where should_stop() says so."""
 
-    def __init__(
-        self,
-        should_stop: Callable[[], bool],
-        before_stop: Callable[[LoopState], None] | None = None,
-    ) -> None:
-        self.should_stop, self.before_stop = should_stop, before_stop
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
 
     def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
         if self.should_stop():
-            if self.before_stop is not None:
-                self.before_stop(state)
             raise Cancelled(f"stopped at iteration {state.iteration}")
 
 

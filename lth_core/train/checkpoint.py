@@ -220,19 +220,12 @@ class Checkpoint(Callback):
         ):
             self.write(state)
 
-    def write_now(self, state: LoopState) -> None:
-        """A checkpoint at this evaluation unless there is one, or the run ends here anyway
-        (Cancellation's `before_stop`: a worker stopping hands its progress on)."""
-        if self._may_write(state):
-            self.write(state)
-
     def _may_write(self, state: LoopState) -> bool:
         it = state.iteration
         return (
             not state.stop
             and state.start_iteration < it < state.iterations
             and it != self.resumed_from
-            and it not in self.written[-1:]
         )
 
     def write(self, state: LoopState) -> None:

@@ -112,14 +112,15 @@ def train_members(
         standard.append(DeferredTest(early, splits.test_x, splits.test_y))
     if any(m.progress for m in members):
         standard.append(Progress([m.progress for m in members]))
-    # The checkpoint comes after every callback whose state it keeps, the cancellation last
-    # (a stopped run is checkpointed first).
+    # The checkpoint comes after every callback whose state it keeps, before the cancellation
+    # (a run stopped at a due evaluation keeps that checkpoint). A stopped run writes no
+    # checkpoint of its own: its stop may be a lost lease, after which it writes nothing.
     every = [*standard, *callbacks]
     checkpoint = Checkpoint(checkpoints, every) if checkpoints is not None else None
     if checkpoint is not None:
         every.append(checkpoint)
     if should_stop is not None:
-        every.append(Cancellation(should_stop, checkpoint.write_now if checkpoint else None))
+        every.append(Cancellation(should_stop))
     result = train_loop(
         stepper,
         [m.mask for m in members],
