@@ -39,6 +39,7 @@ from lth_core.spec import ExperimentSpec, PruningSpec, TrainingSpec
 from lth_core.spec.seeds import derive_seed
 from lth_core.storage.layout import KEYS, Keys, Layout
 from lth_core.storage.store import ArtifactStore, LocalStore, store_at
+from lth_core.train.checkpoint import DEFAULT_SECONDS
 from lth_core.train.training import Cancelled, ProgressEvent
 
 __all__ = [
@@ -73,12 +74,15 @@ class Experiment:
         should_stop: Callable[[], bool] | None = None,
         splits: Splits | None = None,
         repair: bool = False,
+        checkpoint_seconds: float | None = DEFAULT_SECONDS,
     ) -> None:
         """`out`: the experiment's artifact store, or a local folder for one. `splits`: the
         data already loaded (lth_core.preflight.check), else loaded when first needed.
         `repair`: check every artifact first and delete the corrupt ones with what marks
         their runs finished, so those runs train again (`repaired` lists them;
-        lth_core.imp.integrity); only the experiment's one holder may."""
+        lth_core.imp.integrity); only the experiment's one holder may. `checkpoint_seconds`:
+        a run in training is checkpointed this often besides `training.checkpoint_every`
+        (LTH_CHECKPOINT_SECONDS; None or 0: by iterations only; lth_core.train.checkpoint)."""
         self.spec = spec
         self.store = store_at(out)
         self.repaired = integrity.repair(self.store) if repair else []
@@ -111,6 +115,7 @@ class Experiment:
             spec, self.store, self.device, self.planner, self.masks, lambda: self.splits, self.build
         )
         self.runner.progress, self.runner.should_stop = progress, should_stop
+        self.runner.checkpoint_seconds = checkpoint_seconds
         self.finisher = LevelFinisher(
             spec, self.store, self.masks, self.planner, parameter_count, self._normalization
         )
@@ -241,8 +246,12 @@ class Experiment:
         return self.runner.train_runs(level, pending, stack=stack)
 
     def finish_level(self, level: int) -> dict[str, Any]:
-        """All runs of the level done: writes its summary, results.json and the ticket file."""
-        return self.finisher.finish_level(level, self)
+        """All runs of the level done: writes its summary, results.json and the ticket file;
+        checkpoints left by trainings of the level (one interrupted and then trained
+        elsewhere, or stacked differently) go."""
+        summary = self.finisher.finish_level(level, self)
+        self.store.delete(KEYS.checkpoints_dir(level))
+        return summary
 
     def rates_used(self) -> dict[str, Any]:
         return self.masks.rates_used()

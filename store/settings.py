@@ -91,6 +91,14 @@ class Settings(LimitSettings):
         "Set it when a CPU worker shares its cores (one thread per task on a busy 2-core box "
         "trains several times faster than two contending ones).",
     )
+    checkpoint_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="A run in training is checkpointed to the artifact store after this many "
+        "seconds of training (at its next evaluation), besides the spec's "
+        "training.checkpoint_every; a run interrupted resumes from its latest checkpoint on "
+        "any worker. 0: by checkpoint_every only.",
+    )
     db_busy_timeout_seconds: float = Field(
         30.0,
         gt=0,

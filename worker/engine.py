@@ -85,6 +85,7 @@ def build_experiment(
         progress=progress,
         should_stop=should_stop,
         repair=repair,
+        checkpoint_seconds=settings.checkpoint_seconds,
     )
     for corrupt in experiment.repaired:
         log.warning("experiment %s: %s; its run is trained again", experiment_id, corrupt)

@@ -130,6 +130,7 @@ def run(
     from cli.progress import RunProgress
     from lth_core import preflight
     from lth_core.experiment import Experiment, InitialMask
+    from store.settings import get_settings
 
     # Everything the run reads is checked before anything is written (a failed start leaves
     # --out as it was); the data is loaded once, here.
@@ -150,6 +151,7 @@ def run(
                 progress=bar.update,
                 splits=splits,
                 repair=True,
+                checkpoint_seconds=get_settings().checkpoint_seconds,
             )
             for corrupt in experiment.repaired:
                 console.print(f"[yellow]{corrupt}; its run is trained again[/yellow]")

@@ -10,7 +10,8 @@ run id: the same bits) and the level finished again:
 * a level's mask: made again from the level before; the level's runs and summary go with it;
 * the rewind point: level 0's ticket run of that trial;
 * a summary, a diagnostic, results.json, the ticket file: the level is finished again;
-* theta_0, the spec, the initial-mask record, a staged file: made again as on a fresh start.
+* theta_0, the spec, the initial-mask record, a staged file: made again as on a fresh start;
+* a checkpoint's file: only itself (its training resumes from an older one, or from the start).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def to_delete(store: ArtifactStore, key: str) -> list[str]:
         return [key, KEYS.runs_dir(level), KEYS.summary(level)]
     if name == "trained.safetensors":
         return [key, KEYS.run_metrics(level, run_id("ticket", trial)), KEYS.summary(level)]
-    if name == "summary.json" or name.startswith("staging/"):
+    if name == "summary.json" or name.startswith(("staging/", "checkpoints/")):
         return [key]
     return [key, KEYS.summary(level)]  # a run's metrics, a diagnostic
 

@@ -20,6 +20,7 @@ from lth_core.runs import TICKET, parse_run_id
 from lth_core.spec import ExperimentSpec
 from lth_core.storage.store import ArtifactStore
 from lth_core.train import stacked
+from lth_core.train.checkpoint import DEFAULT_SECONDS, CheckpointSlot
 from lth_core.train.loop import summarize
 from lth_core.train.steps.module import eval_chunk_size, evaluate
 from lth_core.train.training import Member, ProgressEvent, train_members
@@ -49,6 +50,9 @@ class Runner:
         self.planner, self.masks, self.splits, self.build = planner, masks, splits, build
         self.progress: Callable[[ProgressEvent], None] | None = None
         self.should_stop: Callable[[], bool] | None = None
+        # Seconds of training between checkpoints besides `training.checkpoint_every`
+        # (LTH_CHECKPOINT_SECONDS; None or 0: by iterations only).
+        self.checkpoint_seconds: float | None = DEFAULT_SECONDS
 
     def train_run(
         self,
@@ -134,6 +138,7 @@ class Runner:
         kinds = tuple(p.kind for p in plans)
         early_bird = self.masks.early_bird(level, kinds, self.device)
         members = [self._member(plan, kinds if plan.kind in write else None) for plan in plans]
+        checkpoints = self._checkpoints(plans[0], kinds)
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             # Dropout draws from the global generator (stacks have no dropout: one seed).
@@ -145,11 +150,12 @@ class Runner:
                 start_iteration=start_iteration,
                 should_stop=should_stop,
                 callbacks=[early_bird] if early_bird is not None else [],
+                checkpoints=checkpoints,
             )
         if early_bird is not None:
             for result in results:
                 result.metrics["mask_drawn_at"] = early_bird.drawn_at
-        return [
+        published = [
             publish_run(
                 self.store,
                 plan,
@@ -161,6 +167,24 @@ class Runner:
             for plan, member, result in zip(plans, members, results, strict=True)
             if plan.kind in write
         ]
+        checkpoints.delete()
+        return published
+
+    def _checkpoints(self, plan: RunPlan, kinds: tuple[str, ...]) -> CheckpointSlot:
+        """Where this training checkpoints (lth_core.train.checkpoint), and what a checkpoint
+        must match to be resumed: the schedule and the device type (the loop adds the start,
+        the stepper and the callbacks)."""
+        return CheckpointSlot(
+            self.store,
+            plan.level,
+            kinds,
+            every=plan.training.checkpoint_every,
+            seconds=self.checkpoint_seconds,
+            identity={
+                "training": plan.training.model_dump(mode="json"),
+                "device": self.device.type,
+            },
+        )
 
     def _member(self, plan: RunPlan, reported_with: tuple[str, ...] | None) -> Member:
         """One run as a member of a training (`reported_with`: the stack's kinds when its

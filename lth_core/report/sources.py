@@ -17,8 +17,9 @@ from lth_core.storage.json_files import get_json
 from lth_core.storage.layout import KEYS, finished_levels
 from lth_core.storage.store import ArtifactStore, LocalStore
 
-# Spec keys that do not change what is trained: experiments differing only here are repeats.
-REPEAT_KEYS = frozenset({"seed", "name", "tags"})
+# Spec keys that do not change what is trained: experiments differing only here are repeats
+# (how often a run is checkpointed changes no bit of it).
+REPEAT_KEYS = frozenset({"seed", "name", "tags", "training.checkpoint_every"})
 CSV_FIELDS = (
     "level",
     "kind",
@@ -129,7 +130,7 @@ def _identity(spec: Mapping[str, Any]) -> str:
 
 
 def spec_differences(specs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Dotted spec keys (seed, name and tags aside) whose values are not the same in all specs."""
+    """Dotted spec keys (REPEAT_KEYS aside) whose values are not the same in all specs."""
     flats = [_flatten(s) for s in specs]
     keys = sorted({k for f in flats for k in f} - REPEAT_KEYS)
     return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]

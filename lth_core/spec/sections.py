@@ -162,6 +162,15 @@ class TrainingSpec(_Strict):
         "improvement (off by default: the paper trains the full budget). The early-stop "
         "iteration is still the argmin over the evaluations made.",
     )
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        exclude_if=lambda v: v is None,
+        description="Checkpoint a run in training every this many iterations (a multiple of "
+        "eval_every: checkpoints are taken at evaluations), besides every "
+        "LTH_CHECKPOINT_SECONDS of training; a run interrupted resumes from its latest "
+        "checkpoint, on any host, with the bits of an uninterrupted run.",
+    )
     test_eval: Literal["curve", "early_stop"] = Field(
         "curve",
         exclude_if=lambda v: v == "curve",
@@ -202,6 +211,12 @@ class TrainingSpec(_Strict):
             raise ValueError(
                 f"report_iterations {off_grid} are not evaluated: each must be a multiple of "
                 f"eval_every ({self.eval_every}) between 1 and iterations ({self.iterations})"
+            )
+        every = self.checkpoint_every
+        if every is not None and every % self.eval_every:
+            raise ValueError(
+                f"checkpoint_every ({every}) must be a multiple of eval_every "
+                f"({self.eval_every}): checkpoints are taken at evaluations"
             )
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("momentum applies to optimizer 'sgd' only (Adam has its own betas)")

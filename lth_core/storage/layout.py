@@ -85,6 +85,22 @@ class Keys:
         them under `run_metrics` (worker.control.staging)."""
         return f"{self.level_dir(level)}/staging/{kind}.{token}.json"
 
+    def checkpoints_dir(self, level: int, label: str | None = None) -> str:
+        """Where a training of `level` in progress keeps its checkpoints; `label` is its runs'
+        ids joined by '+' (`ticket`, `ticket+random_reinit`: a stack checkpoints as one),
+        None for every training of the level (deleted when the level finishes)."""
+        root = f"{self.level_dir(level)}/checkpoints"
+        return root if label is None else f"{root}/{label}"
+
+    def checkpoint_tensors(self, level: int, label: str, iteration: int) -> str:
+        """A checkpoint's tensors (weights, optimizer state, random-number generators, ...)."""
+        return f"{self.checkpoints_dir(level, label)}/{iteration:09d}.safetensors"
+
+    def checkpoint_manifest(self, level: int, label: str, iteration: int) -> str:
+        """A checkpoint's manifest: written after its tensors, naming them with their sha-256;
+        its presence marks the checkpoint complete (lth_core.train.checkpoint)."""
+        return f"{self.checkpoints_dir(level, label)}/{iteration:09d}.json"
+
     def diagnostic(self, level: int, name: str) -> str:
         """A diagnostic's result for the level (`instability.json`)."""
         return f"{self.level_dir(level)}/{name}.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -42,6 +43,30 @@ class EarlyStopping(Callback):
 
     def best_at(self, member: int) -> int:
         return int(self.best[member]["iteration"])
+
+    def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
+        # Each best point by its place in the curve: Patience and DeferredTest compare by
+        # identity, so a resumed run's best must be the curve's own point again.
+        return {}, [
+            _position(curve, best) for curve, best in zip(state.curves, self.best, strict=True)
+        ]
+
+    def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
+        self.best = [state.curves[m][i] for m, i in enumerate(data)]
+
+
+def _position(curve: list[dict[str, float]], point: dict[str, float]) -> int:
+    return next(i for i, p in enumerate(curve) if p is point)
+
+
+def _device(state: LoopState) -> torch.device:
+    return next(iter(state.stepper.params.values())).device
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str, device: torch.device) -> dict:
+    """The tensors named `prefix...`, without the prefix, on `device`."""
+    n = len(prefix)
+    return {k[n:]: t.to(device) for k, t in tensors.items() if k.startswith(prefix)}
 
 
 class Progress(Callback):
@@ -85,6 +110,12 @@ class Snapshot(Callback):
     def after_step(self, state: LoopState) -> None:
         self._take(state)
 
+    def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
+        return dict(self.state or {}), self.state is not None
+
+    def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
+        self.state = _prefixed(tensors, "", _device(state)) if data else None
+
 
 class Patience(Callback):
     """Ends training `patience` evaluations after the last validation-loss improvement.
@@ -112,6 +143,12 @@ class Patience(Callback):
         if all(n >= self.patience for n in self.since) and state.iteration < state.iterations:
             state.stop = True
             self.stopped_at = state.iteration
+
+    def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
+        return {}, {"since": self.since, "stopped_at": self.stopped_at}
+
+    def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
+        self.since, self.stopped_at = list(data["since"]), data["stopped_at"]
 
 
 def load_member(stepper: object, member: int, weights: dict[str, torch.Tensor]) -> None:
@@ -150,6 +187,18 @@ class DeferredTest(Callback):
         for m, point in enumerate(points):
             if self.early.best[m] is point:
                 self.kept[m] = state.stepper.state_dict(m)
+
+    def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
+        tensors = {
+            f"{m}/{name}": t for m, kept in enumerate(self.kept) for name, t in (kept or {}).items()
+        }
+        return tensors, [kept is not None for kept in self.kept]
+
+    def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
+        device = _device(state)
+        self.kept = [
+            _prefixed(tensors, f"{m}/", device) if kept else None for m, kept in enumerate(data)
+        ]
 
     def on_end(self, state: LoopState) -> None:
         stepper = state.stepper
@@ -216,3 +265,12 @@ class EarlyBird(Callback):
                 self.drawn_at = state.iteration
                 state.stop = True
         self.previous = mask
+
+    def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
+        data = {"below": self.below, "drawn_at": self.drawn_at, "distances": self.distances}
+        return dict(self.previous or {}), {**data, "previous": self.previous is not None}
+
+    def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
+        self.below, self.drawn_at = data["below"], data["drawn_at"]
+        self.distances = list(data["distances"])
+        self.previous = _prefixed(tensors, "", _device(state)) if data["previous"] else None

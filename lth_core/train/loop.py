@@ -22,6 +22,13 @@ early-bird masks, keeping the best weights, instability analysis). The interface
 - `on_end(state)`: after the last evaluation, before the members' modules get their weights.
 `state.stepper` gives access to every member's weights (`state_dict(m)`).
 
+A run resumes from a checkpoint (lth_core.train.checkpoint.Checkpoint, itself a callback):
+its on_start, after every other callback's, puts back the weights, the optimizer's and the
+generators' states, the curves and each callback's `checkpoint_state`, and moves
+`state.iteration` to the checkpoint's evaluation; the loop then goes on from there without
+evaluating again. Checkpoints are taken at evaluations only, where the train-loss
+accumulator is empty.
+
 With `training.test_eval == "early_stop"` an evaluation reads only the validation set and a
 point's `test_accuracy` is None; `lth_core.train.callbacks.DeferredTest` evaluates the test set at
 the end on the weights of the early-stopping point (and on the final ones).
@@ -58,6 +65,10 @@ class LoopState:
     iteration: int
     curves: list[list[dict[str, float]]]
     stop: bool = False
+    # The optimizer and the batches, for a checkpoint (lth_core.train.checkpoint) to keep and
+    # put back their state; None outside the loop.
+    optimizer: FusedStep | None = None
+    batches: Batches | None = None
 
 
 class Callback:
@@ -74,6 +85,16 @@ class Callback:
 
     def on_end(self, state: LoopState) -> None:
         pass
+
+    def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any] | None:
+        """What this callback has gathered so far, for a checkpoint at an evaluation: named
+        tensors and strict-JSON data (non-finite floats allowed). None: it keeps nothing
+        (a callback that keeps state across evaluations must override both methods, or a
+        resumed run would lose it)."""
+        return None
+
+    def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
+        """Puts back what `checkpoint_state` gave (after this callback's on_start)."""
 
 
 @dataclass
@@ -135,6 +156,7 @@ def train_loop(
     state = LoopState(
         stepper, start_iteration, cfg.iterations, start_iteration, [[] for _ in range(k)]
     )
+    state.optimizer, state.batches = optimizer, batches
     overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
     train_loss_sum = torch.zeros(k, device=device)
     steps_since_eval = 0
@@ -167,9 +189,10 @@ def train_loop(
 
     for callback in callbacks:
         callback.on_start(state)
-    evaluate()
+    if state.iteration == start_iteration:
+        evaluate()  # else a checkpoint's on_start resumed the run after its last evaluation
     shared = batches.shared
-    for iteration in range(start_iteration, cfg.iterations):
+    for iteration in range(state.iteration, cfg.iterations):
         if state.stop:
             break
         x, y = batches(iteration)

@@ -75,6 +75,34 @@ class FusedStep:
             self.momentum_buffers: list[torch.Tensor] = []
             self.first_step = cfg.momentum != 0.0
 
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The optimizer's state by name (a checkpoint's): Adam's step count and moments, or
+        SGD's momentum buffers (none before the first step, or without momentum)."""
+        if self.adam:
+            return {
+                "step": self.step_count,
+                **{f"exp_avg/{i}": t for i, t in enumerate(self.exp_avgs)},
+                **{f"exp_avg_sq/{i}": t for i, t in enumerate(self.exp_avg_sqs)},
+            }
+        return {f"momentum/{i}": t for i, t in enumerate(self.momentum_buffers)}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Puts back what `state_tensors` gave, in place where the tensors exist (the fused
+        kernel then continues exactly where it stopped)."""
+        with torch.no_grad():
+            if self.adam:
+                self.step_count.copy_(tensors["step"])
+                for i, (avg, sq) in enumerate(zip(self.exp_avgs, self.exp_avg_sqs, strict=True)):
+                    avg.copy_(tensors[f"exp_avg/{i}"])
+                    sq.copy_(tensors[f"exp_avg_sq/{i}"])
+                return
+            n = len([name for name in tensors if name.startswith("momentum/")])
+            self.momentum_buffers = [
+                torch.empty_like(p).copy_(tensors[f"momentum/{i}"])
+                for i, p in enumerate(self.params[:n])
+            ]
+            self.first_step = self.cfg.momentum != 0.0 and not self.momentum_buffers
+
     def step(self, grads: Sequence[torch.Tensor], lr: float) -> None:
         """One update. The fused kernels walk param and grad memory in step, so a gradient
         laid out differently from its parameter (vmap's batched matmuls return transposed

@@ -34,6 +34,7 @@ from lth_core.train.callbacks import (
     ProgressHook,
     Snapshot,
 )
+from lth_core.train.checkpoint import Checkpoint, CheckpointSlot
 from lth_core.train.loop import Callback, Cancelled, summarize, train_loop
 from lth_core.train.optim import FusedStep, LearningRate, lr_factor
 from lth_core.train.steps import MLPStep, stepper_for
@@ -83,11 +84,14 @@ def train_members(
     start_iteration: int,
     should_stop: Callable[[], bool] | None = None,
     callbacks: Sequence[Callback] = (),
+    checkpoints: CheckpointSlot | None = None,
 ) -> list[MemberResult]:
     """Trains every member from start_iteration; more than one member trains as a stack.
 
     `seconds` of each result is its share (1/K) of the wall time. The members' modules hold
-    their trained weights afterwards.
+    their trained weights afterwards. With `checkpoints` the training resumes from its newest
+    checkpoint and writes new ones when due (lth_core.train.checkpoint); a resumed run's
+    `cost` says from which iteration (`resumed_from`).
     """
     if not members:
         raise ValueError("at least one member is needed")
@@ -108,8 +112,15 @@ def train_members(
         standard.append(DeferredTest(early, splits.test_x, splits.test_y))
     if any(m.progress for m in members):
         standard.append(Progress([m.progress for m in members]))
+    # The checkpoint comes after every callback whose state it keeps, before the cancellation
+    # (a run stopped at a due evaluation keeps that checkpoint). A stopped run writes no
+    # checkpoint of its own: its stop may be a lost lease, after which it writes nothing.
+    every = [*standard, *callbacks]
+    checkpoint = Checkpoint(checkpoints, every) if checkpoints is not None else None
+    if checkpoint is not None:
+        every.append(checkpoint)
     if should_stop is not None:
-        standard.append(Cancellation(should_stop))
+        every.append(Cancellation(should_stop))
     result = train_loop(
         stepper,
         [m.mask for m in members],
@@ -117,7 +128,7 @@ def train_members(
         cfg,
         batches,
         start_iteration=start_iteration,
-        callbacks=[*standard, *callbacks],
+        callbacks=every,
     )
     seconds = result.seconds / len(members)
     # What the run cost besides its wall `seconds` (kept where it always was, so a run's
@@ -127,6 +138,8 @@ def train_members(
         "device": splits.train_x.device.type,
         "threads": torch.get_num_threads(),
     }
+    if checkpoint is not None and checkpoint.resumed_from is not None:
+        cost["resumed_from"] = checkpoint.resumed_from
     stopped = {"stopped_at": patience.stopped_at} if patience is not None else {}
     return [
         MemberResult(
