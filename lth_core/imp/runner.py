@@ -156,6 +156,7 @@ class Runner:
                 result.metrics,
                 member.model.state_dict(),
                 snapshot=result.snapshot,
+                kept=result.kept,
                 metrics_key=metrics_keys.get(plan.kind),
             )
             for plan, member, result in zip(plans, members, results, strict=True)
@@ -175,6 +176,7 @@ class Runner:
             plan.augment_seed,
             hook,
             plan.snapshot_at,
+            plan.keep_at,
         )
 
     def _evaluate_only(self, plan: RunPlan, metrics_key: str | None) -> dict[str, Any]:

@@ -17,8 +17,10 @@ early-bird masks, keeping the best weights, instability analysis). The interface
   (called only for callbacks that override it: it is on the hot path);
 - `on_evaluation(state, points)`: after each evaluation (at the start, every `eval_every`
   iterations and at the end), `points[m]` the curve point just appended for member m; a
-  callback may raise to abort (Cancelled) or set `state.stop = True` to end training after
-  this evaluation (the run then reports the iterations it trained);
+  callback may raise to abort (Cancelled), call `state.finish_member(m)` to end member m's
+  training after this evaluation (in a stack the others go on while m stays frozen: stacking
+  is transparent), or set `state.stop = True` to end everyone's (a run reports the
+  iterations it trained);
 - `on_end(state)`: after the last evaluation, before the members' modules get their weights.
 `state.stepper` gives access to every member's weights (`state_dict(m)`).
 
@@ -58,6 +60,27 @@ class LoopState:
     iteration: int
     curves: list[list[dict[str, float]]]
     stop: bool = False
+    # Per member: set by a callback at an evaluation when that member is finished (patience,
+    # early-bird). A finished member of a stack is frozen from then on (`frozen`): its weights
+    # and buffers no longer change, its curve gets no further points and callbacks skip it,
+    # so a stack gives each member what training it alone gives. Training ends when every
+    # member is done (or a callback sets `stop`).
+    done: list[bool] = field(default_factory=list)
+    frozen: set[int] = field(default_factory=set)
+    member_iterations: list[int] = field(default_factory=list)
+
+    def finish_member(self, member: int) -> None:
+        """Marks `member` finished at this evaluation (see `done`); the last one to finish
+        ends the training."""
+        if not self.done:
+            self.done = [False] * len(self.curves)
+        self.done[member] = True
+        if all(self.done):
+            self.stop = True
+
+    def active(self, member: int) -> bool:
+        """Whether `member` was still training when this evaluation was made."""
+        return member not in self.frozen
 
 
 class Callback:
@@ -83,6 +106,30 @@ class LoopResult:
     curves: list[list[dict[str, float]]]
     seconds: float
     trained_iterations: int = field(default=0)
+    # Per member: the iterations it trained (a member frozen early trained fewer).
+    member_iterations: list[int] = field(default_factory=list)
+
+
+class Freezer:
+    """Holds finished members of a stack still: after every step their weights and buffers
+    are written back as they were when they finished (the stacked optimizer updates every
+    row; putting a frozen row back is what "no step" means for it)."""
+
+    def __init__(self, stepper: Stepper) -> None:
+        self.stepper = stepper
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def freeze(self, member: int, weights: dict[str, torch.Tensor]) -> None:
+        stepper = self.stepper
+        buffers: dict[str, torch.Tensor] = getattr(stepper, "buffers", {})
+        for name, tensor in weights.items():
+            target = stepper.params[name] if name in stepper.params else buffers.get(name)
+            if target is not None:
+                self.rows.append((target[member], tensor))
+
+    def restore(self) -> None:
+        for target, kept in self.rows:
+            target.copy_(kept)
 
 
 class Masks:
@@ -135,6 +182,8 @@ def train_loop(
     state = LoopState(
         stepper, start_iteration, cfg.iterations, start_iteration, [[] for _ in range(k)]
     )
+    state.done, state.member_iterations = [False] * k, [start_iteration] * k
+    freezer = Freezer(stepper)
     overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
     train_loss_sum = torch.zeros(k, device=device)
     steps_since_eval = 0
@@ -158,12 +207,23 @@ def train_loop(
             }
             for m in range(k)
         ]
-        for curve, point in zip(state.curves, points, strict=True):
-            curve.append(point)
+        for m, (curve, point) in enumerate(zip(state.curves, points, strict=True)):
+            if state.active(m):
+                curve.append(point)
+            else:
+                points[m] = curve[-1]  # a frozen member's last point stands
         train_loss_sum = torch.zeros(k, device=device)
         steps_since_eval = 0
         for callback in callbacks:
             callback.on_evaluation(state, points)
+        for m in range(k):
+            if state.done[m] and state.active(m):
+                state.frozen.add(m)
+                state.member_iterations[m] = state.iteration
+                if stepper.stacked and not all(state.done):
+                    freezer.freeze(m, stepper.state_dict(m))
+        if all(state.done):
+            state.stop = True
 
     for callback in callbacks:
         callback.on_start(state)
@@ -177,6 +237,7 @@ def train_loop(
         with torch.no_grad():
             optimizer.step(grads, learning_rate(iteration))
             mask.apply()
+            freezer.restore()
         train_loss_sum.add_(losses)
         steps_since_eval += 1
         state.iteration = done = iteration + 1
@@ -184,10 +245,14 @@ def train_loop(
             callback.after_step(state)
         if done % cfg.eval_every == 0 or done == cfg.iterations:
             evaluate()
+    for m in range(k):
+        if state.active(m):
+            state.member_iterations[m] = state.iteration
     for callback in callbacks:
         callback.on_end(state)
     stepper.finish()
-    return LoopResult(state.curves, time.perf_counter() - started, state.iteration)
+    seconds = time.perf_counter() - started
+    return LoopResult(state.curves, seconds, state.iteration, state.member_iterations)
 
 
 def summarize(
