@@ -128,7 +128,9 @@ def test_early_bird_level_is_pruned_from_the_weights_where_the_mask_was_drawn(
     assert "mask_drawn_at" not in summaries[0]
     assert summaries[0]["cost"]["iterations"] == 400
     assert summaries[1]["mask_drawn_at"] == 20  # the second evaluation already agrees
-    runs = {k: json.loads(exp.layout.run_metrics(1, k).read_text()) for k in ("ticket", "random_reinit")}
+    runs = {
+        k: json.loads(exp.layout.run_metrics(1, k).read_text()) for k in ("ticket", "random_reinit")
+    }
     assert runs["ticket"]["iterations"] == 20
     # ...and it ends the ticket's run only: its control trains its full budget.
     assert runs["random_reinit"]["iterations"] == 400
