@@ -344,8 +344,10 @@ def test_instability_analysis_is_reported_per_level(tmp_path: Path) -> None:
     exp.run()
     summary = json.loads(exp.layout.summary(1).read_text())
     inst = summary["instability"]
-    assert inst["iteration"] == 10 and inst["measured_on"] == "validation"
-    assert len(inst["trials"][0]["errors"]) == 3 and inst["barrier"] >= 0.0
+    # The earlier form {"iteration": k} is the sweep [k] (Frankle et al. 2020's measurement).
+    assert inst["iterations"] == [10] and inst["measured_on"] == "validation"
+    (at_10,) = inst["by_iteration"]
+    assert len(at_10["trials"][0]["errors"]) == 3 and at_10["barrier"] >= 0.0
 
 
 def test_hamming_distances_on_known_masks() -> None:
