@@ -263,7 +263,7 @@ def test_stacked_trials_equal_one_by_one_trials(tmp_path: Path) -> None:
     for stack in (True, "one stack", False):
         exp = Experiment(spec, tmp_path / str(stack), device="cpu")
         if stack == "one stack":  # a GPU's grouping: every trial in one stack, own batches
-            exp.runner.stack_groups = lambda kinds: [list(kinds)]  # type: ignore[method-assign]
+            exp.runner.stack_groups = lambda kinds, level=None: [list(kinds)]  # type: ignore[method-assign]
         else:  # a CPU's grouping: each trial's runs share a batch and stack on their own
             assert exp.stack_groups(exp.runs_at_level(1))[0][0] == "ticket"
         for level in exp.levels:

@@ -69,11 +69,13 @@ class LoopState:
     frozen: set[int] = field(default_factory=set)
     member_iterations: list[int] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.done = self.done or [False] * len(self.curves)
+        self.member_iterations = self.member_iterations or [self.start_iteration] * len(self.curves)
+
     def finish_member(self, member: int) -> None:
         """Marks `member` finished at this evaluation (see `done`); the last one to finish
         ends the training."""
-        if not self.done:
-            self.done = [False] * len(self.curves)
         self.done[member] = True
         if all(self.done):
             self.stop = True
@@ -131,6 +133,34 @@ class Freezer:
         for target, kept in self.rows:
             target.copy_(kept)
 
+    @staticmethod
+    def record(state: LoopState, points: list[dict[str, float]]) -> None:
+        """Appends each active member's new point; a frozen member's last point stands."""
+        for m, (curve, point) in enumerate(zip(state.curves, points, strict=True)):
+            if state.active(m):
+                curve.append(point)
+            else:
+                points[m] = curve[-1]
+
+    def settle(self, state: LoopState) -> None:
+        """After an evaluation's callbacks: freezes the members they finished; training
+        stops when all are."""
+        for m, done in enumerate(state.done):
+            if done and state.active(m):
+                state.frozen.add(m)
+                state.member_iterations[m] = state.iteration
+                if self.stepper.stacked and not all(state.done):
+                    self.freeze(m, self.stepper.state_dict(m))
+        if all(state.done):
+            state.stop = True
+
+    @staticmethod
+    def close(state: LoopState) -> None:
+        """At the end: the members still active trained to the last iteration."""
+        for m in range(len(state.curves)):
+            if state.active(m):
+                state.member_iterations[m] = state.iteration
+
 
 class Masks:
     """The members' masks as float multipliers over the pruned weights, all-ones ones left out.
@@ -182,7 +212,6 @@ def train_loop(
     state = LoopState(
         stepper, start_iteration, cfg.iterations, start_iteration, [[] for _ in range(k)]
     )
-    state.done, state.member_iterations = [False] * k, [start_iteration] * k
     freezer = Freezer(stepper)
     overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
     train_loss_sum = torch.zeros(k, device=device)
@@ -207,23 +236,12 @@ def train_loop(
             }
             for m in range(k)
         ]
-        for m, (curve, point) in enumerate(zip(state.curves, points, strict=True)):
-            if state.active(m):
-                curve.append(point)
-            else:
-                points[m] = curve[-1]  # a frozen member's last point stands
+        freezer.record(state, points)
         train_loss_sum = torch.zeros(k, device=device)
         steps_since_eval = 0
         for callback in callbacks:
             callback.on_evaluation(state, points)
-        for m in range(k):
-            if state.done[m] and state.active(m):
-                state.frozen.add(m)
-                state.member_iterations[m] = state.iteration
-                if stepper.stacked and not all(state.done):
-                    freezer.freeze(m, stepper.state_dict(m))
-        if all(state.done):
-            state.stop = True
+        freezer.settle(state)
 
     for callback in callbacks:
         callback.on_start(state)
@@ -245,9 +263,7 @@ def train_loop(
             callback.after_step(state)
         if done % cfg.eval_every == 0 or done == cfg.iterations:
             evaluate()
-    for m in range(k):
-        if state.active(m):
-            state.member_iterations[m] = state.iteration
+    freezer.close(state)
     for callback in callbacks:
         callback.on_end(state)
     stepper.finish()
