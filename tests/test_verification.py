@@ -108,22 +108,24 @@ def test_early_bird_never_stops_level_0_or_the_stacked_controls(tmp_path: Path) 
     assert run(1, "ticket")["curve"][-1]["iteration"] == 20
 
 
-def _patience_level(out: Path, stack: bool) -> dict[str, dict[str, Any]]:
-    spec = parse_spec(
-        _merge(
-            TINY,
-            {
-                "training": {
-                    "iterations": 400,
-                    "eval_every": 10,
-                    "patience": 3,
-                    "learning_rate": 0.01,
-                },
-                "pruning": {"levels": 1},
-                "controls": ["random_reinit", "random_prune"],
-            },
-        )
-    )
+# LeNet stacks by hand (StackedMLP); Conv-2 through torch.func.vmap (StackedModel).
+_PATIENCE_SPECS = {
+    "lenet": {"training": {"iterations": 400}},
+    "conv2_vmap": {
+        "model": "conv2",
+        "dataset": {"synthetic": {"input_shape": [3, 8, 8]}},
+        "training": {"iterations": 300, "optimizer": "adam", "batch_size": 20},
+    },
+}
+
+
+def _patience_level(out: Path, stack: bool, model: str) -> dict[str, dict[str, Any]]:
+    common = {
+        "training": {"eval_every": 10, "patience": 3, "learning_rate": 0.01},
+        "pruning": {"levels": 1},
+        "controls": ["random_reinit", "random_prune"],
+    }
+    spec = parse_spec(_merge(_merge(TINY, common), _PATIENCE_SPECS[model]))
     exp = Experiment(spec, out, device="cpu")
     for level in exp.levels:
         exp.prepare_level(level)
@@ -133,9 +135,10 @@ def _patience_level(out: Path, stack: bool) -> dict[str, dict[str, Any]]:
     return {k: json.loads(exp.layout.run_metrics(1, k).read_text()) for k in exp.runs_at_level(1)}
 
 
-def test_a_stack_with_patience_equals_one_by_one(tmp_path: Path) -> None:
-    alone = _patience_level(tmp_path / "alone", stack=False)
-    stacked = _patience_level(tmp_path / "stacked", stack=True)
+@pytest.mark.parametrize("model", sorted(_PATIENCE_SPECS))
+def test_a_stack_with_patience_equals_one_by_one(tmp_path: Path, model: str) -> None:
+    alone = _patience_level(tmp_path / "alone", False, model)
+    stacked = _patience_level(tmp_path / "stacked", True, model)
     stops = {run["iterations"] for run in alone.values()}
     assert len(stops) > 1, "the members must stop at different iterations to test anything"
     for kind, run in alone.items():
