@@ -245,6 +245,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--target-weights", type=float, default=0.036)
     parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--verify-patience", type=int, default=None)
+    parser.add_argument(
+        "--verify-repeats",
+        type=int,
+        default=3,
+        help="verify.repeats: times the verification level and the dense reference train, "
+        "each with its own data order (counted in the cheap setting's cost).",
+    )
     parser.add_argument("--eb-distance", type=float, default=0.1)
     parser.add_argument("--eb-window", type=int, default=None)
     parser.add_argument("--ablation-levels", type=int, default=None)
@@ -271,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cheap_data = combine(
         base,
         *(sections[n] for n in in_cheap),
-        {"verify": {"patience": args.verify_patience}},
+        {"verify": {"patience": args.verify_patience, "repeats": args.verify_repeats}},
     )
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -342,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "target_weights": args.target_weights,
             "patience": args.patience,
             "verify_patience": args.verify_patience,
+            "verify_repeats": args.verify_repeats,
             "early_bird": {"distance": args.eb_distance, "window": args.eb_window},
             "cheap_techniques": in_cheap,
             "load_average_before": list(load_before),

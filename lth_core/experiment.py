@@ -237,8 +237,8 @@ class Experiment:
     def stacks_level(self, level: int, stack: bool | None = None) -> bool:
         return self.runner.stacks_level(level, stack)
 
-    def stack_groups(self, kinds: list[str]) -> list[list[str]]:
-        return self.runner.stack_groups(kinds)
+    def stack_groups(self, kinds: list[str], level: int | None = None) -> list[list[str]]:
+        return self.runner.stack_groups(kinds, level)
 
     def train_runs(self, level: int, *, stack: bool | None = None) -> list[dict[str, Any]]:
         """Trains the level's unfinished runs (lth_core.imp.runner.Runner.train_runs)."""

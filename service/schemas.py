@@ -43,14 +43,27 @@ class LayerCount(_Lenient):
     total: int
 
 
+class KindCost(_Lenient):
+    """What one kind of training cost: a run kind (ticket, a control) or a diagnostic's copies."""
+
+    iterations: int = 0
+    seconds: float = 0.0
+    runs: int = 0
+
+
 class LevelCost(_Lenient):
-    """What a level's runs cost: iterations trained and wall seconds, summed over its runs."""
+    """What a level trained: iterations and wall seconds, summed over its runs (the
+    verification's repeats included) and its diagnostics' training (instability copies)."""
 
     iterations: int = 0
     seconds: float = 0.0
     runs: int = 0
     devices: list[str] = Field(default_factory=list, description="Device types the runs used.")
     threads: list[int] = Field(default_factory=list, description="Torch thread counts used.")
+    kinds: dict[str, KindCost] = Field(
+        default_factory=dict,
+        description="The same sums by kind: ticket, each control, each diagnostic (instability).",
+    )
 
 
 class Stat(_Lenient):
@@ -137,9 +150,15 @@ class CostEstimate(BaseModel):
 class Cost(BaseModel):
     """What the experiment has cost so far, and an estimate of the rest."""
 
-    iterations: int = Field(description="Iterations trained by every finished level's runs.")
+    iterations: int = Field(
+        description="Iterations trained by every finished level: its runs and its analyses."
+    )
     seconds: float = Field(description="Wall seconds of those runs (a stack's share each).")
     levels: int = Field(description="Finished levels counted.")
+    kinds: dict[str, KindCost] = Field(
+        default_factory=dict,
+        description="The same sums by kind: ticket, each control, each diagnostic (instability).",
+    )
     remaining_estimate: CostEstimate | None = Field(
         None,
         description="Mean cost per finished run times the runs still to train (null before "

@@ -19,15 +19,16 @@ from store.settings import Settings
 
 def total_iterations(spec: ExperimentSpec) -> int:
     """Training iterations of every run of every level (level 0 has controls only with a mask),
-    over every trial and control draw; classic fine-tuning's pruned levels train
-    finetune_iterations, and the instability analysis trains two more copies per level and
-    trial."""
+    over every trial, control draw and verification repeat; classic fine-tuning's pruned
+    levels train finetune_iterations, and the instability analysis trains two copies per
+    level, trial and rewinding iteration k (from k to the end)."""
     iterations = spec.training.iterations
     pruned = spec.reset.finetune_iterations or iterations
     total = len(spec.runs_at_level(0)) * iterations
-    total += spec.pruning.levels * len(spec.run_kinds) * pruned
+    total += sum(len(spec.runs_at_level(lv)) for lv in range(1, spec.last_level + 1)) * pruned
     if spec.analysis is not None and spec.analysis.instability is not None:
-        total += (spec.pruning.levels + 1) * spec.trials * 2 * iterations
+        copies = sum(iterations - k for k in spec.analysis.instability.iterations)
+        total += (spec.pruning.levels + 1) * spec.trials * 2 * copies
     return total
 
 

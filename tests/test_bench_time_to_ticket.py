@@ -32,7 +32,9 @@ def test_time_to_ticket_quick_preset_runs_every_part_on_synthetic_data(
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     argv = ["--quick", "--dataset", "synthetic", "--iterations", "200", "--levels", "3"]
-    argv += ["--cheap-levels", "2", "--ablation-levels", "1"]
+    # One verification repeat: at 3 levels of 200 iterations, three repeats of the dense
+    # reference and of the verification level would outweigh the one protocol level saved.
+    argv += ["--cheap-levels", "2", "--ablation-levels", "1", "--verify-repeats", "1"]
     argv += ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     summary = bench.main(argv)
 
@@ -43,6 +45,7 @@ def test_time_to_ticket_quick_preset_runs_every_part_on_synthetic_data(
     assert "early_bird" not in st["cheap_techniques"] and "patience" in st["cheap_techniques"]
     assert st["cheap_spec"]["pruning"].get("early_bird") is None
     assert st["cheap_spec"]["verify"]["patience"] == st["verify_patience"] > st["patience"]
+    assert st["cheap_spec"]["verify"]["repeats"] == st["verify_repeats"] == 1
     assert len(st["load_average_before"]) == len(st["load_average_after"]) == 3
 
     assert set(summary["ablation"]) == {

@@ -121,12 +121,21 @@ def test_early_bird_level_is_pruned_from_the_weights_where_the_mask_was_drawn(
         tmp_path,
         training={"iterations": 400, "eval_every": 20},
         pruning={"levels": 2, "early_bird": {"distance": 0.5, "window": 1}},
+        controls=["random_reinit"],
     )
     summaries = exp.summaries()
-    assert summaries[0]["mask_drawn_at"] == 20  # the second evaluation already agrees
-    assert summaries[0]["cost"]["iterations"] == 20
+    # The dense level 0 is the reference: early-bird never cuts it short (issue 27).
+    assert "mask_drawn_at" not in summaries[0]
+    assert summaries[0]["cost"]["iterations"] == 400
+    assert summaries[1]["mask_drawn_at"] == 20  # the second evaluation already agrees
+    runs = {
+        k: json.loads(exp.layout.run_metrics(1, k).read_text()) for k in ("ticket", "random_reinit")
+    }
+    assert runs["ticket"]["iterations"] == 20
+    # ...and it ends the ticket's run only: its control trains its full budget.
+    assert runs["random_reinit"]["iterations"] == 400
+    assert summaries[1]["cost"]["iterations"] == 420
     assert "mask_drawn_at" not in summaries[2]  # the last level's mask feeds nothing
-    assert summaries[2]["cost"]["iterations"] == 400
 
 
 def test_target_weights_lands_on_the_target_count(tmp_path: Path) -> None:
@@ -157,12 +166,27 @@ def test_controls_at_trains_only_the_levels_named(tmp_path: Path) -> None:
     )
     trained = sorted(p.parent.parent.name for p in exp.layout.root.glob("levels/*/runs/random_*"))
     assert trained == ["002"]
-    spec = tiny_spec(pruning={"levels": 3}, controls=["random_reinit"], controls_at="ticket_level")
+    spec = tiny_spec(
+        pruning={"levels": 3},
+        controls=["random_reinit"],
+        controls_at="ticket_level",
+        verify={"repeats": 1},
+    )
     assert [len(spec.runs_at_level(level)) for level in range(4)] == [1, 1, 1, 2]
+    # verify's default 3 repeats: the dense reference and the verification level (ticket
+    # and random_reinit, paired by repeat) three times each.
     spec = tiny_spec(
         pruning={"levels": 3}, controls=["random_reinit"], controls_at={"levels": []}, verify=True
     )
-    assert [len(spec.runs_at_level(level)) for level in range(4)] == [1, 1, 1, 2]
+    assert [len(spec.runs_at_level(level)) for level in range(4)] == [3, 1, 1, 6]
+    assert spec.runs_at_level(3) == [
+        "ticket",
+        "ticket.r1",
+        "ticket.r2",
+        "random_reinit",
+        "random_reinit.r1",
+        "random_reinit.r2",
+    ]
 
 
 def _summary(level: int, accuracy: float, remaining: float) -> dict[str, Any]:

@@ -127,7 +127,17 @@ def _same_but_seconds(a: Experiment, b: Experiment) -> bool:
     """Equal but for the wall seconds each level's cost sums (lth_core.results.cost)."""
 
     def timeless(exp: Experiment) -> str:
-        out = [{**s, "cost": {**s["cost"], "seconds": None}} for s in exp.summaries()]
+        out = [
+            {
+                **s,
+                "cost": {
+                    **s["cost"],
+                    "seconds": None,
+                    "kinds": {k: {**c, "seconds": None} for k, c in s["cost"]["kinds"].items()},
+                },
+            }
+            for s in exp.summaries()
+        ]
         return json.dumps(out, sort_keys=True)
 
     return timeless(a) == timeless(b)

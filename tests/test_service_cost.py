@@ -43,13 +43,19 @@ def _level(
 def test_cost_time_to_ticket_and_verification_in_the_experiment(
     client: TestClient, settings: Settings, final_accuracy: float
 ) -> None:
-    spec = tiny_spec(pruning={"levels": 2}, verify=True, controls_at="ticket_level")
+    spec = tiny_spec(
+        pruning={"levels": 2},
+        verify={"repeats": 1},
+        controls=["random_reinit"],
+        controls_at="ticket_level",
+    )
     experiment = submit(client, spec)
     body = client.get(f"/experiments/{experiment['id']}").json()
     assert body["cost"] == {
         "iterations": 0,
         "seconds": 0.0,
         "levels": 0,
+        "kinds": {},
         "remaining_estimate": None,
     }
     with session_scope(settings) as session:
@@ -62,6 +68,7 @@ def test_cost_time_to_ticket_and_verification_in_the_experiment(
         "iterations": 80,
         "seconds": 3.0,
         "levels": 2,
+        "kinds": {},
         "remaining_estimate": {"runs": 2, "iterations": 80, "seconds": 3.0},
     }
     assert body["ticket"] is None and body["time_to_ticket"] is None and body["verified"] is None

@@ -41,6 +41,11 @@ class RunContext(Protocol):
         """State-dict names of the weights the masks cover."""
         ...
 
+    def pruned_from(self, level: int) -> tuple[dict[str, torch.Tensor], Mask] | None:
+        """The trained weights (theta_final) the level's mask was pruned from and the mask
+        they trained under; None where the mask was not pruned (level 0 from a given mask)."""
+        ...
+
 
 class Control(ABC):
     """One control: `mask` and `start` from the ticket's, plus what the rest of the engine

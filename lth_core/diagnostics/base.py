@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lth_core.nn.data import Splits
     from lth_core.nn.models import PrunableModel
     from lth_core.spec import ExperimentSpec
+    from lth_core.storage.store import ArtifactStore
 
 
 class LevelContext(Protocol):
@@ -26,6 +27,7 @@ class LevelContext(Protocol):
     spec: ExperimentSpec
     device: torch.device
     trial_seeds: list[int]
+    store: ArtifactStore
 
     @property
     def splits(self) -> Splits: ...

@@ -59,7 +59,7 @@ class LevelFinisher:
             report_iterations=self.spec.training.report_iterations,
             extras=extras,
         )
-        summary.update(self._cheap_fields(level, runs))
+        summary.update(self._cheap_fields(level, runs, extras))
         put_json(self.store, KEYS.summary(level), summary)
         self._write_results()
         return summary
@@ -106,10 +106,18 @@ class LevelFinisher:
             results["verified"] = verified(spec_json, summaries)
         put_json(self.store, KEYS.results, results)
 
-    def _cheap_fields(self, level: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """What a level adds for cheap tickets: its cost, where early-bird drew its mask,
-        where patience stopped, whether it is the verification level."""
-        out: dict[str, Any] = {"cost": cost.level_cost(runs)}
+    def _cheap_fields(
+        self, level: int, runs: dict[str, dict[str, Any]], extras: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What a level adds for cheap tickets: its cost (its runs and what its diagnostics
+        trained), where early-bird drew its mask, where patience stopped, whether it is the
+        verification level."""
+        analysis = {
+            name: value["cost"]
+            for name, value in extras.items()
+            if isinstance(value, dict) and isinstance(value.get("cost"), dict)
+        }
+        out: dict[str, Any] = {"cost": cost.level_cost(runs, analysis)}
         ticket = runs[TICKET]
         for field in ("mask_drawn_at", "stopped_at"):
             if field in ticket:

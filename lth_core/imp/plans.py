@@ -31,9 +31,10 @@ class TrialContext:
         prunable: Collection[str],
         build: Callable[[int | None], PrunableModel],
         repeat: int,
+        pruned_from: Callable[[int], tuple[StateDict, StateDict] | None] = lambda level: None,
     ) -> None:
         self._seed, self._theta0, self._prunable = trial_seed, theta0, prunable
-        self._build, self.repeat = build, repeat
+        self._build, self.repeat, self._pruned_from = build, repeat, pruned_from
 
     def seed_for(self, *parts: object) -> int:
         return derive_seed(self._seed, *parts, *(("repeat", self.repeat) if self.repeat else ()))
@@ -47,6 +48,9 @@ class TrialContext:
 
     def prunable_weights(self) -> Collection[str]:
         return self._prunable
+
+    def pruned_from(self, level: int) -> tuple[StateDict, StateDict] | None:
+        return self._pruned_from(level)
 
 
 class Planner:
@@ -73,7 +77,23 @@ class Planner:
 
     def context(self, trial: int, repeat: int) -> TrialContext:
         return TrialContext(
-            self.trial_seeds[trial], self.theta0s[trial], self.masks.kinds, self.build, repeat
+            self.trial_seeds[trial],
+            self.theta0s[trial],
+            self.masks.kinds,
+            self.build,
+            repeat,
+            lambda level: self.pruned_from(level, trial),
+        )
+
+    def pruned_from(self, level: int, trial: int) -> tuple[StateDict, StateDict] | None:
+        """The trained weights a level's mask was pruned from and the mask they trained under
+        (None at level 0: its mask was given, not pruned)."""
+        if level == 0:
+            return None
+        source = self.masks.source_level(level)
+        keys = Keys.of_trial(trial)
+        return get_tensors(self.store, keys.trained_weights(source)), self.masks.of_trial(
+            source, trial
         )
 
     def plan(self, level: int, kind: str) -> RunPlan:
@@ -100,17 +120,33 @@ class Planner:
             mask=mask,
             start=start,
             start_iteration=spec.reset.rewind_iteration if rewinding and level > 0 else 0,
-            data_seed=derive_seed(seed, "data"),
+            data_seed=self.data_seed(level, trial, repeat),
             augment_seed=derive_seed(seed, level, kind, "augment")
             if spec.dataset.augment
             else None,
             dropout_seed=derive_seed(seed, level, kind, "dropout"),
             snapshot_at=spec.reset.rewind_iteration
-            if rewinding and level == 0 and base == TICKET
+            if rewinding and level == 0 and base == TICKET and not repeat
             else None,
+            keep_at=self.dense_iterations() if level == 0 and base == TICKET and not repeat else (),
             trial=trial,
             training=self.training_for(level),
         )
+
+    def data_seed(self, level: int, trial: int, repeat: int) -> int:
+        """A run's data order: its trial's, or at a reference level its unit's (the
+        verification's repeats: unit u > 0 has an order of its own)."""
+        unit = self.spec.data_unit(level, repeat)
+        seed = self.trial_seeds[trial]
+        return derive_seed(seed, "data", "repeat", unit) if unit else derive_seed(seed, "data")
+
+    def dense_iterations(self) -> tuple[int, ...]:
+        """The iterations whose weights the dense run keeps (lth_core.storage.layout
+        Keys.dense_weights): the instability analysis's rewinding iterations."""
+        analysis = self.spec.analysis
+        if analysis is None or analysis.instability is None:
+            return ()
+        return tuple(analysis.instability.iterations)
 
     def ticket_start(self, level: int, trial: int) -> StateDict:
         """The weights a trial's ticket resets to: theta_0 (init), theta_k (rewind), or the

@@ -4,7 +4,7 @@ A RunPlan is a pure function of (spec, level, kind) and the files earlier runs l
 mask, the start weights, the iteration the schedule and the data resume at, the seeds, and
 whether to keep a snapshot for rewinding. `publish_run` writes what a finished run leaves:
 the ticket's trained weights (input to the next level's pruning), the rewind point if one
-was taken, and last the metrics file, whose presence marks the run finished. Where the
+was taken, the dense run's weights at the instability analysis's iterations, and last the metrics file, whose presence marks the run finished. Where the
 metrics go is the caller's: a worker stages a claimed control's metrics under a private key.
 """
 
@@ -17,7 +17,7 @@ import torch
 
 from lth_core import pruning
 from lth_core.pruning import Mask, StateDict
-from lth_core.runs import is_ticket
+from lth_core.runs import is_ticket, parse_run_id
 from lth_core.spec import TrainingSpec
 from lth_core.storage.files import put_json, put_tensors
 from lth_core.storage.layout import KEYS, Keys
@@ -37,6 +37,9 @@ class RunPlan:
     snapshot_at: int | None  # the iteration whose weights rewinding resets to (level 0 ticket)
     trial: int
     training: TrainingSpec  # the schedule (the spec's, or fine-tuning's)
+    # Iterations whose weights the dense run keeps for the instability analysis (level 0's
+    # ticket, first repeat, only): Keys.dense_weights(k).
+    keep_at: tuple[int, ...] = ()
 
 
 def publish_run(
@@ -46,15 +49,20 @@ def publish_run(
     trained: StateDict,
     *,
     snapshot: StateDict | None = None,
+    kept: dict[int, StateDict] | None = None,
     metrics_key: str | None = None,
 ) -> dict[str, Any]:
     """Writes a finished run (see the module docstring); returns its run record. The run's
     trial keeps its weights in its own folder (lth_core.storage.layout.Keys.of_trial)."""
     keys = Keys.of_trial(plan.trial)
-    if is_ticket(plan.kind):
+    if is_ticket(plan.kind) and not parse_run_id(plan.kind)[2]:
+        # The next level is pruned from the first repeat (the verification's further
+        # repeats are for its error bars only).
         put_tensors(store, keys.trained_weights(plan.level), trained)
     if snapshot is not None:
         put_tensors(store, keys.rewind_weights, snapshot)
+    for iteration, weights in sorted((kept or {}).items()):
+        put_tensors(store, keys.dense_weights(iteration), weights)
     run = {
         "level": plan.level,
         "kind": plan.kind,

@@ -85,19 +85,24 @@ class Runner:
             spec.model, spec.training, spec.dataset.augment, self.device, members
         )
 
-    def stack_groups(self, kinds: Sequence[str]) -> list[list[str]]:
+    def stack_groups(self, kinds: Sequence[str], level: int | None = None) -> list[list[str]]:
         """Which of a stacked level's runs train together. Runs of one trial share their
         batches; different trials each need their own (a (K, B, ...) batch). On a GPU one
         stack of everything pays; on a CPU a stack of trials with their own batches cost 4x
         one-by-one training (LeNet, 3 trials, 2 threads) where a stack sharing one batch
         saves time, so a CPU stacks each trial's runs on their own. A group of one trains
-        alone. Depends only on the device type and the spec."""
-        if self.device.type == "cuda" or self.spec.trials == 1:
+        alone. The verification's repeats (at `level`) have data orders of their own too, so
+        a CPU stacks each (trial, repeat) unit on its own. Depends only on the device type,
+        the spec and the level."""
+        units = self.spec.repeats_at(level) if level is not None else 1
+        if self.device.type == "cuda" or (self.spec.trials == 1 and units == 1):
             return [list(kinds)]
-        by_trial: dict[int, list[str]] = {}
+        by_unit: dict[tuple[int, int], list[str]] = {}
         for kind in kinds:
-            by_trial.setdefault(parse_run_id(kind)[1], []).append(kind)
-        return list(by_trial.values())
+            _, trial, repeat = parse_run_id(kind)
+            unit = self.spec.data_unit(level, repeat) if level is not None else 0
+            by_unit.setdefault((trial, unit), []).append(kind)
+        return list(by_unit.values())
 
     def train_runs(
         self, level: int, pending: Sequence[str], *, stack: bool | None = None
@@ -114,7 +119,7 @@ class Runner:
             return [self.train_run(level, kind) for kind in pending]
         trained = [k for k in self.planner.runs_at_level(level) if trains(k)]
         done = []
-        for group in self.stack_groups(trained):
+        for group in self.stack_groups(trained, level):
             plans = [self.planner.plan(level, kind) for kind in group]
             write = {k for k in pending if k in group}
             if write:
@@ -162,6 +167,7 @@ class Runner:
                 result.metrics,
                 member.model.state_dict(),
                 snapshot=result.snapshot,
+                kept=result.kept,
                 metrics_key=metrics_keys.get(plan.kind),
             )
             for plan, member, result in zip(plans, members, results, strict=True)
@@ -199,6 +205,7 @@ class Runner:
             plan.augment_seed,
             hook,
             plan.snapshot_at,
+            plan.keep_at,
         )
 
     def _evaluate_only(self, plan: RunPlan, metrics_key: str | None) -> dict[str, Any]:

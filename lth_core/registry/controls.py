@@ -19,6 +19,8 @@ CONTROLS: Registry[type[Control]] = Registry(
         "random_prune": "lth_core.controls.random_prune:RandomPrune",
         "sign_preserving_reinit": "lth_core.controls.sign_preserving_reinit:SignPreservingReinit",
         "supermask": "lth_core.controls.supermask:Supermask",
+        "supermask_same_sign": "lth_core.controls.supermask:SupermaskSameSign",
+        "supermask_signed_constant": "lth_core.controls.supermask:SupermaskSignedConstant",
     },
     group=CONTROLS_GROUP,
 )

@@ -355,11 +355,15 @@ def render(spec: Mapping[str, Any], fmt: str) -> bytes:
 def write_figures(
     sources: Sequence[Source], out_dir: Path, formats: Sequence[str] = ("png",), prefix: str = ""
 ) -> list[Path]:
-    """Every figure with data, in each format, as ``out_dir/<prefix><name>.<fmt>``."""
+    """Every figure with data, in each format, as ``out_dir/<prefix><name>.<fmt>`` (the paper's
+    three, and "instability vs k" where the experiments measured it)."""
+    from lth_core.report.instability import NAME, instability_figure
+
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in FIGURES:
-        spec = figure(name, sources)
+    described = {name: figure(name, sources) for name in FIGURES}
+    described[NAME] = instability_figure(sources)  # with analysis.instability only
+    for name, spec in described.items():
         if not has_points(spec):
             continue
         for fmt in formats:

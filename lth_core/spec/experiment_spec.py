@@ -194,11 +194,12 @@ class ExperimentSpec(_Strict):
                 )
             self.trials = len(self.seeds)
         instability = self.analysis.instability if self.analysis else None
-        if instability is not None and instability.iteration >= self.training.iterations:
+        if instability is not None and instability.iterations[-1] >= self.training.iterations:
             raise ValueError(
-                f"analysis.instability.iteration ({instability.iteration}) must be below "
+                f"analysis.instability.iterations ({instability.iterations[-1]}) must be below "
                 f"training.iterations ({self.training.iterations})"
             )
+        check_verification(self)
         if self.reset.rewind_iteration >= self.training.iterations:
             raise ValueError(
                 f"reset.rewind_iteration ({self.reset.rewind_iteration}) must be below "
@@ -216,23 +217,23 @@ class ExperimentSpec(_Strict):
 
     @property
     def run_kinds(self) -> list[str]:
-        """The runs of one pruned level: every trial's ticket, then each control's draws
-        (run ids, lth_core.controls.run_id)."""
-        tickets = [run_id(TICKET, t) for t in range(self.trials)]
-        controls = [
-            run_id(kind, t, r)
-            for t in range(self.trials)
-            for kind in self.controls
-            for r in range(draws(kind, self.control_repeats))
-        ]
-        return [*tickets, *controls]
+        """A pruned level's runs: every trial's ticket, then each control's draws."""
+        return paired_runs(self, 1)
+
+    def repeats_at(self, level: int) -> int:
+        """Paired units per trial: verify.repeats at the reference levels, 1 elsewhere."""
+        rule = self.verify_rule
+        return rule.repeats if rule is not None and self.is_reference_level(level) else 1
+
+    def data_unit(self, level: int, repeat: int) -> int:
+        """The data order of draw `repeat`: its unit's at a reference level, else the trial's."""
+        return repeat if repeat < self.repeats_at(level) else 0
 
     @property
     def verify_rule(self) -> VerifySpec | None:
         """How verification trains (None: no verification)."""
-        if self.verify is False:
-            return None
-        return VerifySpec() if self.verify is True else self.verify
+        rule = VerifySpec() if self.verify is True else self.verify
+        return rule or None
 
     @property
     def verify_level(self) -> int | None:
@@ -253,12 +254,13 @@ class ExperimentSpec(_Strict):
         return self.training.model_copy(update={"patience": rule.patience})
 
     def early_bird_at(self, level: int) -> EarlyBirdSpec | None:
-        """Early-bird applies where a level's ticket gives the next level's mask (not the
-        last pruning level, not the reference levels)."""
+        """Early-bird applies where a pruned level's ticket gives the next level's mask: not
+        the last level, no reference level, never the dense level 0 (what every ticket is
+        compared with is not cut short). It ends the ticket's run only (a stack's controls
+        train on, lth_core.train.loop)."""
         eb = self.pruning.early_bird
-        if eb is None or level >= self.pruning.levels or self.is_reference_level(level):
-            return None
-        return eb
+        skip = level == 0 or level >= self.pruning.levels or self.is_reference_level(level)
+        return None if eb is None or skip else eb
 
     @property
     def last_level(self) -> int:
@@ -283,9 +285,8 @@ class ExperimentSpec(_Strict):
         or a local file, lth_core.imp.mask_source); by default whether the spec names one.
         `controls_at` leaves the controls out of the levels it does not name."""
         from_mask = self.mask is not None if from_mask is None else from_mask
-        if (level == 0 and not from_mask) or not self.controls_run_at(level):
-            return [run_id(TICKET, t) for t in range(self.trials)]
-        return self.run_kinds
+        controls = not ((level == 0 and not from_mask) or not self.controls_run_at(level))
+        return paired_runs(self, self.repeats_at(level), controls=controls)
 
     def trial_seed(self, trial: int) -> int:
         """Trial 0's seed is `seed` (so one trial is the experiment it always was)."""
@@ -294,6 +295,47 @@ class ExperimentSpec(_Strict):
         if trial == 0:
             return self.seed
         return derive_seed(self.seed, "trial", trial, bits=62)
+
+
+def check_verification(spec: ExperimentSpec) -> None:
+    """What makes a verification (and a level chosen without one) mean something."""
+    if spec.controls_at == "ticket_level" and spec.verify is False:
+        raise ValueError(
+            "controls_at 'ticket_level' needs verify: without it the ticket may be chosen at "
+            "a level that never ran its controls; add verify, or use controls_at "
+            "'every_level'"
+        )
+    rule = spec.verify_rule
+    if rule is None:
+        return
+    if "random_reinit" not in spec.controls:
+        raise ValueError(
+            "verify needs 'random_reinit' in controls: a verified ticket must beat its "
+            f"randomly reinitialized copy (controls are {spec.controls})"
+        )
+    cheap = spec.training.patience
+    if cheap is not None and (rule.patience is not None and rule.patience < cheap):
+        raise ValueError(
+            f"verify.patience ({rule.patience}) must be at least training.patience "
+            f"({cheap}): the verification and its dense reference are never cut shorter "
+            "than the cheap levels"
+        )
+
+
+def paired_runs(spec: ExperimentSpec, units: int, *, controls: bool = True) -> list[str]:
+    """Tickets and control draws with `units` paired units per trial (the verification's
+    repeats: unit u is ticket.r<u> and each repeatable control's draw u, which share
+    unit u's data order; a control drawn more often keeps its further draws)."""
+    tickets = [run_id(TICKET, t, u) for t in range(spec.trials) for u in range(units)]
+    if not controls:
+        return tickets
+    drawn = [
+        run_id(kind, t, r)
+        for t in range(spec.trials)
+        for kind in spec.controls
+        for r in range(draws(kind, max(spec.control_repeats, units)))
+    ]
+    return [*tickets, *drawn]
 
 
 def parse_spec(data: dict[str, Any]) -> ExperimentSpec:

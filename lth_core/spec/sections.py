@@ -32,6 +32,8 @@ MAX_ITERATIONS = 10_000_000
 MAX_LEVELS = 100
 MAX_BATCH_SIZE = 65_536
 MAX_TAGS = 20
+MAX_VERIFY_REPEATS = 20
+MAX_INSTABILITY_ITERATIONS = 20
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,39}$"
 
 
@@ -327,12 +329,24 @@ class ControlsAt(_Strict):
 
 
 class VerifySpec(_Strict):
-    """How the verification level (and the dense reference) train: patience, or the budget."""
+    """How the verification level (and the dense reference) train: patience, or the budget,
+    each `repeats` times with its own data order, so the verdict has error bars."""
 
     patience: int | None = Field(
         None,
         ge=1,
-        description="Evaluations without improvement before stopping; null: full budget.",
+        description="Evaluations without improvement before stopping; null: full budget. At "
+        "least training.patience (the reference is never cut shorter than the cheap levels).",
+    )
+    repeats: int = Field(
+        3,
+        ge=1,
+        le=MAX_VERIFY_REPEATS,
+        exclude_if=lambda v: v == 3,
+        description="Times the verification level and the dense reference (level 0) are "
+        "trained, each time with another data order (run ids ticket.r<u>, and the controls' "
+        "draw u at the verification level share it), so every verification verdict is over "
+        "`repeats` paired runs.",
     )
 
 
@@ -353,12 +367,43 @@ class MaskSource(_Strict):
 
 
 class InstabilitySpec(_Strict):
-    """Linear mode connectivity (Frankle et al. 2020): two copies trained from iteration k."""
+    """Linear mode connectivity (Frankle et al. 2020): per level and rewinding iteration k, two
+    copies of the *dense* run's weights at k under the level's mask, trained to the end with
+    different data orders; the error barrier on the straight line between them."""
 
-    iteration: int = Field(
-        0, ge=0, description="Iteration k whose network the two copies start from."
+    iterations: list[StrictInt] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        max_length=MAX_INSTABILITY_ITERATIONS,
+        description="The rewinding iterations k to sweep (e.g. [0, 100, 500, 1000, 2000]); "
+        "level 0 keeps its weights at each.",
     )
-    points: int = Field(11, ge=3, le=101, description="Evenly spaced points on the path.")
+    points: int = Field(30, ge=3, le=101, description="Evenly spaced points on the path.")
+    threshold: float = Field(
+        0.02,
+        gt=0.0,
+        le=1.0,
+        description="Error barrier (a fraction) below which a network counts as stable; the "
+        "smallest such k is the rewinding iteration suggested (Frankle et al.: about 2%).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_iteration(cls, data: object) -> object:
+        """The earlier form {"iteration": k} is the sweep [k]."""
+        if isinstance(data, dict) and "iteration" in data and "iterations" not in data:
+            data = {**data, "iterations": [data["iteration"]]}
+            del data["iteration"]
+        return data
+
+    @field_validator("iterations")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if any(k < 0 for k in v):
+            raise ValueError("every rewinding iteration must be 0 or more")
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("iterations must be strictly increasing, e.g. [0, 100, 500]")
+        return v
 
 
 class AnalysisSpec(_Strict):

@@ -71,6 +71,11 @@ class Keys:
     def trained_weights(self, level: int) -> str:
         return self.level_dir(level) + "/trained.safetensors"
 
+    def dense_weights(self, iteration: int) -> str:
+        """The dense run's (level 0 ticket's) full state dict at `iteration`: theta_k for the
+        instability analysis (analysis.instability.iterations)."""
+        return f"{self.level_dir(0)}/dense_at/{iteration:07d}.safetensors"
+
     def runs_dir(self, level: int) -> str:
         return self.level_dir(level) + "/runs"
 

@@ -38,7 +38,7 @@ class EarlyStopping(Callback):
             self.best = list(points)
             return
         for m, point in enumerate(points):
-            if _val_loss_key(point) < _val_loss_key(self.best[m]):
+            if state.active(m) and _val_loss_key(point) < _val_loss_key(self.best[m]):
                 self.best[m] = point
 
     def best_at(self, member: int) -> int:
@@ -77,8 +77,8 @@ class Progress(Callback):
         self.hooks = list(hooks)
 
     def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
-        for hook, point in zip(self.hooks, points, strict=True):
-            if hook is not None:
+        for m, (hook, point) in enumerate(zip(self.hooks, points, strict=True)):
+            if hook is not None and state.active(m):
                 hook(state.iteration, point)
 
 
@@ -101,7 +101,7 @@ class Snapshot(Callback):
         self.state: dict[str, torch.Tensor] | None = None
 
     def _take(self, state: LoopState) -> None:
-        if state.iteration == self.at:
+        if state.iteration == self.at and state.active(self.member):
             self.state = state.stepper.state_dict(self.member)
 
     def on_start(self, state: LoopState) -> None:
@@ -118,31 +118,42 @@ class Snapshot(Callback):
 
 
 class Patience(Callback):
-    """Ends training `patience` evaluations after the last validation-loss improvement.
+    """Ends each member's training `patience` evaluations after its last validation-loss
+    improvement.
 
     Reads the early-stopping points of `early` (registered before this callback, so it has
-    seen the evaluation already). In a stack, training ends when every member has run out of
-    patience (a member still improving keeps the stack going). `stopped_at` is the iteration
-    where training ended, None while it has not.
+    seen the evaluation already). In a stack a member out of patience is finished alone
+    (`LoopState.finish_member`: frozen while the others go on), so it trains exactly as long
+    as it would alone. `stopped[m]` is the iteration where member m stopped (None: it did
+    not); `stopped_at` the last of them.
     """
 
     def __init__(self, early: EarlyStopping, patience: int) -> None:
         self.early, self.patience = early, patience
         self.since: list[int] = []
-        self.stopped_at: int | None = None
+        self.stopped: list[int | None] = []
+
+    @property
+    def stopped_at(self) -> int | None:
+        """Where training ended for all (None when some member trained its budget)."""
+        if not self.stopped or any(s is None for s in self.stopped):
+            return None
+        return max(s for s in self.stopped if s is not None)
 
     def on_start(self, state: LoopState) -> None:
-        self.since, self.stopped_at = [], None
+        self.since, self.stopped = [], [None] * len(state.curves)
 
     def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
         if not self.since:
             self.since = [0] * len(points)
             return
         for m, point in enumerate(points):
+            if not state.active(m):
+                continue
             self.since[m] = 0 if self.early.best[m] is point else self.since[m] + 1
-        if all(n >= self.patience for n in self.since) and state.iteration < state.iterations:
-            state.stop = True
-            self.stopped_at = state.iteration
+            if self.since[m] >= self.patience and state.iteration < state.iterations:
+                state.finish_member(m)
+                self.stopped[m] = state.iteration
 
     def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
         return {}, {"since": self.since, "stopped_at": self.stopped_at}
@@ -185,7 +196,7 @@ class DeferredTest(Callback):
 
     def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
         for m, point in enumerate(points):
-            if self.early.best[m] is point:
+            if state.active(m) and self.early.best[m] is point:
                 self.kept[m] = state.stepper.state_dict(m)
 
     def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
@@ -231,7 +242,8 @@ class EarlyBird(Callback):
     At every evaluation the would-be mask (`would_be(weights)`: the next level's pruning from
     the member's weights now) is computed; once the normalized Hamming distance between
     consecutive would-be masks has stayed below `distance` for `window` evaluations in a row,
-    the mask is drawn there: training ends at this evaluation, so the run's trained weights are
+    the mask is drawn there: the member's training ends at this evaluation (a stack's other
+    members, the controls, train on to their own end), so the run's trained weights are
     the ones the next level is pruned from (its mask is the drawn one). `drawn_at` is that
     iteration (None if the rule never held: the level trained its full budget);
     `distances` the distance at each evaluation after the first.
@@ -263,7 +275,7 @@ class EarlyBird(Callback):
             self.below = self.below + 1 if d < self.distance else 0
             if self.below >= self.window:
                 self.drawn_at = state.iteration
-                state.stop = True
+                state.finish_member(self.member)  # in a stack its controls go on
         self.previous = mask
 
     def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:

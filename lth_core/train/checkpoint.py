@@ -235,6 +235,11 @@ class Checkpoint(Callback):
             "identity": encode(self.identity(state)),
             "curves": encode(state.curves),
             "callbacks": encode(data),
+            "members": {
+                "done": state.done,
+                "frozen": sorted(state.frozen),
+                "iterations": state.member_iterations,
+            },
         }
         self.bytes_written += self.slot.write(state.iteration, tensors, body)
         self.written.append(state.iteration)
@@ -282,6 +287,10 @@ class Checkpoint(Callback):
             state.batches.generator.set_state(tensors["rng/augment"])
         for curve, saved in zip(state.curves, decode(manifest["curves"]), strict=True):
             curve[:] = saved
+        members = manifest["members"]  # finished members of a stack stay frozen on resume
+        state.done[:] = members["done"]
+        state.frozen = set(members["frozen"])
+        state.member_iterations[:] = members["iterations"]
         for i, (callback, kept) in enumerate(
             zip(self.keeps, decode(manifest["callbacks"]), strict=True)
         ):

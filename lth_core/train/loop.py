@@ -17,8 +17,10 @@ early-bird masks, keeping the best weights, instability analysis). The interface
   (called only for callbacks that override it: it is on the hot path);
 - `on_evaluation(state, points)`: after each evaluation (at the start, every `eval_every`
   iterations and at the end), `points[m]` the curve point just appended for member m; a
-  callback may raise to abort (Cancelled) or set `state.stop = True` to end training after
-  this evaluation (the run then reports the iterations it trained);
+  callback may raise to abort (Cancelled), call `state.finish_member(m)` to end member m's
+  training after this evaluation (in a stack the others go on while m stays frozen: stacking
+  is transparent), or set `state.stop = True` to end everyone's (a run reports the
+  iterations it trained);
 - `on_end(state)`: after the last evaluation, before the members' modules get their weights.
 `state.stepper` gives access to every member's weights (`state_dict(m)`).
 
@@ -69,6 +71,29 @@ class LoopState:
     # put back their state; None outside the loop.
     optimizer: FusedStep | None = None
     batches: Batches | None = None
+    # Per member: set by a callback at an evaluation when that member is finished (patience,
+    # early-bird). A finished member of a stack is frozen from then on (`frozen`): its weights
+    # and buffers no longer change, its curve gets no further points and callbacks skip it,
+    # so a stack gives each member what training it alone gives. Training ends when every
+    # member is done (or a callback sets `stop`).
+    done: list[bool] = field(default_factory=list)
+    frozen: set[int] = field(default_factory=set)
+    member_iterations: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.done = self.done or [False] * len(self.curves)
+        self.member_iterations = self.member_iterations or [self.start_iteration] * len(self.curves)
+
+    def finish_member(self, member: int) -> None:
+        """Marks `member` finished at this evaluation (see `done`); the last one to finish
+        ends the training."""
+        self.done[member] = True
+        if all(self.done):
+            self.stop = True
+
+    def active(self, member: int) -> bool:
+        """Whether `member` was still training when this evaluation was made."""
+        return member not in self.frozen
 
 
 class Callback:
@@ -104,6 +129,65 @@ class LoopResult:
     curves: list[list[dict[str, float]]]
     seconds: float
     trained_iterations: int = field(default=0)
+    # Per member: the iterations it trained (a member frozen early trained fewer).
+    member_iterations: list[int] = field(default_factory=list)
+
+
+class Freezer:
+    """Holds finished members of a stack still: after every step their weights and buffers
+    are written back as they were when they finished (the stacked optimizer updates every
+    row; putting a frozen row back is what "no step" means for it)."""
+
+    def __init__(self, stepper: Stepper) -> None:
+        self.stepper = stepper
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def freeze(self, member: int, weights: dict[str, torch.Tensor]) -> None:
+        stepper = self.stepper
+        buffers: dict[str, torch.Tensor] = getattr(stepper, "buffers", {})
+        for name, tensor in weights.items():
+            target = stepper.params[name] if name in stepper.params else buffers.get(name)
+            if target is not None:
+                self.rows.append((target[member], tensor))
+
+    def restore(self) -> None:
+        for target, kept in self.rows:
+            target.copy_(kept)
+
+    @staticmethod
+    def record(state: LoopState, points: list[dict[str, float]]) -> None:
+        """Appends each active member's new point; a frozen member's last point stands."""
+        for m, (curve, point) in enumerate(zip(state.curves, points, strict=True)):
+            if state.active(m):
+                curve.append(point)
+            else:
+                points[m] = curve[-1]
+
+    def resume(self, state: LoopState) -> None:
+        """After a checkpoint put back a stack whose members had partly finished: holds them
+        still again, at the weights they finished with."""
+        if self.stepper.stacked and not all(state.done):
+            for m in sorted(state.frozen):
+                self.freeze(m, self.stepper.state_dict(m))
+
+    def settle(self, state: LoopState) -> None:
+        """After an evaluation's callbacks: freezes the members they finished; training
+        stops when all are."""
+        for m, done in enumerate(state.done):
+            if done and state.active(m):
+                state.frozen.add(m)
+                state.member_iterations[m] = state.iteration
+                if self.stepper.stacked and not all(state.done):
+                    self.freeze(m, self.stepper.state_dict(m))
+        if all(state.done):
+            state.stop = True
+
+    @staticmethod
+    def close(state: LoopState) -> None:
+        """At the end: the members still active trained to the last iteration."""
+        for m in range(len(state.curves)):
+            if state.active(m):
+                state.member_iterations[m] = state.iteration
 
 
 class Masks:
@@ -157,6 +241,7 @@ def train_loop(
         stepper, start_iteration, cfg.iterations, start_iteration, [[] for _ in range(k)]
     )
     state.optimizer, state.batches = optimizer, batches
+    freezer = Freezer(stepper)
     overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
     train_loss_sum = torch.zeros(k, device=device)
     steps_since_eval = 0
@@ -180,15 +265,16 @@ def train_loop(
             }
             for m in range(k)
         ]
-        for curve, point in zip(state.curves, points, strict=True):
-            curve.append(point)
+        freezer.record(state, points)
         train_loss_sum = torch.zeros(k, device=device)
         steps_since_eval = 0
         for callback in callbacks:
             callback.on_evaluation(state, points)
+        freezer.settle(state)
 
     for callback in callbacks:
         callback.on_start(state)
+    freezer.resume(state)
     if state.iteration == start_iteration:
         evaluate()  # else a checkpoint's on_start resumed the run after its last evaluation
     shared = batches.shared
@@ -200,6 +286,7 @@ def train_loop(
         with torch.no_grad():
             optimizer.step(grads, learning_rate(iteration))
             mask.apply()
+            freezer.restore()
         train_loss_sum.add_(losses)
         steps_since_eval += 1
         state.iteration = done = iteration + 1
@@ -207,10 +294,12 @@ def train_loop(
             callback.after_step(state)
         if done % cfg.eval_every == 0 or done == cfg.iterations:
             evaluate()
+    freezer.close(state)
     for callback in callbacks:
         callback.on_end(state)
     stepper.finish()
-    return LoopResult(state.curves, time.perf_counter() - started, state.iteration)
+    seconds = time.perf_counter() - started
+    return LoopResult(state.curves, seconds, state.iteration, state.member_iterations)
 
 
 def summarize(

@@ -68,12 +68,14 @@ class Member:
     augment_seed: int | None = None  # None: no augmentation
     progress: ProgressHook | None = None
     snapshot_at: int | None = None  # iteration whose full state dict to keep (rewinding)
+    keep_at: tuple[int, ...] = ()  # further iterations whose state dicts to keep (instability)
 
 
 @dataclass
 class MemberResult:
     metrics: dict[str, Any]
     snapshot: dict[str, torch.Tensor] | None = None
+    kept: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 def train_members(
@@ -104,7 +106,8 @@ def train_members(
     snapshots = {
         i: Snapshot(m.snapshot_at, i) for i, m in enumerate(members) if m.snapshot_at is not None
     }
-    standard: list[Callback] = [early, *snapshots.values()]
+    kept = {(i, k): Snapshot(k, i) for i, m in enumerate(members) for k in m.keep_at}
+    standard: list[Callback] = [early, *snapshots.values(), *kept.values()]
     patience = Patience(early, cfg.patience) if cfg.patience is not None else None
     if patience is not None:
         standard.append(patience)
@@ -131,29 +134,27 @@ def train_members(
         callbacks=every,
     )
     seconds = result.seconds / len(members)
-    # What the run cost besides its wall `seconds` (kept where it always was, so a run's
-    # record without `seconds` stays a pure function of spec, device and thread count).
-    cost = {
-        "iterations": result.trained_iterations - start_iteration,
-        "device": splits.train_x.device.type,
-        "threads": torch.get_num_threads(),
-    }
-    if checkpoint is not None and checkpoint.resumed_from is not None:
-        cost["resumed_from"] = checkpoint.resumed_from
-    stopped = {"stopped_at": patience.stopped_at} if patience is not None else {}
-    return [
-        MemberResult(
-            {
-                **summarize(
-                    curve, early.best[i], seconds=seconds, iterations=result.trained_iterations
-                ),
-                **stopped,
-                "cost": cost,
-            },
-            snapshots[i].state if i in snapshots else None,
+    device, threads = splits.train_x.device.type, torch.get_num_threads()
+    results = []
+    for i, curve in enumerate(result.curves):
+        trained = result.member_iterations[i]
+        # What the run cost besides its wall `seconds` (kept where it always was, so a run's
+        # record without `seconds` stays a pure function of spec, device and thread count).
+        cost = {"iterations": trained - start_iteration, "device": device, "threads": threads}
+        if checkpoint is not None and checkpoint.resumed_from is not None:
+            cost["resumed_from"] = checkpoint.resumed_from
+        metrics = summarize(curve, early.best[i], seconds=seconds, iterations=trained)
+        if patience is not None:
+            metrics["stopped_at"] = patience.stopped[i]
+        metrics["cost"] = cost
+        results.append(
+            MemberResult(
+                metrics,
+                snapshots[i].state if i in snapshots else None,
+                {k: s.state for (m, k), s in kept.items() if m == i and s.state is not None},
+            )
         )
-        for i, curve in enumerate(result.curves)
-    ]
+    return results
 
 
 @dataclass
