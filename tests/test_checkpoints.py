@@ -311,3 +311,28 @@ def test_checkpoint_every_is_validated() -> None:
         "checkpoint_every"
         not in spec_of(training={"checkpoint_every": None}).model_dump(mode="json")["training"]
     )
+
+
+def test_a_stack_with_finished_members_resumes_them_frozen(tmp_path: Path) -> None:
+    """Patience finishes members of a stack one by one (they are frozen while the others go
+    on): a checkpoint keeps which are frozen and at what, so the resumed stack gives the same
+    bits as the uninterrupted one."""
+    spec = spec_of(
+        training={**SGD, "stack_runs": "auto", "patience": 1, "learning_rate": 0.3},
+        control_repeats=3,
+    )
+    train(spec, tmp_path / "straight", stack=True)
+    stops = [
+        json.loads(p.read_text()).get("stopped_at")
+        for p in (tmp_path / "straight").glob("levels/001/runs/*.json")
+    ]
+    assert len(set(stops)) > 1, f"the members should stop apart: {stops}"
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        train(spec, out, stack=True, kill_at=(1, 20))
+    (manifest,) = [k for k in checkpoints(out) if k.endswith(".json")]
+    frozen = get_json(LocalStore(out), manifest)["members"]["frozen"]
+    assert frozen, "a member is finished when the checkpoint is written"
+    train(spec, out, stack=True)
+    assert_same_bits(out, tmp_path / "straight")

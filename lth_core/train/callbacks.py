@@ -156,10 +156,10 @@ class Patience(Callback):
                 self.stopped[m] = state.iteration
 
     def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
-        return {}, {"since": self.since, "stopped_at": self.stopped_at}
+        return {}, {"since": self.since, "stopped": self.stopped}
 
     def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
-        self.since, self.stopped_at = list(data["since"]), data["stopped_at"]
+        self.since, self.stopped = list(data["since"]), list(data["stopped"])
 
 
 def load_member(stepper: object, member: int, weights: dict[str, torch.Tensor]) -> None:

@@ -163,9 +163,11 @@ class Freezer:
             else:
                 points[m] = curve[-1]
 
-    def resume(self, state: LoopState) -> None:
-        """After a checkpoint put back a stack whose members had partly finished: holds them
-        still again, at the weights they finished with."""
+    def start(self, state: LoopState, callbacks: Sequence[Callback]) -> None:
+        """Runs the callbacks' on_start; where a checkpoint there put back a stack whose
+        members had partly finished, holds those still again at the weights they finished with."""
+        for callback in callbacks:
+            callback.on_start(state)
         if self.stepper.stacked and not all(state.done):
             for m in sorted(state.frozen):
                 self.freeze(m, self.stepper.state_dict(m))
@@ -266,15 +268,12 @@ def train_loop(
             for m in range(k)
         ]
         freezer.record(state, points)
-        train_loss_sum = torch.zeros(k, device=device)
-        steps_since_eval = 0
+        train_loss_sum, steps_since_eval = torch.zeros(k, device=device), 0
         for callback in callbacks:
             callback.on_evaluation(state, points)
         freezer.settle(state)
 
-    for callback in callbacks:
-        callback.on_start(state)
-    freezer.resume(state)
+    freezer.start(state, callbacks)
     if state.iteration == start_iteration:
         evaluate()  # else a checkpoint's on_start resumed the run after its last evaluation
     shared = batches.shared
