@@ -58,6 +58,8 @@ class LoopState:
     iteration: int
     curves: list[list[dict[str, float]]]
     stop: bool = False
+    # The last evaluation's per-example validation correctness, (K, N) bools on the device.
+    val_correct: torch.Tensor | None = None
 
 
 class Callback:
@@ -142,7 +144,9 @@ def train_loop(
 
     def evaluate() -> None:
         nonlocal train_loss_sum, steps_since_eval
-        val_loss, val_acc = stepper.evaluate(splits.val_x, splits.val_y)
+        kept: list[torch.Tensor] = []
+        val_loss, val_acc = stepper.evaluate(splits.val_x, splits.val_y, kept)
+        state.val_correct = kept[0] if kept else None
         if test_curve:
             _, test_acc = stepper.evaluate(splits.test_x, splits.test_y)
         else:  # test_eval "early_stop": lth_core.train.callbacks.DeferredTest fills it in at the end

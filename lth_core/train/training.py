@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from lth_core.nn.data.base import Splits
+from lth_core.results.paired import pack_correct
 from lth_core.spec import TrainingSpec
 from lth_core.train.batches import Batches, BatchOrder
 from lth_core.train.callbacks import (
@@ -136,11 +137,21 @@ def train_members(
                 ),
                 **stopped,
                 "cost": cost,
+                **_val_correct(early, i),
             },
             snapshots[i].state if i in snapshots else None,
         )
         for i, curve in enumerate(result.curves)
     ]
+
+
+def _val_correct(early: EarlyStopping, member: int) -> dict[str, Any]:
+    """The member's per-example validation correctness at its early stop, packed (read after
+    training: one host copy per run)."""
+    row = early.correct[member] if early.correct else None
+    if row is None:
+        return {}
+    return {"val_correct": pack_correct(row.cpu().numpy(), early.best_at(member))}
 
 
 @dataclass

@@ -1,0 +1,43 @@
+"""Per-example validation correctness: how a run keeps it and how two runs are paired on it
+(numpy only, torch-free; the engine writes it, lth_core.results.verdicts reads the tables).
+
+Every run's metrics carry `val_correct`, the per-example correctness of its validation set at
+its early-stopping evaluation, packed to bits (5,000 examples: 625 bytes). A level summary keeps
+only the tables of two runs' agreement (`paired_table`): all a paired test over the shared
+examples needs.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def pack_correct(correct: np.ndarray, iteration: int) -> dict[str, Any]:
+    """A run's per-example validation correctness (bools) as strict JSON: n and base64 bits."""
+    bits = np.packbits(np.asarray(correct, dtype=bool))
+    return {
+        "iteration": int(iteration),
+        "examples": int(correct.size),
+        "bits": base64.b64encode(bits.tobytes()).decode(),
+    }
+
+
+def unpack_correct(packed: Mapping[str, Any]) -> np.ndarray:
+    """The bools `pack_correct` wrote."""
+    raw = np.frombuffer(base64.b64decode(packed["bits"]), dtype=np.uint8)
+    return np.unpackbits(raw, count=int(packed["examples"])).astype(bool)
+
+
+def paired_table(a: np.ndarray, others: Sequence[np.ndarray]) -> list[list[int]]:
+    """table[x][j]: examples where A is right (x = 1) or wrong (0) and j of `others` are right.
+
+    With one other run this is McNemar's 2x2 table; it is all a paired comparison over the
+    shared examples needs, so summaries keep it instead of the predictions."""
+    hits = np.sum(np.stack([np.asarray(o, dtype=bool) for o in others]), axis=0)
+    a = np.asarray(a, dtype=bool)
+    k = len(others)
+    return [[int(np.sum((a == x) & (hits == j))) for j in range(k + 1)] for x in (0, 1)]
