@@ -50,7 +50,7 @@ def test_finished_experiment_shows_levels_and_ticket(
     assert set(level1["controls"]) == {"random_reinit"}
     assert body["levels"][0]["controls"] == {}
     ticket = body["ticket"]
-    from lth_core.results.summaries import choose_ticket
+    from lth_core.results.ticket_rule import choose_ticket
 
     assert ticket["level"] == choose_ticket(engine_run.summaries, 0.0)
     assert ticket["url"] == f"/experiments/{experiment_id}/ticket"
