@@ -166,8 +166,10 @@ def test_controls_at_trains_only_the_levels_named(tmp_path: Path) -> None:
 
 
 def _summary(level: int, accuracy: float, remaining: float) -> dict[str, Any]:
-    # The ticket rule compares validation accuracy and the early-stop iteration (issue 11).
+    # The ticket rule compares validation accuracy and the early-stop iteration (issue 11),
+    # each with its interval (issue 27: one unit of 5,000 examples, no predictions kept).
     return {
+        "val_examples": 5000,
         "level": level,
         "early_stop_val_accuracy": accuracy,
         "early_stop_test_accuracy": accuracy,
@@ -184,8 +186,12 @@ def test_verification_calls_a_crafted_non_ticket_a_non_ticket() -> None:
     # ...and the final mask, trained under the paper's rule, falls short: no ticket.
     failed = [*cheap, _summary(3, 0.85, 0.1)]
     assert final_ticket(spec, failed) is None and verified(spec, failed) is False
-    passed = [*cheap, _summary(3, 0.91, 0.1)]
+    passed = [*cheap, _summary(3, 0.93, 0.1)]
     assert final_ticket(spec, passed) == 3 and verified(spec, passed) is True
+    # One point above dense on 5,000 examples is not distinguishable from it: the mask is the
+    # candidate, but not verified (inconclusive).
+    undecided = [*cheap, _summary(3, 0.91, 0.1)]
+    assert final_ticket(spec, undecided) == 3 and verified(spec, undecided) is False
     assert final_ticket({"pruning": {"levels": 3}}, failed) == 2  # without verify: the usual rule
 
 
@@ -263,7 +269,10 @@ def test_cost_sums_add_up(tmp_path: Path) -> None:
     assert results["cost"]["seconds"] == pytest.approx(total_s)
     assert results["cost"]["remaining_estimate"]["runs"] == 0
     ticket = results["ticket_level"]
-    assert results["time_to_ticket"] == pytest.approx(
-        sum(s["cost"]["seconds"] for s in exp.summaries() if s["level"] <= ticket)
-    )
+    if ticket is None:  # no pruned level qualifies (issue 27): no ticket, no time to it
+        assert results["time_to_ticket"] is None
+    else:
+        assert results["time_to_ticket"] == pytest.approx(
+            sum(s["cost"]["seconds"] for s in exp.summaries() if s["level"] <= ticket)
+        )
     assert not math.isnan(total_s)
