@@ -14,10 +14,10 @@ from lth_core.imp.plans import Planner
 from lth_core.pruning import Mask
 from lth_core.registry.diagnostics import DIAGNOSTICS
 from lth_core.results import cost
-from lth_core.results.paired import paired_table, unpack_correct
+from lth_core.results.paired import level_tables
 from lth_core.results.summaries import level_summary
 from lth_core.results.verification import decision
-from lth_core.runs import TICKET, parse_run_id, run_id
+from lth_core.runs import TICKET, is_ticket, run_id
 from lth_core.spec import ExperimentSpec
 from lth_core.storage.files import get_json, put_json
 from lth_core.storage.layout import KEYS, Keys, finished_levels
@@ -120,31 +120,16 @@ class LevelFinisher:
         put_json(self.store, KEYS.results, results)
 
     def _paired(self, level: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """Per unit (trial), the tables of per-example validation agreement the one-unit
-        verdicts need (lth_core.results.paired): the level's ticket against the dense level 0's
-        ticket of the same unit (`dense`) and against each control's draws of that unit."""
-        by_unit: dict[int, dict[str, list[Any]]] = {}
-        for name, run in runs.items():
-            if run.get("val_correct"):
-                kind, trial, _ = parse_run_id(name)
-                by_unit.setdefault(trial, {}).setdefault(kind, []).append(
-                    unpack_correct(run["val_correct"])
-                )
-        units: dict[str, dict[str, Any]] = {}
-        examples = None
-        for unit, kinds in sorted(by_unit.items()):
-            if TICKET not in kinds:
-                continue
-            (ticket,) = kinds[TICKET]
-            examples = int(ticket.size)
-            tables = {k: paired_table(ticket, draws) for k, draws in kinds.items() if k != TICKET}
-            dense_key = KEYS.run_metrics(0, run_id(TICKET, unit))
-            if level > 0 and self.store.exists(dense_key):
-                dense = get_json(self.store, dense_key).get("val_correct")
-                if dense:
-                    tables["dense"] = paired_table(ticket, [unpack_correct(dense)])
-            units[str(unit)] = tables
-        return {"examples": examples, "units": units}
+        """The tables the one-unit verdicts need (lth_core.results.paired.level_tables)."""
+        dense = None
+        if level > 0:
+            names = [n for n in self.planner.runs_at_level(0) if is_ticket(n)]
+            dense = {
+                n: get_json(self.store, KEYS.run_metrics(0, n))
+                for n in names
+                if self.store.exists(KEYS.run_metrics(0, n))
+            }
+        return level_tables(runs, dense)
 
     def _cheap_fields(self, level: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """What a level adds for cheap tickets: its cost, where early-bird drew its mask,

@@ -41,3 +41,33 @@ def paired_table(a: np.ndarray, others: Sequence[np.ndarray]) -> list[list[int]]
     a = np.asarray(a, dtype=bool)
     k = len(others)
     return [[int(np.sum((a == x) & (hits == j))) for j in range(k + 1)] for x in (0, 1)]
+
+
+def level_tables(
+    runs: Mapping[str, Mapping[str, Any]], dense: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    """A level summary's `paired`: per unit (trial) the level's ticket against the dense level
+    0's ticket of the same unit (`dense`, None at level 0) and against each control's draws of
+    that unit. `runs` and `dense` are run metrics keyed by run id (lth_core.runs)."""
+    from lth_core.runs import TICKET, parse_run_id, run_id
+
+    by_unit: dict[int, dict[str, list[np.ndarray]]] = {}
+    for name, run in runs.items():
+        if run.get("val_correct"):
+            kind, trial, _ = parse_run_id(name)
+            by_unit.setdefault(trial, {}).setdefault(kind, []).append(
+                unpack_correct(run["val_correct"])
+            )
+    units: dict[str, dict[str, Any]] = {}
+    examples = None
+    for unit, kinds in sorted(by_unit.items()):
+        if TICKET not in kinds:
+            continue
+        (ticket,) = kinds[TICKET]
+        examples = int(ticket.size)
+        tables = {k: paired_table(ticket, draws) for k, draws in kinds.items() if k != TICKET}
+        reference = (dense or {}).get(run_id(TICKET, unit), {}).get("val_correct")
+        if reference:
+            tables["dense"] = paired_table(ticket, [unpack_correct(reference)])
+        units[str(unit)] = tables
+    return {"examples": examples, "units": units}

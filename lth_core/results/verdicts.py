@@ -202,7 +202,7 @@ def iterations_at_most(
         who = "this level" if mine_bound else "the dense network"
         verdict = INCONCLUSIVE
         why = (
-            f"inconclusive (train longer): {who} stopped at its last evaluation, a lower "
+            f"train longer: {who} stopped at its last evaluation, a lower "
             f"bound; {span}"
         )
     else:
