@@ -74,7 +74,7 @@ def _iv(c: Mapping[str, Any], scale: float = 100.0, unit: str = "points") -> str
 def _faster(c: Mapping[str, Any]) -> str:
     """'Learns faster' is stopping strictly earlier: yes when the interval of (level - dense)
     iterations lies below 0 and the level's stop is a true minimum."""
-    lo, hi = c.get("interval") or [None, None]
+    _lo, hi = c.get("interval") or [None, None]
     if c["verdict"] == v.YES and hi is not None and hi < 0:
         return v.YES
     if c["verdict"] == v.NO:

@@ -177,6 +177,17 @@ def test_verification_is_the_decision_with_its_interval() -> None:
 
 
 def test_finetune_levels_are_named_pruned_networks() -> None:
-    spec = {"pruning": {"levels": 1}, "reset": {"mode": "finetune"}}
-    found = decision(spec, [_dense()])
-    assert found["names"] == "pruned network" and "not winning tickets" in found["note"]
+    """With finetune (or lr_rewind) a level is a pruned network, not a winning ticket, and
+    random_reinit (retrained on the fine-tuning schedule) is reported, not offered as proof."""
+    ticket = [_run(0, 0.905, 1500), _run(1, 0.907, 1400), _run(2, 0.906, 1600)]
+    reinit = [_run(0, 0.95, 1500), _run(1, 0.951, 1400), _run(2, 0.952, 1600)]
+    levels = [_dense(), _level(1, ticket, random_reinit=reinit)]
+    for mode in ("finetune", "lr_rewind"):
+        spec = {"pruning": {"levels": 1}, "reset": {"mode": mode}}
+        found = decision(spec, levels)
+        assert found["names"] == "pruned network" and "not winning tickets" in found["note"]
+        beats = found["levels"][1]["comparisons"]["beats_random_reinit"]
+        assert beats["verdict"] == v.NO and beats["required"] is False
+        assert "not proof here" in beats["why"] and found["level"] == 1
+    # With the paper's reset the same loss to random_reinit is a decided failure.
+    assert decision({"pruning": {"levels": 1}}, levels)["level"] is None

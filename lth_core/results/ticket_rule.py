@@ -128,9 +128,12 @@ def level_qualifies(
     *,
     tolerance: float,
     metric: str = "early_stop",
+    not_proof: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One level's comparisons with the dense network and its controls, its verdict (no if
-    any required comparison is no, yes if all are, else inconclusive) and the reasons."""
+    any required comparison is no, yes if all are, else inconclusive) and the reasons.
+    `not_proof`: controls reported but not required, each with why (e.g. random_reinit on a
+    fine-tuning schedule)."""
     mine, ref = _units(summary, TICKET), _units(dense, TICKET)
     comparisons: dict[str, dict[str, Any]] = {
         "matches_dense_accuracy": compare_accuracy(
@@ -154,7 +157,10 @@ def level_qualifies(
         found = compare_accuracy(
             summary, mine, theirs, table_key=kind, metric=metric, margin=None, against=kind
         )
-        comparisons[f"beats_{kind}"] = found | {"required": _must_beat(kind)}
+        required = _must_beat(kind) and kind not in (not_proof or {})
+        if kind in (not_proof or {}):
+            found = found | {"why": f"{found['why']} ({(not_proof or {})[kind]})"}
+        comparisons[f"beats_{kind}"] = found | {"required": required}
         my_it, their_it = _iterations(mine), _iterations(theirs)
         shared = sorted(set(my_it) & set(their_it))
         margins[kind] = {
@@ -162,7 +168,7 @@ def level_qualifies(
             "early_stop_iteration": sum(their_it[u][0] - my_it[u][0] for u in shared) / len(shared)
             if shared
             else None,
-            "must_beat": _must_beat(kind),
+            "must_beat": required,
         }
     required = {k: c for k, c in comparisons.items() if c["required"]}
     verdict = v.overall(required)
@@ -191,6 +197,7 @@ def ticket_decision(
     summaries: Iterable[Mapping[str, Any]],
     tolerance: float,
     metric: str = "early_stop",
+    not_proof: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ticket by TICKET_RULE over the levels given: `level` (None: no winning ticket, or
     not decidable yet), `verdict` (yes / inconclusive; None without a ticket), `reason` (one
@@ -222,7 +229,9 @@ def ticket_decision(
     first_failure: dict[str, Any] | None = None
     unbroken = True
     for level in sorted(by_level)[1:]:
-        record = level_qualifies(by_level[level], dense, tolerance=tolerance, metric=metric)
+        record = level_qualifies(
+            by_level[level], dense, tolerance=tolerance, metric=metric, not_proof=not_proof
+        )
         unbroken = unbroken and record["verdict"] != v.NO
         record["in_unbroken_run"] = unbroken
         if unbroken:

@@ -35,13 +35,22 @@ def decision(spec: Mapping[str, Any], summaries: Iterable[Mapping[str, Any]]) ->
     summaries = list(summaries)
     tolerance = float(spec.get("ticket_tolerance", 0.0))
     metric = str(spec.get("ticket_metric", "early_stop"))
-    full = ticket_decision(summaries, tolerance, metric)
-    full["decided_by"] = "rule"
+    not_proof = None
     if pruned_network_only(spec):
+        not_proof = {
+            "random_reinit": "not proof here: a reinitialized copy trained on the fine-tuning "
+            "schedule starts from scratch with a short schedule; random_prune on the same "
+            "schedule is the control that compares like with like"
+        }
+    full = ticket_decision(summaries, tolerance, metric, not_proof)
+    full["decided_by"] = "rule"
+    if not_proof is not None:
         full["names"] = "pruned network"
         full["note"] = (
             f"reset.mode {spec['reset']['mode']!r} keeps trained weights: the levels are pruned "
-            "networks compared with the dense one, not winning tickets (no reset to theta_0)"
+            "networks compared with the dense one, not winning tickets (no reset to theta_0); "
+            "random_reinit is reported, not required (random_prune on the same schedule is the "
+            "control to add)"
         )
     level = verify_level(spec)
     if level is None:
@@ -59,7 +68,7 @@ def decision(spec: Mapping[str, Any], summaries: Iterable[Mapping[str, Any]]) ->
             verification=None,
         )
         return full
-    verifying = ticket_decision([by_level[0], by_level[level]], tolerance, metric)
+    verifying = ticket_decision([by_level[0], by_level[level]], tolerance, metric, not_proof)
     record = verifying["levels"][-1]
     full.update(
         level=verifying["level"],
