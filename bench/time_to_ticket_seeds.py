@@ -97,12 +97,29 @@ def seeds_main(
         }
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("seed", "verdict", "iterations")}), flush=True)
+        # Written after every seed: a long run stopped early keeps the seeds it finished.
+        recorded = _write(args, recorded, rows, load_before, started, protocol, per_iteration)
+    return recorded
+
+
+def _write(
+    args: Any,
+    recorded: dict[str, Any],
+    rows: list[dict[str, Any]],
+    load_before: tuple[float, float, float],
+    started: float,
+    protocol: dict[str, Any],
+    per_iteration: float | None,
+) -> dict[str, Any]:
+    stem = "time_to_ticket-quick" if args.quick else "time_to_ticket"
+    path = args.results / f"{stem}.json"
     quick = " --quick" if args.quick else ""
     seeds = {
         "settings": {
             "command": f"python bench/time_to_ticket.py{quick} --seeds "
             + " ".join(str(s) for s in args.seeds),
-            "seeds": list(args.seeds),
+            "seeds": [r["seed"] for r in rows],
+            "asked_for": list(args.seeds),
             "chosen_on_seed": 0,
             "threads": args.threads,
             "device": args.device,
@@ -117,7 +134,7 @@ def seeds_main(
     }
     recorded["seeds_check"] = seeds
     settings = recorded.setdefault("settings", {})
-    settings["seeds"] = [settings.get("seed", 0), *args.seeds]
+    settings["seeds"] = [settings.get("seed", 0), *(r["seed"] for r in rows)]
     args.results.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recorded, indent=1) + "\n")
     md = args.results / f"{stem}.md"
