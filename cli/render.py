@@ -59,10 +59,9 @@ def level_table(
 
     `iterations`: the runs' budget, to mark an early stop at the last evaluation as a lower
     bound; `running`: the experiment is still training (the ticket is the best *so far*),
-    `levels` its number of levels.
-    With trials each cell is mean ± std over them (controls: over trials and draws).
-    `decision`: the ticket rule's block (results.json `ticket`, the API's `ticket_decision`):
-    each level's verdict (yes / no / inconclusive) and, under the table, the decision in words."""
+    `levels` its number of levels. With trials each cell is mean ± std over them (controls:
+    over trials and draws). `decision`: the rule's block (results.json `ticket`, the API's
+    `ticket_decision`): each level's verdict and, under the table, the decision in words."""
     verdicts = {int(r["level"]): r.get("verdict") for r in (decision or {}).get("levels", []) or []}
     controls = sorted({c for s in summaries for c in s.get("controls", {})})
     table = Table(title=title or None)
@@ -117,6 +116,15 @@ def level_table(
         so_far = f"{len(summaries)} of {levels} levels" if levels else f"{len(summaries)} levels"
         notes.append(f"so far ({so_far}; still running)")
     notes += decision_lines(decision, ticket_level, running=running)
+    notes += _legend(summaries, bounded)
+    if notes:
+        table.caption = "\n".join(notes)
+    return table
+
+
+def _legend(summaries: Sequence[Mapping[str, Any]], bounded: bool) -> list[str]:
+    """What the table's marks mean: trials, the verification level, lower bounds."""
+    notes = []
     trials = max((int(s.get("trials") or 1) for s in summaries), default=1)
     if trials > 1:
         notes.append(f"mean ± std over {trials} trials")
@@ -124,9 +132,7 @@ def level_table(
         notes.append("v verification level (the final mask retrained under the paper's rule)")
     if bounded:
         notes.append(">=N: stopped at the last evaluation, still improving (a lower bound)")
-    if notes:
-        table.caption = "\n".join(notes)
-    return table
+    return notes
 
 
 def decision_of(result: Mapping[str, Any]) -> Mapping[str, Any]:
