@@ -174,6 +174,12 @@ def test_verification_is_the_decision_with_its_interval() -> None:
     assert verified(spec, [dense, cheap, final]) is True
     assert decision(spec, [dense, cheap])["level"] is None
     assert verified(spec, [dense, cheap]) is None
+    # A verification that fails: no ticket, its record says why, verified is False.
+    failed = _level(2, [_run(0, 0.80, 1500), _run(1, 0.81, 1400), _run(2, 0.805, 1500)])
+    found = decision(spec, [dense, cheap, failed])
+    assert found["level"] is None and found["verdict"] is None
+    assert found["verification"]["verdict"] == v.NO and "no winning ticket" in found["reason"]
+    assert verified(spec, [dense, cheap, failed]) is False
 
 
 def test_finetune_levels_are_named_pruned_networks() -> None:

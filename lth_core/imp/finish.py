@@ -116,7 +116,7 @@ class LevelFinisher:
         if self.spec.verify_rule is not None:
             found = decided.get("verification")
             results["verified"] = None if found is None else decided["verdict"] == "yes"
-            results["verification_verdict"] = None if found is None else decided["verdict"]
+            results["verification_verdict"] = None if found is None else found["verdict"]
         put_json(self.store, KEYS.results, results)
 
     def _paired(self, level: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def decision(spec: Mapping[str, Any], summaries: Iterable[Mapping[str, Any]]) ->
     record = verifying["levels"][-1]
     full.update(
         level=verifying["level"],
-        verdict=record["verdict"],
+        verdict=verifying["verdict"],
         reason=f"verification: {verifying['reason']}",
         verification=record,
     )
