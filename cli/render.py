@@ -156,6 +156,8 @@ def decision_lines(
         lines = [f"* {name}{so_far}: level {ticket_level}{what}, chosen on validation"]
     elif decision is not None and len(decision.get("levels") or []) > 1:
         lines = [f"no {name}{so_far}"]
+        if reason and str(reason).startswith("no winning ticket: "):
+            reason = str(reason).removeprefix("no winning ticket: ")
     else:
         return []
     if reason:

@@ -197,3 +197,23 @@ def test_finetune_levels_are_named_pruned_networks() -> None:
         assert "not proof here" in beats["why"] and found["level"] == 1
     # With the paper's reset the same loss to random_reinit is a decided failure.
     assert decision({"pruning": {"levels": 1}}, levels)["level"] is None
+
+
+def test_the_cli_table_says_no_winning_ticket_and_never_stars_the_dense_network() -> None:
+    from rich.console import Console
+
+    from cli.render import level_table
+
+    dense = {**_dense(), "early_stop_iteration": 2000, "early_stop_test_accuracy": 0.9}
+    bad = _level(1, [_run(0, 0.80, 1500), _run(1, 0.81, 1400), _run(2, 0.805, 1500)])
+    bad.update(early_stop_iteration=1500, early_stop_test_accuracy=0.8)
+    for summary in (dense, bad):
+        summary.update(final_test_accuracy=0.9, early_stop_val_accuracy=0.9)
+    found = ticket_decision([dense, bad], tolerance=0.0)
+    console = Console(width=200, record=True)
+    console.print(level_table([dense, bad], found["level"], decision=found))
+    out = console.export_text()
+    assert "no winning ticket" in out and "level 1 below the dense network" in out
+    assert " * " not in out and "0 *" not in out
+    rows = [line.strip("│ ").split() for line in out.splitlines() if line.startswith("│")]
+    assert [(row[0], row[-1]) for row in rows] == [("0", "dense"), ("1", "no")]
