@@ -165,7 +165,9 @@ def markdown(s: dict[str, Any]) -> list[str]:
         f"{st['protocol_iterations'] or 0:,} iterations at "
         f"{1000 * (st['protocol_seconds_per_iteration'] or 0):.2f} ms each (measured once, "
         "above). Verdicts on validation, 95% intervals, one unit per seed: accuracy by "
-        "McNemar's exact test over the shared validation examples.",
+        "McNemar's exact test over the shared validation examples. The seed-0 result above "
+        "was decided by the rule before issue 27 (one trial, zero tolerance, no interval); "
+        "the verdicts below are the current rule's.",
         "",
     ]
     if not st["converged"]:
