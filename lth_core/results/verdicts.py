@@ -201,10 +201,7 @@ def iterations_at_most(
     elif mine_bound or dense_bound:
         who = "this level" if mine_bound else "the dense network"
         verdict = INCONCLUSIVE
-        why = (
-            f"train longer: {who} stopped at its last evaluation, a lower "
-            f"bound; {span}"
-        )
+        why = f"train longer: {who} stopped at its last evaluation, a lower bound; {span}"
     else:
         verdict, why = INCONCLUSIVE, f"not distinguishable from dense: {span} contains 0"
     return _result(verdict, effect, lo, hi, test, len(shared), why)
