@@ -217,3 +217,26 @@ def test_the_cli_table_says_no_winning_ticket_and_never_stars_the_dense_network(
     assert " * " not in out and "0 *" not in out
     rows = [line.strip("│ ").split() for line in out.splitlines() if line.startswith("│")]
     assert [(row[0], row[-1]) for row in rows] == [("0", "dense"), ("1", "no")]
+
+
+def test_levels_csv_carries_every_run_kind_s_validation_accuracy() -> None:
+    from lth_core.report.sources import levels_csv
+    from lth_core.results.summaries import level_summary
+
+    def run(acc: float) -> dict[str, Any]:
+        point = {"iteration": 100, "val_accuracy": acc, "test_accuracy": acc}
+        return {
+            "weights_remaining": 0.8,
+            "early_stop_iteration": 100,
+            "early_stop_val_loss": 0.3,
+            "early_stop_val_accuracy": acc,
+            "early_stop_test_accuracy": acc,
+            "final_test_accuracy": acc,
+            "curve": [point],
+        }
+
+    summary = level_summary(1, {"ticket": run(0.9), "random_reinit": run(0.85)}, {})
+    rows = levels_csv([summary], 1).splitlines()
+    header = rows[0].split(",")
+    column = header.index("early_stop_val_accuracy")
+    assert [r.split(",")[column] for r in rows[1:]] == ["0.9", "0.85"]
