@@ -263,34 +263,22 @@ def claims(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def ticket_section(settings: dict[str, Any]) -> list[str]:
-    """The engine's own winning-ticket decision (results.json), level by level."""
-    path = Path(settings.get("results_file", ""))
-    if not path.is_file():
-        return []
-    decision = json.loads(path.read_text()).get("ticket")
-    if not decision:
-        return []
-    lines = [
-        "## The winning ticket by the engine's rule",
-        "",
-        f"Rule: {decision['rule']} (metric {decision['metric']}, tolerance "
-        f"{decision['tolerance']}). Chosen on validation data only; test accuracy is reported.",
-        "",
-        f"**Ticket: level {decision['level']}.**",
-        "",
-        "| level | matches | in unbroken run | why |",
-        "|---:|:---:|:---:|---|",
-    ]
-    for record in decision["levels"]:
-        lines.append(
-            f"| {record['level']} | {'yes' if record['qualifies'] else 'no'} | "
-            f"{'yes' if record['in_unbroken_run'] else 'no'} | {'; '.join(record['reasons'])} |"
-        )
-    return [*lines, ""]
+def verdict_section(runs_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The paper's claims with their verdicts and intervals, recomputed from the run files by
+    today's rule (bench/lenet_verdicts.py), whatever engine wrote the folder."""
+    from lenet_verdicts import claims as verdict_claims
+    from lenet_verdicts import markdown as verdict_markdown
+
+    folder = runs_dir / "experiment"
+    if not (folder / "spec.json").is_file():
+        return {}, []
+    found = verdict_claims(folder)
+    return found, verdict_markdown(found)
 
 
-def markdown(rows, settings: dict[str, Any], figures: list[str]) -> str:
+def markdown(
+    rows, settings: dict[str, Any], figures: list[str], verdicts: list[str] | None = None
+) -> str:
     lines = [
         "# LeNet-300-100 lottery tickets on Fashion-MNIST: a reproduction of Frankle & Carbin (2019)",
         "",
@@ -320,11 +308,11 @@ def markdown(rows, settings: dict[str, Any], figures: list[str]) -> str:
         f"each; here {len(settings.get('seeds') or [])} trials, {settings.get('reinits', 1)} "
         "reinit(s) each).",
         "",
-        "## What the run shows against the paper's claims",
+        *(verdicts or []),
+        "## Descriptive comparison with the paper (test accuracy, trial means; no verdicts)",
         "",
         *[f"- {c}" for c in claims(rows)],
         "",
-        *ticket_section(settings),
         "## Per level (mean ± std over trials)",
         "",
         "| level | weights remaining | ticket early stop | ticket test acc | reinit early stop | reinit test acc |",
@@ -356,15 +344,16 @@ def write_report(runs_dir: Path, results_dir: Path, settings: dict[str, Any]) ->
     if not runs:
         raise SystemExit(f"no finished levels under {runs_dir}")
     rows = aggregate(runs)
-    settings = {**settings, "results_file": str(runs_dir / "experiment" / "results.json")}
+    found, verdict_lines = verdict_section(runs_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     payload = {
-        "settings": {k: v for k, v in settings.items() if k != "results_file"},
+        "settings": settings,
+        "verdicts": found,
         "levels": rows,
         "runs": per_seed_table(runs),
         "paper": PAPER,
     }
     (results_dir / "lenet_reproduction.json").write_text(json.dumps(payload, indent=1) + "\n")
     figures = plot_figures(runs_dir, results_dir)
-    (results_dir / "report.md").write_text(markdown(rows, settings, figures))
+    (results_dir / "report.md").write_text(markdown(rows, settings, figures, verdict_lines))
     print(f"wrote {results_dir / 'report.md'}, lenet_reproduction.json and {len(figures)} figures")

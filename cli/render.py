@@ -53,18 +53,22 @@ def level_table(
     iterations: int | None = None,
     running: bool = False,
     levels: int | None = None,
+    decision: Mapping[str, Any] | None = None,
 ) -> Table:
     """Weights remaining, early-stop iteration and accuracy per level, controls beside the ticket.
 
     `iterations`: the runs' budget, to mark an early stop at the last evaluation as a lower
     bound; `running`: the experiment is still training (the ticket is the best *so far*),
-    `levels` its number of levels.
-    With trials each cell is mean ± std over them (controls: over trials and draws)."""
+    `levels` its number of levels. With trials each cell is mean ± std over them (controls:
+    over trials and draws). `decision`: the rule's block (results.json `ticket`, the API's
+    `ticket_decision`): each level's verdict and, under the table, the decision in words."""
+    verdicts = {int(r["level"]): r.get("verdict") for r in (decision or {}).get("levels", []) or []}
     controls = sorted({c for s in summaries for c in s.get("controls", {})})
     table = Table(title=title or None)
     table.add_column("level", justify="right")
     table.add_column("weights %", justify="right")
     table.add_column("stop it", justify="right")
+    table.add_column("val % @stop", justify="right")
     table.add_column("acc % @stop", justify="right")
     table.add_column("final acc %", justify="right")
     for control in controls:
@@ -74,6 +78,8 @@ def level_table(
     drawn = any(s.get("mask_drawn_at") is not None for s in summaries)
     if drawn:
         table.add_column("mask drawn", justify="right")
+    if decision is not None:
+        table.add_column("verdict")
     bounded = False
     for s in summaries:
         mark = " *" if s["level"] == ticket_level else ""
@@ -84,6 +90,7 @@ def level_table(
             f"{s['level']}{mark}",
             pct(s["weights_remaining"]),
             _with_std(s, "ticket", "early_stop_iteration", stop, 0),
+            _cell(s, "ticket", "early_stop_val_accuracy", s.get("early_stop_val_accuracy")),
             _cell(s, "ticket", "early_stop_test_accuracy", s["early_stop_test_accuracy"]),
             _cell(s, "ticket", "final_test_accuracy", s["final_test_accuracy"]),
         ]
@@ -101,16 +108,23 @@ def level_table(
         if drawn:
             at = s.get("mask_drawn_at")
             row.append("-" if at is None else str(at))
+        if decision is not None:
+            row.append("dense" if s["level"] == 0 else verdicts.get(s["level"]) or "-")
         table.add_row(*row)
     notes = []
     if running:
         so_far = f"{len(summaries)} of {levels} levels" if levels else f"{len(summaries)} levels"
         notes.append(f"so far ({so_far}; still running)")
-    if ticket_level is not None:
-        notes.append(
-            f"* winning ticket{' so far' if running else ''}: level {ticket_level} "
-            "(chosen on validation)"
-        )
+    notes += decision_lines(decision, ticket_level, running=running)
+    notes += _legend(summaries, bounded)
+    if notes:
+        table.caption = "\n".join(notes)
+    return table
+
+
+def _legend(summaries: Sequence[Mapping[str, Any]], bounded: bool) -> list[str]:
+    """What the table's marks mean: trials, the verification level, lower bounds."""
+    notes = []
     trials = max((int(s.get("trials") or 1) for s in summaries), default=1)
     if trials > 1:
         notes.append(f"mean ± std over {trials} trials")
@@ -118,9 +132,37 @@ def level_table(
         notes.append("v verification level (the final mask retrained under the paper's rule)")
     if bounded:
         notes.append(">=N: stopped at the last evaluation, still improving (a lower bound)")
-    if notes:
-        table.caption = "\n".join(notes)
-    return table
+    return notes
+
+
+def decision_of(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The decision block: results.json's `ticket`, or the API's `ticket_decision`."""
+    if isinstance(result.get("ticket_decision"), Mapping):
+        return result["ticket_decision"]
+    ticket = result.get("ticket")
+    return ticket if isinstance(ticket, Mapping) and "rule" in ticket else {}
+
+
+def decision_lines(
+    decision: Mapping[str, Any] | None, ticket_level: int | None, *, running: bool = False
+) -> list[str]:
+    """The decision in words: the ticket and its verdict, or "no winning ticket" and why."""
+    so_far = " so far" if running else ""
+    name = (decision or {}).get("names") or "winning ticket"
+    reason = (decision or {}).get("reason")
+    if ticket_level is not None:
+        verdict = (decision or {}).get("verdict")
+        what = {"yes": "", "inconclusive": " (candidate: inconclusive)"}.get(verdict or "", "")
+        lines = [f"* {name}{so_far}: level {ticket_level}{what}, chosen on validation"]
+    elif decision is not None and len(decision.get("levels") or []) > 1:
+        lines = [f"no {name}{so_far}"]
+        if reason and str(reason).startswith("no winning ticket: "):
+            reason = str(reason).removeprefix("no winning ticket: ")
+    else:
+        return []
+    if reason:
+        lines.append(f"  {reason}")
+    return lines
 
 
 def cost_lines(result: Mapping[str, Any]) -> list[str]:
@@ -147,9 +189,13 @@ def cost_lines(result: Mapping[str, Any]) -> list[str]:
     if isinstance(rates, Mapping):
         lines.append("rates used per level: " + ", ".join(f"{k} {v:.4f}" for k, v in rates.items()))
     if result.get("verified") is not None:
+        verdict = decision_of(result).get("verdict")
         lines.append(
             "verified: the final mask is a winning ticket"
             if result["verified"]
+            else "verification inconclusive: the final mask, retrained under the paper's "
+            "rule, is not distinguishable from what it is compared with"
+            if verdict == "inconclusive"
             else "not verified: the final mask, retrained under the paper's rule, is no "
             "winning ticket"
         )

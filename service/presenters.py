@@ -8,8 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lth_core.results.cost import experiment_cost
-from lth_core.results.summaries import ticket_decision
-from lth_core.results.verification import verified
+from lth_core.results.verification import decision as ticket_decision
 from lth_core.spec import ExperimentSpec, parse_spec
 from service.schemas import (
     Cost,
@@ -93,16 +92,18 @@ def experiment_out(experiment: Experiment, waiting: str | None = None) -> Experi
     decision = None
     if levels:
         spec = experiment.spec if isinstance(experiment.spec, dict) else {}
-        found = ticket_decision(
-            summaries,
-            float(spec.get("ticket_tolerance", 0.0)),
-            str(spec.get("ticket_metric", "early_stop")),
-        )
-        if found["level"] is not None:
+        found = ticket_decision(spec, summaries)
+        if any(record["level"] == 0 for record in found["levels"]):
             decision = TicketDecision.model_validate(found)
     summary = experiments.ticket_summary(experiment)
     if summary is not None:
-        ticket = Ticket.model_validate({**summary, "url": f"/experiments/{experiment.id}/ticket"})
+        ticket = Ticket.model_validate(
+            {
+                **summary,
+                "url": f"/experiments/{experiment.id}/ticket",
+                "verdict": decision.verdict if decision is not None else None,
+            }
+        )
     error = None
     if experiment.error_type or experiment.error_message:
         error = ExperimentError(
@@ -112,9 +113,9 @@ def experiment_out(experiment: Experiment, waiting: str | None = None) -> Experi
     return ExperimentOut(
         cost=Cost.model_validate(_cost(parsed, summaries)),
         time_to_ticket=_time_to_ticket(experiment),
-        verified=verified(experiment.spec, summaries)
-        if isinstance(experiment.spec, dict)
-        else None,
+        verified=None
+        if decision is None or decision.verification is None
+        else decision.verdict == "yes",
         id=experiment.id,
         name=experiment.name,
         status=experiment.status,

@@ -84,6 +84,11 @@ class TrialRun(RunSummary):
     repeat: int = 0
     early_stop_val_accuracy: float | None = None
     final_val_accuracy: float | None = None
+    early_stop_lower_bound: bool = Field(
+        False,
+        description="The minimum was at the run's last evaluation: its early stop is >= this.",
+    )
+    val_examples: int | None = None
     report: dict[str, dict[str, float | None]] | None = Field(
         None, description="Validation and test accuracy at each training.report_iterations."
     )
@@ -166,12 +171,38 @@ class Cost(BaseModel):
     )
 
 
+class Comparison(_Lenient):
+    """One comparison a verdict rests on (lth_core.results.verdicts), on validation data."""
+
+    verdict: Literal["yes", "no", "inconclusive"]
+    effect: float | None = Field(
+        None, description="This level minus the other: accuracy as a fraction, or iterations."
+    )
+    interval: list[float | None] = Field(
+        default_factory=list, description="[lo, hi] of the effect at `confidence`."
+    )
+    confidence: float = 0.95
+    test: str = Field(description="The test used (paired over units, or over examples).")
+    n: int = Field(0, description="Paired units (trials or repeats), or validation examples.")
+    why: str
+    required: bool = Field(True, description="Whether it counts toward the level's verdict.")
+
+
 class LevelVerdict(_Lenient):
     """Whether a level matches the dense network as a winning ticket, and why."""
 
     level: int
-    qualifies: bool
+    verdict: Literal["yes", "no", "inconclusive"] | None = Field(
+        None,
+        description="no: a required comparison is a decided no; yes: all are yes; null: "
+        "level 0, the dense reference (never the ticket).",
+    )
+    qualifies: bool = Field(description="No decided 'no' (inconclusive does not break the run).")
     in_unbroken_run: bool
+    comparisons: dict[str, Comparison] = Field(
+        default_factory=dict,
+        description="matches_dense_accuracy, stops_no_later, beats_<control>.",
+    )
     reasons: list[str] = Field(default_factory=list)
     margin_vs_dense: float | None = None
     margins: dict[str, dict[str, Any]] = Field(
@@ -182,7 +213,26 @@ class LevelVerdict(_Lenient):
 class TicketDecision(_Lenient):
     """How the winning ticket was chosen (validation data only) and each level's verdict."""
 
-    level: int | None
+    level: int | None = Field(
+        description="The ticket: always a pruned level; null when there is no winning ticket."
+    )
+    verdict: Literal["yes", "inconclusive"] | None = Field(
+        None,
+        description="yes: a winning ticket, every comparison yes; inconclusive: the candidate "
+        "the data cannot decide; null: no ticket.",
+    )
+    reason: str = Field("", description="The decision in one sentence.")
+    decided_by: Literal["rule", "verification"] = "rule"
+    confidence: float = 0.95
+    verification: LevelVerdict | None = Field(
+        None, description="With spec.verify: the verification level's verdict (null before)."
+    )
+    names: str | None = Field(
+        None,
+        description="'pruned network' with reset.mode finetune or lr_rewind: not a winning "
+        "ticket (no reset), a pruned network compared with the dense one.",
+    )
+    note: str | None = None
     rule: str
     metric: str
     tolerance: float
@@ -234,9 +284,16 @@ class Progress(BaseModel):
 
 
 class Ticket(RunSummary):
-    """The winning ticket: the sparsest level of the unbroken run of levels that match the
-    dense network on validation data (see ticket_decision)."""
+    """The ticket: the sparsest pruned level of the unbroken run of levels with no decided
+    failure against the dense network and the controls, on validation data (see
+    ticket_decision; never the dense network)."""
 
+    verdict: Literal["yes", "inconclusive"] | None = Field(
+        None, description="yes: a winning ticket; inconclusive: a candidate the data cannot decide."
+    )
+    early_stop_val_accuracy: float | None = Field(
+        None, description="Validation accuracy at early stop (what the rule compares)."
+    )
     level: int
     url: str = Field(description="Where to download it (safetensors).")
 
@@ -267,8 +324,10 @@ class ExperimentOut(BaseModel):
     )
     verified: bool | None = Field(
         None,
-        description="With spec.verify: whether the final mask was verified a winning ticket "
-        "(null before the verification level has finished, or without verify).",
+        description="With spec.verify: whether the final mask was verified a winning ticket, "
+        "every comparison yes (false when it failed or was inconclusive: "
+        "ticket_decision.verdict says which; null before the verification level has finished, "
+        "or without verify).",
     )
     notes: list[str] = Field(
         default_factory=list,

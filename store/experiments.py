@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from lth_core.results.verification import final_ticket
+from lth_core.results.verification import decision, final_ticket
 from store.models import (
     ACTIVE_STATUSES,
     FINISHED_STATUSES,
@@ -331,6 +331,14 @@ def compute_ticket_level(spec: dict[str, Any], levels: Sequence[Level]) -> int |
     `verify`, until the verification level has confirmed it: lth_core.results.verification)."""
     summaries = [dict(lv.summary, level=lv.level) for lv in sorted(levels, key=lambda x: x.level)]
     return final_ticket(spec, summaries)
+
+
+def ticket_reason(experiment: Experiment) -> str:
+    """Why the experiment's ticket is what it is (or why there is none), in one sentence."""
+    levels = sorted(experiment.levels, key=lambda x: x.level)
+    summaries = [dict(lv.summary, level=lv.level) for lv in levels]
+    spec = experiment.spec if isinstance(experiment.spec, dict) else {}
+    return str(decision(spec, summaries)["reason"])
 
 
 def ticket_summary(experiment: Experiment) -> dict[str, Any] | None:

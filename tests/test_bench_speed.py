@@ -68,6 +68,7 @@ def test_lenet_report_from_engine_folders(tmp_path):
             },
             "seeds": [0, 1],
             "control_repeats": 2,
+            "controls": ["random_reinit", "random_prune"],
         }
     )
     Experiment(spec, tmp_path / "runs" / "experiment", device="cpu").run()
@@ -85,4 +86,17 @@ def test_lenet_report_from_engine_folders(tmp_path):
     ):
         assert (tmp_path / "results" / name).stat().st_size > 0
     report = (tmp_path / "results" / "report.md").read_text()
-    assert "What the run shows" in report and "The winning ticket by the engine's rule" in report
+    assert "The paper's claims, each with its verdict" in report
+    # The verdicts are recomputed from the run files with today's rule: they agree with the
+    # decision the engine wrote, and every claim carries its verdict, interval and test.
+    results = json.loads((tmp_path / "runs" / "experiment" / "results.json").read_text())
+    verdicts = data["verdicts"]
+    assert verdicts["decision"]["level"] == results["ticket_level"]
+    assert [r["verdict"] for r in verdicts["decision"]["levels"]] == [
+        r["verdict"] for r in results["ticket"]["levels"]
+    ]
+    for key in ("keeps_accuracy", "reinit_loses", "random_prune_loses"):
+        claim = verdicts["claims"][key]
+        assert claim["verdict"] in ("yes", "no", "inconclusive") and len(claim["interval"]) == 2
+        assert claim["test"] == "paired t interval over units" and claim["n"] == 2
+    assert verdicts["claims"]["faster"]["levels"]

@@ -69,3 +69,21 @@ def test_time_to_ticket_quick_preset_runs_every_part_on_synthetic_data(
     md = (tmp_path / "results" / "time_to_ticket-quick.md").read_text()
     assert "Machine load average" in md and "| stacking |" in md
     assert ("(verified)" in md) == bool(summary["cheap"]["verified"])
+    assert md.startswith("# Time to") and "**Not converged" in md  # --quick says so plainly
+
+    # --seeds: the cheap recipe alone on other seeds, each with its own dense network, its
+    # verdict with intervals, against the protocol cost recorded above.
+    capsys.readouterr()
+    checked = bench.main([*argv, "--ablation-levels", "1", "--seeds", "1"])
+    seeds = checked["seeds_check"]
+    assert seeds["settings"]["seeds"] == [1] and seeds["settings"]["converged"] is False
+    assert checked["settings"]["seeds"] == [0, 1]
+    (row,) = seeds["seeds"]
+    assert row["verdict"] in ("yes", "no", "inconclusive") and row["dense"]["level"] == 0
+    accuracy = row["comparisons"]["matches_dense_accuracy"]
+    assert len(accuracy["interval"]) == 2 and accuracy["test"].startswith("McNemar")
+    assert row["iterations_factor"] == pytest.approx(
+        summary["protocol"]["iterations"] / row["iterations"]
+    )
+    md = (tmp_path / "results" / "time_to_ticket-quick.md").read_text()
+    assert "## The recipe on other seeds" in md and "| 1 |" in md

@@ -190,8 +190,10 @@ def test_controls_at_trains_only_the_levels_named(tmp_path: Path) -> None:
 
 
 def _summary(level: int, accuracy: float, remaining: float) -> dict[str, Any]:
-    # The ticket rule compares validation accuracy and the early-stop iteration (issue 11).
+    # The ticket rule compares validation accuracy and the early-stop iteration (issue 11),
+    # each with its interval (issue 27: one unit of 5,000 examples, no predictions kept).
     return {
+        "val_examples": 5000,
         "level": level,
         "early_stop_val_accuracy": accuracy,
         "early_stop_test_accuracy": accuracy,
@@ -208,8 +210,12 @@ def test_verification_calls_a_crafted_non_ticket_a_non_ticket() -> None:
     # ...and the final mask, trained under the paper's rule, falls short: no ticket.
     failed = [*cheap, _summary(3, 0.85, 0.1)]
     assert final_ticket(spec, failed) is None and verified(spec, failed) is False
-    passed = [*cheap, _summary(3, 0.91, 0.1)]
+    passed = [*cheap, _summary(3, 0.93, 0.1)]
     assert final_ticket(spec, passed) == 3 and verified(spec, passed) is True
+    # One point above dense on 5,000 examples is not distinguishable from it: the mask is the
+    # candidate, but not verified (inconclusive).
+    undecided = [*cheap, _summary(3, 0.91, 0.1)]
+    assert final_ticket(spec, undecided) == 3 and verified(spec, undecided) is False
     assert final_ticket({"pruning": {"levels": 3}}, failed) == 2  # without verify: the usual rule
 
 
@@ -233,10 +239,18 @@ def test_verify_trains_the_final_mask_under_the_paper_rule_with_its_controls(
     runs = [json.loads(exp.layout.run_metrics(lv, "ticket").read_text()) for lv in (0, 1, 2)]
     assert runs[0]["iterations"] == runs[2]["iterations"] == 300 > runs[1]["iterations"]
     results = json.loads(exp.layout.results.read_text())
-    assert results["verified"] == (results["ticket_level"] == 2)
-    assert results["verified"] == (
-        summaries[2]["early_stop_test_accuracy"] >= summaries[0]["early_stop_test_accuracy"] - 1e-12
-    )
+    decided = results["ticket"]
+    # The verification decides, on validation numbers only: verified means every comparison
+    # came out "yes"; a candidate (inconclusive) keeps the level without calling it verified;
+    # a decided "no" leaves no ticket (never the dense level 0).
+    assert decided["decided_by"] == "verification"
+    assert results["verification_verdict"] == decided["verdict"]
+    assert results["verified"] == (decided["verdict"] == "yes")
+    assert results["ticket_level"] == (None if decided["verdict"] == "no" else 2)
+    assert decided["verification"]["level"] == 2
+    for comparison in decided["verification"]["comparisons"].values():
+        assert comparison["verdict"] in ("yes", "no", "inconclusive")
+        assert len(comparison["interval"]) == 2 and comparison["test"]
 
 
 @pytest.mark.parametrize("stack", ["never", "auto"])
@@ -287,7 +301,10 @@ def test_cost_sums_add_up(tmp_path: Path) -> None:
     assert results["cost"]["seconds"] == pytest.approx(total_s)
     assert results["cost"]["remaining_estimate"]["runs"] == 0
     ticket = results["ticket_level"]
-    assert results["time_to_ticket"] == pytest.approx(
-        sum(s["cost"]["seconds"] for s in exp.summaries() if s["level"] <= ticket)
-    )
+    if ticket is None:  # no pruned level qualifies (issue 27): no ticket, no time to it
+        assert results["time_to_ticket"] is None
+    else:
+        assert results["time_to_ticket"] == pytest.approx(
+            sum(s["cost"]["seconds"] for s in exp.summaries() if s["level"] <= ticket)
+        )
     assert not math.isnan(total_s)

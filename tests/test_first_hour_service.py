@@ -16,7 +16,7 @@ from test_service_support import EngineRun, claim_running, finish_like_worker, s
 from typer.testing import CliRunner
 
 from cli.main import app as lth
-from lth_core.results.summaries import choose_ticket
+from lth_core.results.ticket_rule import choose_ticket
 from store import experiments
 from store.artifacts import experiment_dir
 from store.db import session_scope

@@ -50,7 +50,7 @@ def test_finished_experiment_shows_levels_and_ticket(
     assert set(level1["controls"]) == {"random_reinit"}
     assert body["levels"][0]["controls"] == {}
     ticket = body["ticket"]
-    from lth_core.results.summaries import choose_ticket
+    from lth_core.results.ticket_rule import choose_ticket
 
     assert ticket["level"] == choose_ticket(engine_run.summaries, 0.0)
     assert ticket["url"] == f"/experiments/{experiment_id}/ticket"
@@ -126,13 +126,21 @@ def test_missing_artifacts_say_why(
     client: TestClient, settings: Settings, engine_run: EngineRun
 ) -> None:
     experiment_id = submit(client)["id"]
-    for path in ("ticket", "levels/0/mask", "levels/0/metrics"):
+    for path in ("levels/0/mask", "levels/0/metrics"):
         error = assert_error(
             client.get(f"/experiments/{experiment_id}/{path}"), 409, "artifact_not_ready"
         )
         assert "queued" in error["message"]
+    # The ticket of an unfinished experiment is not final (issue 27) ...
+    error = assert_error(
+        client.get(f"/experiments/{experiment_id}/ticket"), 409, "ticket_not_final"
+    )
+    assert "queued" in error["message"]
     client.post(f"/experiments/{experiment_id}/cancel")
-    for path in ("ticket", "levels/1/mask", "levels/1/metrics"):
+    # ... and one that ended with no finished pruned level has no ticket at all.
+    error = assert_error(client.get(f"/experiments/{experiment_id}/ticket"), 404, "no_ticket")
+    assert "has not finished" in error["message"]
+    for path in ("levels/1/mask", "levels/1/metrics"):
         error = assert_error(
             client.get(f"/experiments/{experiment_id}/{path}"), 404, "artifact_missing"
         )

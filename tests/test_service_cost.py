@@ -25,6 +25,7 @@ def _level(
         "early_stop_iteration": 100,
         "early_stop_val_loss": 0.5,
         "early_stop_val_accuracy": accuracy,  # what the ticket rule compares (issue 11)
+        "val_examples": 5000,  # one unit: its interval needs the example count (issue 27)
         "early_stop_test_accuracy": accuracy,
         "final_test_accuracy": accuracy,
         "controls": {},

@@ -219,7 +219,15 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
     assert seen[-1].startswith("2/2 levels")
     # The level table and the three figures, with a point per level and run.
     wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#levels tbody tr")) == 2)
-    assert browser.find_elements(By.CSS_SELECTOR, "#levels tr.ticket .star")
+    # The star only on a pruned ticket; with none, "no winning ticket" and why (issue 27).
+    body = server.get(first)
+    has_ticket = body["ticket"] is not None
+    stars = browser.find_elements(By.CSS_SELECTOR, "#levels tr.ticket .star")
+    assert bool(stars) == has_ticket
+    assert not browser.find_elements(By.CSS_SELECTOR, '#levels tr.ticket[data-level="0"]')
+    verdict = text(browser, '#levels tr[data-level="1"] td.verdict')
+    assert verdict.split(" ")[0] == body["ticket_decision"]["levels"][1]["verdict"]
+    assert ("no winning ticket" in text(browser, "#summary")) == (not has_ticket)
     for name, at_least in (
         ("early_stop_iteration", 3),
         ("early_stop_accuracy", 3),
@@ -228,10 +236,12 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
         wait_for(lambda n=name, k=at_least: points(browser, n) >= k, 30, f"points in {name}")
     shot(browser, "experiment")
 
-    for button, filename in (
-        ("#download-csv", f"{first}-levels.csv"),
-        ("#download-ticket", f"{first}-ticket.safetensors"),
-    ):
+    downloads_asked = [("#download-csv", f"{first}-levels.csv")]
+    if has_ticket:
+        downloads_asked.append(("#download-ticket", f"{first}-ticket.safetensors"))
+    else:
+        assert not browser.find_element(By.CSS_SELECTOR, "#download-ticket").is_enabled()
+    for button, filename in downloads_asked:
         browser.find_element(By.CSS_SELECTOR, button).click()
         wait_for(lambda f=filename: (downloads / f).is_file(), 30, filename)
     csv_text = (downloads / f"{first}-levels.csv").read_text()
@@ -239,8 +249,10 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
     assert len(csv_text.splitlines()) == 1 + 1 + 2  # header, level 0, level 1 with its control
     from safetensors.torch import load_file
 
-    ticket = wait_for(lambda: load_file(str(downloads / f"{first}-ticket.safetensors")))
-    assert any(k.startswith("mask/") for k in ticket) and any(k.startswith("init/") for k in ticket)
+    if has_ticket:
+        ticket = wait_for(lambda: load_file(str(downloads / f"{first}-ticket.safetensors")))
+        assert any(k.startswith("mask/") for k in ticket)
+        assert any(k.startswith("init/") for k in ticket)
 
     # The list now shows both finished, then a comparison of the two seeds as mean ± std.
     wait_for(lambda: server.get(second)["status"] == "succeeded", 120, "the second seed")

@@ -287,7 +287,11 @@ def test_end_to_end_through_redis_levels_appear_one_by_one(redis_stack) -> None:
     running = [b for b in seen if b["status"] == "running"]
     iterations = {b["progress"].get("iteration") for b in running}
     assert running and iterations - {None, 0}, iterations
-    assert body["ticket"] is not None
+    # The decision is made end to end (issue 27: a pruned level or, with a decided failure at
+    # level 1, no winning ticket; never the dense network), with its reason.
+    decision = body["ticket_decision"]
+    assert [r["level"] for r in decision["levels"]] == [0, 1, 2, 3] and decision["reason"]
+    assert body["ticket"] is None or body["ticket"]["level"] == decision["level"] > 0
 
 
 def test_kill_9_mid_level_resumes_with_identical_results(redis_stack, pg_url, tmp_path) -> None:

@@ -58,6 +58,14 @@ def download(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
     level: Annotated[int | None, typer.Option(help="The mask of this level.")] = None,
     ticket: Annotated[bool, typer.Option("--ticket", help="The winning ticket (default).")] = False,
+    provisional: Annotated[
+        bool,
+        typer.Option(
+            "--provisional",
+            help="While the experiment runs: the current candidate (its metadata says "
+            "provisional); without it a running experiment's ticket is refused as not final.",
+        ),
+    ] = False,
     url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
 ) -> None:
@@ -69,6 +77,8 @@ def download(
         full = resolve_id(client, experiment_id)
         if level is None:
             path, default = f"/experiments/{full}/ticket", f"{full}-ticket"
+            if provisional:
+                path, default = f"{path}?provisional=true", f"{default}-provisional"
         else:
             path = f"/experiments/{full}/levels/{level}/mask"
             default = f"{full}-level{level:03d}-mask"

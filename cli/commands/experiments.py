@@ -230,10 +230,21 @@ def show_experiment(experiment: Mapping[str, Any]) -> None:
                 iterations=training.get("iterations"),
                 running=experiment["status"] in ACTIVE_STATUSES,
                 levels=p["levels"],
+                decision=experiment.get("ticket_decision"),
             )
         )
         for line in cost_lines(experiment):
             console.print(line, highlight=False)
+
+
+def _ticket_cell(experiment: Mapping[str, Any]) -> str:
+    """The ticket's weights and level (a pruned level, never the dense network; `?` marks an
+    inconclusive candidate), "none" once levels finished without a winning ticket."""
+    ticket = experiment.get("ticket")
+    if ticket:
+        mark = "?" if ticket.get("verdict") == "inconclusive" else ""
+        return f"{100 * ticket['weights_remaining']:.1f}% L{ticket['level']}{mark}"
+    return "none" if experiment["progress"]["levels_finished"] > 1 else "-"
 
 
 def ls_table(page: Mapping[str, Any]) -> Table:
@@ -264,7 +275,7 @@ def ls_table(page: Mapping[str, Any]) -> Table:
             e["name"],
             e["status"],
             f"{e['progress']['levels_finished']}/{e['progress']['levels']}",
-            "-" if not ticket else f"{100 * ticket['weights_remaining']:.1f}% L{ticket['level']}",
+            _ticket_cell(e),
             "-" if acc is None else f"{100 * acc:.2f}",
             e["created_at"][5:16].replace("T", " "),
         )

@@ -80,8 +80,17 @@ def _local(dirs: Sequence[str]) -> tuple[dict, list, dict]:
         for name, spec in specs.items()
         for fmt in ("png", "svg")
     }
+    from lth_core.results.verification import decision
+
     tables = [
-        {"name": s.label, "id": "", "spec": s.spec, "levels": s.levels, "ticket": s.ticket_level}
+        {
+            "name": s.label,
+            "id": "",
+            "spec": s.spec,
+            "levels": s.levels,
+            "ticket": s.ticket_level,
+            "decision": decision(s.spec, s.levels),
+        }
         for s in sources
     ]
     return specs, tables, images
@@ -102,6 +111,7 @@ def _remote(ids: Sequence[str], url: str, api_key: str | None) -> tuple[dict, li
                     "spec": body["spec"],
                     "levels": body["levels"],
                     "ticket": ticket.get("level"),
+                    "decision": body.get("ticket_decision"),
                 }
             )
         if len(ids) == 1:
@@ -141,27 +151,39 @@ def _level_table(table: Mapping[str, Any]) -> str:
 
     kinds = ["ticket", *table["spec"].get("controls", [])]
     head = "".join(
-        f"<th>{html.escape(k)} early stop</th><th>{html.escape(k)} accuracy</th>" for k in kinds
+        f"<th>{html.escape(k)} early stop</th><th>{html.escape(k)} val accuracy</th>"
+        f"<th>{html.escape(k)} test accuracy</th>"
+        for k in kinds
     )
+    decision = table.get("decision") or {}
+    records = {r["level"]: r for r in decision.get("levels") or []}
     rows = []
     for summary in sorted(table["levels"], key=lambda s: s["level"]):
         runs = runs_of(summary)
-        mark = "★ " if summary["level"] == table["ticket"] else ""
+        # The ticket is a pruned level: the dense network (level 0) never gets the star.
+        mark = "★ " if summary["level"] == table["ticket"] and summary["level"] > 0 else ""
         cells = "".join(
             f"<td>{runs[k].get('early_stop_iteration', '–')}</td>"
+            f"<td>{_pct(runs[k].get('early_stop_val_accuracy'), 2)}</td>"
             f"<td>{_pct(runs[k].get('early_stop_test_accuracy'), 2)}</td>"
             if k in runs
-            else "<td>–</td><td>–</td>"
+            else "<td>–</td><td>–</td><td>–</td>"
             for k in kinds
         )
+        record = records.get(summary["level"], {})
+        verdict = "dense" if summary["level"] == 0 else record.get("verdict") or "–"
+        why = html.escape("; ".join(record.get("reasons") or []))
         cls = ' class="ticket"' if mark else ""
         rows.append(
             f"<tr{cls}><td>{mark}{summary['level']}</td>"
-            f"<td>{_pct(summary.get('weights_remaining'))}</td>{cells}</tr>"
+            f"<td>{_pct(summary.get('weights_remaining'))}</td>{cells}"
+            f'<td title="{why}">{html.escape(verdict)}</td></tr>'
         )
+    reason = html.escape(str(decision.get("reason") or ""))
     return (
         f"<h2>{html.escape(table['name'])} <small>{html.escape(table['id'])}</small></h2>"
-        f"<table><tr><th>level</th><th>weights</th>{head}</tr>{''.join(rows)}</table>"
+        f"<p>{reason}</p>"
+        f"<table><tr><th>level</th><th>weights</th>{head}<th>verdict</th></tr>{''.join(rows)}</table>"
         f"<details><summary>spec</summary><pre>{html.escape(json.dumps(table['spec'], indent=2))}</pre></details>"
     )
 

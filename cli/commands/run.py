@@ -193,6 +193,7 @@ def show_results(spec: Any, results_file: Path, summaries: Sequence[Any]) -> Non
             results.get("ticket_level"),
             title=spec.name,
             iterations=spec.training.iterations,
+            decision=results.get("ticket"),
         )
     )
     for line in cost_lines(results):

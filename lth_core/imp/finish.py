@@ -14,9 +14,10 @@ from lth_core.imp.plans import Planner
 from lth_core.pruning import Mask
 from lth_core.registry.diagnostics import DIAGNOSTICS
 from lth_core.results import cost
-from lth_core.results.summaries import level_summary, ticket_decision
-from lth_core.results.verification import final_ticket, verified
-from lth_core.runs import TICKET, run_id
+from lth_core.results.paired import level_tables
+from lth_core.results.summaries import level_summary
+from lth_core.results.verification import decision
+from lth_core.runs import TICKET, is_ticket, run_id
 from lth_core.spec import ExperimentSpec
 from lth_core.storage.files import get_json, put_json
 from lth_core.storage.layout import KEYS, Keys, finished_levels
@@ -60,8 +61,9 @@ class LevelFinisher:
             extras=extras,
         )
         summary.update(self._cheap_fields(level, runs, extras))
+        summary["paired"] = self._paired(level, runs)
         put_json(self.store, KEYS.summary(level), summary)
-        self._write_results()
+        self._write_results(level)
         return summary
 
     def diagnostics(self, level: int, context: LevelContext) -> dict[str, Any]:
@@ -77,24 +79,33 @@ class LevelFinisher:
             out[name] = get_json(self.store, key)
         return out
 
-    def _write_results(self) -> None:
+    def _write_results(self, finished: int) -> None:
         """results.json: every finished level, the rule's verdict over them (lth_core.results.summaries),
         and the ticket itself — lth_core.results.verification's answer, which with `verify`
         asks the same rule about level 0 and the verification level only."""
         summaries = self.summaries()
         spec_json = self.spec.model_dump(mode="json")
-        decision = ticket_decision(summaries, self.spec.ticket_tolerance, self.spec.ticket_metric)
-        ticket_level = final_ticket(spec_json, summaries)
+        decided = decision(spec_json, summaries)
+        ticket_level = decided["level"]
         if ticket_level is not None:
             for trial in range(self.spec.trials):
                 self.export_ticket(
-                    ticket_level, self.store, Keys.of_trial(trial).ticket, trial=trial
+                    ticket_level,
+                    self.store,
+                    Keys.of_trial(trial).ticket,
+                    trial=trial,
+                    provisional=finished < self.spec.last_level,
                 )
+        else:  # no winning ticket (yet): no file may say otherwise
+            for trial in range(self.spec.trials):
+                key = Keys.of_trial(trial).ticket
+                if self.store.exists(key):
+                    self.store.delete(key)
         results: dict[str, Any] = {
             "spec": spec_json,
             "ticket_level": ticket_level,
             "levels": summaries,
-            "ticket": decision,
+            "ticket": decided,
             "cost": cost.experiment_cost(
                 summaries, range(self.spec.last_level + 1), self.planner.runs_at_level
             ),
@@ -103,8 +114,22 @@ class LevelFinisher:
         if self.spec.pruning.target_weights is not None:
             results["pruning_rates"] = self.masks.rates_used()
         if self.spec.verify_rule is not None:
-            results["verified"] = verified(spec_json, summaries)
+            found = decided.get("verification")
+            results["verified"] = None if found is None else decided["verdict"] == "yes"
+            results["verification_verdict"] = None if found is None else found["verdict"]
         put_json(self.store, KEYS.results, results)
+
+    def _paired(self, level: int, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The tables the one-unit verdicts need (lth_core.results.paired.level_tables)."""
+        dense = None
+        if level > 0:
+            names = [n for n in self.planner.runs_at_level(0) if is_ticket(n)]
+            dense = {
+                n: get_json(self.store, KEYS.run_metrics(0, n))
+                for n in names
+                if self.store.exists(KEYS.run_metrics(0, n))
+            }
+        return level_tables(runs, dense)
 
     def _cheap_fields(
         self, level: int, runs: dict[str, dict[str, Any]], extras: dict[str, Any]
@@ -126,8 +151,18 @@ class LevelFinisher:
             out["verification"] = True
         return out
 
-    def export_ticket(self, level: int, store: ArtifactStore, key: str, *, trial: int = 0) -> None:
-        """Masks and the weights the ticket starts from, with the spec and metrics as metadata.
+    def export_ticket(
+        self,
+        level: int,
+        store: ArtifactStore,
+        key: str,
+        *,
+        trial: int = 0,
+        provisional: bool = False,
+    ) -> None:
+        """Masks and the weights the ticket starts from, with the spec and metrics as metadata
+        (`provisional`: written before the last level finished, so a later level may replace
+        it; the metadata says so and the API serves it only when asked for as provisional).
 
         `init/<name>` holds every state-dict entry unmasked (theta_0, or theta_k when rewinding);
         multiply the weights named in `mask/<name>` by their mask to get the ticket itself.
@@ -145,6 +180,7 @@ class LevelFinisher:
             "model": self.spec.model,
             "dataset": self.spec.dataset.name,
             "normalization": json.dumps(self.normalization()),
+            "provisional": "true" if provisional else "false",
         }
         if trial:
             metadata["trial"] = str(trial)

@@ -16,6 +16,7 @@ from lth_core.imp.run_plan import RunPlan, on_device, publish_run
 from lth_core.nn.data import Splits
 from lth_core.nn.models import PrunableModel
 from lth_core.registry.controls import control
+from lth_core.results.paired import pack_correct
 from lth_core.runs import TICKET, parse_run_id
 from lth_core.spec import ExperimentSpec
 from lth_core.storage.store import ArtifactStore
@@ -220,7 +221,8 @@ class Runner:
                 params[name].mul_(m.to(device=self.device, dtype=params[name].dtype))
         splits = self.splits()
         chunk = eval_chunk_size(model, int(splits.val_x[0].numel()))
-        val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y, chunk)
+        kept: list[torch.Tensor] = []
+        val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y, chunk, kept)
         _, test_acc = evaluate(model, splits.test_x, splits.test_y, chunk)
         point = {
             "iteration": plan.start_iteration,
@@ -231,6 +233,7 @@ class Runner:
         }
         seconds = time.perf_counter() - started
         metrics = summarize([point], point, seconds=seconds, iterations=plan.start_iteration)
+        metrics["val_correct"] = pack_correct(kept[0].cpu().numpy(), plan.start_iteration)
         return publish_run(self.store, plan, metrics, model.state_dict(), metrics_key=metrics_key)
 
     def _progress_hook(self, level: int, kind: str, kinds: tuple[str, ...]) -> Hook | None:

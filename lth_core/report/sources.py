@@ -27,6 +27,7 @@ CSV_FIELDS = (
     "weights_remaining",
     "early_stop_iteration",
     "early_stop_val_loss",
+    "early_stop_val_accuracy",
     "early_stop_test_accuracy",
     "final_test_accuracy",
 )

@@ -6,8 +6,9 @@ before trials existed), and adds `trials`, `stats` (mean, std, min and max of ev
 per run kind), `runs` (every run's own numbers) and what the experiment measured about the
 level (`weights`, `mask_distance`, `instability`).
 
-The winning ticket (Frankle & Carbin 2019; "matching" from Frankle et al. 2020) is decided by
-`ticket_decision` on validation numbers only; test accuracy is reported, never chosen on.
+The winning ticket is decided from these summaries by lth_core.results.ticket_rule (each
+comparison with its uncertainty, lth_core.results.verdicts); `paired` (written by the engine)
+holds, per unit, the tables of per-example validation correctness those comparisons need.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lth_core.registry.controls import CONTROLS, control
 from lth_core.runs import TICKET, parse_run_id
 
 # The fields every run and level summary carries (the service exposes exactly these).
@@ -30,15 +30,6 @@ METRIC_FIELDS: tuple[str, ...] = (
 )
 # What the ticket rule and the trial statistics also read (validation numbers).
 EXTRA_FIELDS: tuple[str, ...] = ("early_stop_val_accuracy", "final_val_accuracy")
-
-TICKET_RULE = (
-    "sparsest level of the unbroken run of matching levels from the dense network: a level "
-    "matches when its validation accuracy (trial mean) is at least the dense network's mean "
-    "minus ticket_tolerance minus the dense trials' standard deviation, its early-stop "
-    "iteration (trial mean) is at most the dense network's mean plus its standard deviation "
-    "(early_stop metric only), and it beats every control a ticket must beat "
-    "(random_reinit, random_prune) in validation accuracy"
-)
 
 
 def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,7 +64,13 @@ def trial_run(
         **run_summary(run),
         "early_stop_val_accuracy": run.get("early_stop_val_accuracy"),
         "final_val_accuracy": curve[-1].get("val_accuracy"),
+        # The minimum at the last evaluation: the early stop is only a lower bound (the
+        # validation loss was still falling when training ended).
+        "early_stop_lower_bound": run.get("early_stop_iteration") is not None
+        and curve[-1].get("iteration") == run.get("early_stop_iteration"),
     }
+    if run.get("val_correct"):
+        out["val_examples"] = run["val_correct"]["examples"]
     if report_iterations:
         out["report"] = report_points(run, report_iterations)
     return out
@@ -144,7 +141,12 @@ def level_summary(
     summary: dict[str, Any] = {
         "level": level,
         **_headline(tickets),
-        "controls": {k: _headline(v) for k, v in grouped.items() if k != TICKET},
+        # Each control's numbers with its validation accuracy (what the verdicts compare).
+        "controls": {
+            k: {**_headline(v), **{f: stats(r[f] for r in v)["mean"] for f in EXTRA_FIELDS}}
+            for k, v in grouped.items()
+            if k != TICKET
+        },
         "layers": {name: dict(counts) for name, counts in layers.items()},
     }
     for field in EXTRA_FIELDS:
@@ -157,173 +159,3 @@ def level_summary(
     summary["runs"] = grouped
     summary.update(extras or {})
     return summary
-
-
-# ----------------------------------------------------------------- the winning ticket
-
-
-def _metric_name(metric: str) -> str:
-    return "early_stop_val_accuracy" if metric == "early_stop" else "final_val_accuracy"
-
-
-def _run_value(run: Mapping[str, Any], metric: str) -> Any:
-    """The validation accuracy the rule compares: at early stop, or at the last report
-    iteration (the end of training when none are reported)."""
-    if metric == "final" and run.get("report"):
-        last = max(run["report"], key=int)
-        return run["report"][last]["val_accuracy"]
-    return run.get(_metric_name(metric))
-
-
-def _runs_of(summary: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
-    """Every run of `kind` at the level; a summary without `runs` (crafted, or recorded before
-    trials existed) stands for one run of each kind."""
-    runs = summary.get("runs")
-    if isinstance(runs, Mapping) and kind in runs:
-        return list(runs[kind])
-    if kind == TICKET:
-        return [summary]
-    found = summary.get("controls", {}).get(kind)
-    return [found] if found is not None else []
-
-
-def _must_beat(kind: str) -> bool:
-    return kind in CONTROLS and control(kind).ticket_must_beat
-
-
-def _pts(x: float) -> str:
-    return f"{100 * x:+.2f} points"
-
-
-def level_qualifies(
-    summary: Mapping[str, Any],
-    dense: Mapping[str, Any],
-    *,
-    tolerance: float,
-    metric: str = "early_stop",
-) -> dict[str, Any]:
-    """Whether one level matches the dense network (level 0) as a winning ticket, why, and
-    its margins against the dense network and against each of its controls.
-
-    All on validation data: accuracy `metric` ("early_stop": at the early-stop iteration, the
-    paper's rule, which also requires stopping no later; "final": at the last report
-    iteration, for the deep networks). With trials the comparison is of trial means, with
-    the dense trials' standard deviation as slack (Frankle et al. 2020's "matching").
-    """
-    level = int(summary["level"])
-    mine = stats(_run_value(r, metric) for r in _runs_of(summary, TICKET))
-    ref = stats(_run_value(r, metric) for r in _runs_of(dense, TICKET))
-    out: dict[str, Any] = {"level": level, "metric": f"val accuracy ({metric})"}
-    reasons: list[str] = []
-    if mine["mean"] is None or ref["mean"] is None:
-        out.update(qualifies=False, reasons=["no validation accuracy recorded for this level"])
-        return out
-    bar = ref["mean"] - tolerance - ref["std"]
-    accuracy_ok = mine["mean"] >= bar - 1e-12
-    out.update(
-        val_accuracy=mine,
-        dense_val_accuracy=ref,
-        bar=bar,
-        margin_vs_dense=mine["mean"] - ref["mean"],
-    )
-    reasons.append(
-        f"val accuracy {100 * mine['mean']:.2f}% {'>=' if accuracy_ok else '<'} bar "
-        f"{100 * bar:.2f}% (dense {100 * ref['mean']:.2f}% - tolerance - dense std)"
-    )
-    ok = accuracy_ok
-    if metric == "early_stop":
-        it = stats(r.get("early_stop_iteration") for r in _runs_of(summary, TICKET))
-        ref_it = stats(r.get("early_stop_iteration") for r in _runs_of(dense, TICKET))
-        if it["mean"] is None or ref_it["mean"] is None:
-            ok = False
-            reasons.append("no early-stop iteration recorded")
-        else:
-            limit = ref_it["mean"] + ref_it["std"]
-            fast = it["mean"] <= limit + 1e-9
-            ok = ok and fast
-            out.update(early_stop_iteration=it, dense_early_stop_iteration=ref_it)
-            reasons.append(
-                f"early stop at {it['mean']:.0f} {'<=' if fast else '>'} {limit:.0f} "
-                "(dense mean + std)"
-            )
-    margins: dict[str, Any] = {}
-    kinds = set(summary.get("controls", {})) | {
-        k for k in (summary.get("runs") or {}) if k != TICKET
-    }
-    my_it = stats(r.get("early_stop_iteration") for r in _runs_of(summary, TICKET))
-    for kind in sorted(kinds):
-        theirs = stats(_run_value(r, metric) for r in _runs_of(summary, kind))
-        their_it = stats(r.get("early_stop_iteration") for r in _runs_of(summary, kind))
-        must = _must_beat(kind)
-        margin = None if theirs["mean"] is None else mine["mean"] - theirs["mean"]
-        margins[kind] = {
-            "val_accuracy": margin,
-            "early_stop_iteration": None
-            if their_it["mean"] is None or my_it["mean"] is None
-            else their_it["mean"] - my_it["mean"],
-            "must_beat": must,
-        }
-        if must:
-            beats = margin is not None and margin > 0
-            ok = ok and beats
-            reasons.append(
-                f"{'beats' if beats else 'does not beat'} {kind} "
-                f"({_pts(margin) if margin is not None else 'no numbers'})"
-            )
-    out.update(qualifies=ok, reasons=reasons, margins=margins)
-    return out
-
-
-def ticket_decision(
-    summaries: Iterable[Mapping[str, Any]],
-    tolerance: float,
-    metric: str = "early_stop",
-) -> dict[str, Any]:
-    """Which level is the winning ticket, by which rule, and why each level did or did not
-    qualify (`level` None until level 0, the dense reference, is known).
-
-    The ticket is the sparsest level of the unbroken run of matching levels from the dense
-    end: a sparser level that matches after one that failed got lucky, and is reported as
-    matching but not chosen. Level 0 is the reference and is the answer when level 1 fails.
-    """
-    by_level = {int(s["level"]): s for s in summaries}
-    decision: dict[str, Any] = {
-        "level": None,
-        "rule": TICKET_RULE,
-        "metric": metric,
-        "tolerance": tolerance,
-        "levels": [],
-    }
-    if 0 not in by_level:
-        return decision
-    dense = by_level[0]
-    chosen, unbroken = 0, True
-    records = [
-        {
-            "level": 0,
-            "qualifies": True,
-            "in_unbroken_run": True,
-            "reasons": ["the dense network: the reference"],
-        }
-    ]
-    for level in sorted(by_level)[1:]:
-        record = level_qualifies(by_level[level], dense, tolerance=tolerance, metric=metric)
-        # Consecutive among the levels given (all finished levels; verification asks about
-        # level 0 and its verification level only).
-        unbroken = unbroken and record["qualifies"]
-        record["in_unbroken_run"] = unbroken
-        if unbroken:
-            chosen = level
-        elif record["qualifies"]:
-            record["reasons"].append("matches, but after a level that did not: not the ticket")
-        records.append(record)
-    decision["level"] = chosen
-    decision["levels"] = records
-    return decision
-
-
-def choose_ticket(
-    summaries: Iterable[Mapping[str, Any]], tolerance: float, metric: str = "early_stop"
-) -> int | None:
-    """The winning ticket's level by `ticket_decision`'s rule (None until level 0 is known)."""
-    return ticket_decision(summaries, tolerance, metric)["level"]

@@ -25,21 +25,30 @@ def _val_loss_key(point: dict[str, float]) -> tuple[bool, float]:
 class EarlyStopping(Callback):
     """Each member's early-stopping point, read as training goes: the first evaluation with
     minimum validation loss (a NaN loss is never better than a number). Patience ("stop P
-    evaluations after the last improvement") is `best_at` plus `state.stop`."""
+    evaluations after the last improvement") is `best_at` plus `state.stop`. `correct[m]`
+    keeps the per-example validation correctness at the member's best evaluation (a device
+    row, no copy: each evaluation makes a new tensor), what the paired verdicts read."""
 
     def __init__(self) -> None:
         self.best: list[dict[str, float]] = []
+        self.correct: list[torch.Tensor | None] = []
 
     def on_start(self, state: LoopState) -> None:
         self.best = []
+        self.correct = []
+
+    def _row(self, state: LoopState, m: int) -> torch.Tensor | None:
+        return None if state.val_correct is None else state.val_correct[m]
 
     def on_evaluation(self, state: LoopState, points: list[dict[str, float]]) -> None:
         if not self.best:
             self.best = list(points)
+            self.correct = [self._row(state, m) for m in range(len(points))]
             return
         for m, point in enumerate(points):
             if state.active(m) and _val_loss_key(point) < _val_loss_key(self.best[m]):
                 self.best[m] = point
+                self.correct[m] = self._row(state, m)
 
     def best_at(self, member: int) -> int:
         return int(self.best[member]["iteration"])
@@ -47,12 +56,17 @@ class EarlyStopping(Callback):
     def checkpoint_state(self, state: LoopState) -> tuple[dict[str, torch.Tensor], Any]:
         # Each best point by its place in the curve: Patience and DeferredTest compare by
         # identity, so a resumed run's best must be the curve's own point again.
-        return {}, [
+        correct = {str(m): row for m, row in enumerate(self.correct) if row is not None}
+        return correct, [
             _position(curve, best) for curve, best in zip(state.curves, self.best, strict=True)
         ]
 
     def restore_state(self, state: LoopState, tensors: dict[str, torch.Tensor], data: Any) -> None:
         self.best = [state.curves[m][i] for m, i in enumerate(data)]
+        device = _device(state)
+        self.correct = [
+            tensors[str(m)].to(device) if str(m) in tensors else None for m in range(len(data))
+        ]
 
 
 def _position(curve: list[dict[str, float]], point: dict[str, float]) -> int:

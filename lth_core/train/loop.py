@@ -95,6 +95,9 @@ class LoopState:
         """Whether `member` was still training when this evaluation was made."""
         return member not in self.frozen
 
+    # The last evaluation's per-example validation correctness, (K, N) bools on the device.
+    val_correct: torch.Tensor | None = None
+
 
 class Callback:
     """A hook of the loop; override what you need (see the module docstring)."""
@@ -237,21 +240,21 @@ def train_loop(
     mask = Masks(stepper, masks)
     with torch.no_grad():
         mask.apply()
-    optimizer = FusedStep(list(stepper.params.values()), cfg)
-    learning_rate = LearningRate(cfg)
+    optimizer, learning_rate = FusedStep(list(stepper.params.values()), cfg), LearningRate(cfg)
     state = LoopState(
         stepper, start_iteration, cfg.iterations, start_iteration, [[] for _ in range(k)]
     )
     state.optimizer, state.batches = optimizer, batches
     freezer = Freezer(stepper)
     overrides = [c for c in callbacks if type(c).after_step is not Callback.after_step]
-    train_loss_sum = torch.zeros(k, device=device)
-    steps_since_eval = 0
+    train_loss_sum, steps_since_eval = torch.zeros(k, device=device), 0
     test_curve = cfg.test_eval == "curve"
 
     def evaluate() -> None:
         nonlocal train_loss_sum, steps_since_eval
-        val_loss, val_acc = stepper.evaluate(splits.val_x, splits.val_y)
+        kept: list[torch.Tensor] = []
+        val_loss, val_acc = stepper.evaluate(splits.val_x, splits.val_y, kept)
+        state.val_correct = kept[0] if kept else None
         if test_curve:
             _, test_acc = stepper.evaluate(splits.test_x, splits.test_y)
         else:  # test_eval "early_stop": lth_core.train.callbacks.DeferredTest fills it in at the end

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from lth_core.nn.data.base import Splits
+from lth_core.results.paired import pack_correct
 from lth_core.spec import TrainingSpec
 from lth_core.train.batches import Batches, BatchOrder
 from lth_core.train.callbacks import (
@@ -147,6 +148,7 @@ def train_members(
         if patience is not None:
             metrics["stopped_at"] = patience.stopped[i]
         metrics["cost"] = cost
+        metrics.update(_val_correct(early, i))
         results.append(
             MemberResult(
                 metrics,
@@ -155,6 +157,15 @@ def train_members(
             )
         )
     return results
+
+
+def _val_correct(early: EarlyStopping, member: int) -> dict[str, Any]:
+    """The member's per-example validation correctness at its early stop, packed (read after
+    training: one host copy per run)."""
+    row = early.correct[member] if early.correct else None
+    if row is None:
+        return {}
+    return {"val_correct": pack_correct(row.cpu().numpy(), early.best_at(member))}
 
 
 @dataclass

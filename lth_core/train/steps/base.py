@@ -29,8 +29,11 @@ class Stepper(Protocol):
         (K * B,). Returned tensors may be buffers reused by the next call."""
         ...
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-member mean loss and accuracy, shape (K,), as device tensors (no host sync)."""
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, keep: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member mean loss and accuracy, shape (K,), as device tensors (no host sync);
+        `keep` gets the per-example correctness appended, shape (K, N)."""
         ...
 
     def state_dict(self, member: int) -> dict[str, torch.Tensor]:

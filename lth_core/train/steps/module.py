@@ -9,18 +9,29 @@ from torch.nn import functional as F
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int,
+    keep: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and accuracy as device tensors (no host sync until someone reads them)."""
+    """Mean loss and accuracy as device tensors (no host sync until someone reads them);
+    `keep` gets the per-example correctness (bools, shape (N,)) appended: the paired verdicts
+    (lth_core.results.verdicts) compare two networks example by example."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    hits = []
     for start in range(0, x.shape[0], chunk):
         logits = model(x[start : start + chunk])
         target = y[start : start + chunk]
         loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
-        correct += (logits.argmax(1) == target).sum()
+        hit = logits.argmax(1) == target
+        correct += hit.sum()
+        hits.append(hit)
+    if keep is not None:
+        keep.append(torch.cat(hits))
     model.train(was_training)
     n = x.shape[0]
     return loss_sum / n, correct.double() / n
@@ -46,10 +57,15 @@ class ModuleStepper:
         self._chunk: int | None = None
         model.train()
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, keep: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self._chunk is None:
             self._chunk = eval_chunk_size(self.model, x[0].numel())
-        loss, accuracy = evaluate(self.model, x, y, self._chunk)
+        hits: list[torch.Tensor] | None = [] if keep is not None else None
+        loss, accuracy = evaluate(self.model, x, y, self._chunk, hits)
+        if keep is not None and hits:
+            keep.append(hits[0].reshape(1, -1))
         return loss.reshape(1), accuracy.reshape(1)
 
     def state_dict(self, member: int) -> dict[str, torch.Tensor]:

@@ -32,12 +32,16 @@ class Stack:
         raise NotImplementedError
 
     @torch.inference_mode()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, keep: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member mean loss and accuracy; `keep` gets the (K, N) per-example correctness."""
         if self._chunk is None:
             self._chunk = max(1, eval_chunk_size(self.models[0], x[0].numel()) // self.k)
         k, chunk = self.k, self._chunk
         loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
         correct = torch.zeros(k, device=x.device, dtype=torch.int64)
+        hits = []
         for start in range(0, x.shape[0], chunk):
             logits = self(x[start : start + chunk], shared=True)
             target = y[start : start + chunk]
@@ -45,7 +49,11 @@ class Stack:
                 logits.flatten(0, 1), target.repeat(k), reduction="none"
             ).view(k, -1)
             loss_sum += per_sample.sum(1).double()
-            correct += (logits.argmax(2) == target).sum(1)
+            hit = logits.argmax(2) == target
+            correct += hit.sum(1)
+            hits.append(hit)
+        if keep is not None:
+            keep.append(torch.cat(hits, dim=1))
         n = x.shape[0]
         return loss_sum / n, correct.double() / n
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -145,16 +145,37 @@ def level_mask(
     response_class=FileResponse,
     summary="The winning ticket: masks (mask/<name>) and initial weights (init/<name>)",
     description="The spec and the ticket level's metrics are in the file's metadata, so "
-    "`safetensors.torch.load_file` alone is enough to use it.",
-    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 500, 503)},
+    "`safetensors.torch.load_file` alone is enough to use it. The ticket is always a pruned "
+    "level: with none (no pruned level qualifies) the answer is 404 `no_ticket` once the "
+    "experiment has finished (409 `no_ticket` while it runs), with the reason. While the "
+    "experiment runs the ticket is not final: 409 `ticket_not_final`, unless asked for with "
+    "`provisional=true`; the file's metadata then says `provisional: true`.",
+    responses={**_SAFETENSORS, **error_responses(401, 404, 409, 422, 500, 503)},
 )
 def ticket(
     experiment_id: ExperimentIdDep,
     session: ReadSessionDep,
     settings: SettingsDep,
     owner: OwnerDep,
+    provisional: Annotated[
+        bool,
+        Query(description="While the experiment runs: the current candidate, marked provisional."),
+    ] = False,
 ) -> Response:
     experiment = _experiment(session, experiment_id, owner)
+    if not experiment.is_finished and not provisional:
+        raise Conflict(
+            f"the ticket of experiment {experiment.id} is not final: it is "
+            f"{experiment.status}; ask with provisional=true for the current candidate",
+            error_type="ticket_not_final",
+        )
+    if experiment.ticket_level is None:
+        reason = experiments.ticket_reason(experiment)
+        error = NotFound if experiment.is_finished else Conflict
+        raise error(
+            f"experiment {experiment.id} has no winning ticket: {reason}",
+            error_type="no_ticket",
+        )
     return _send(
         settings,
         experiment,

@@ -466,18 +466,36 @@ function figureCard(name, title, base, query) {
   return card;
 }
 
+// A level's verdict from the ticket rule (ticket_decision.levels): yes / no / inconclusive, with
+// the interval of its accuracy against the dense network (validation, percentage points).
+function verdictCell(exp, level) {
+  if (level === 0) return el("td", { class: "verdict muted" }, "dense (reference)");
+  const rec = ((exp.ticket_decision || {}).levels || []).find((r) => r.level === level);
+  if (!rec || !rec.verdict) return el("td", { class: "verdict" }, "–");
+  const acc = (rec.comparisons || {}).matches_dense_accuracy;
+  const iv = acc && acc.interval && acc.interval[0] !== null && acc.interval[1] !== null
+    ? ` [${(100 * acc.interval[0]).toFixed(2)}, ${(100 * acc.interval[1]).toFixed(2)}] pts` : "";
+  return el("td", { class: `verdict verdict-${rec.verdict}`, title: (rec.reasons || []).join("\n") },
+    `${rec.verdict}${iv}`);
+}
+
 function levelTable(exp) {
-  const ticketLevel = exp.ticket ? exp.ticket.level : null;
+  // The ticket is always a pruned level (never the dense level 0).
+  const ticketLevel = exp.ticket && exp.ticket.level > 0 ? exp.ticket.level : null;
   // The run kinds the finished levels report (the ticket, then each control the server
   // returns for some level): a level without one (level 0, one controls_at leaves out) shows –.
   const kinds = ["ticket", ...new Set(exp.levels.flatMap((lv) => Object.keys(lv.controls || {})))];
   // ± std over a level's trials, where the engine reports them (stats[kind][metric].std).
+  // Validation accuracy at early stop: the ticket's at the level's top, a control's mean in stats.
+  const valOf = (lv, kind) => kind === "ticket" ? lv.early_stop_val_accuracy
+    : lv.stats && lv.stats[kind] && lv.stats[kind].early_stop_val_accuracy ? lv.stats[kind].early_stop_val_accuracy.mean : null;
   const std = (lv, kind, key) => {
     const d = lv.stats && lv.stats[kind] && lv.stats[kind][key];
     return d && typeof d.std === "number" && d.n > 1 ? ` ± ${pct(d.std, 2)}` : "";
   };
   const head = el("tr", {}, el("th", { class: "num" }, "level"), el("th", { class: "num" }, "weights"),
-    kinds.map((k) => [el("th", { class: "num" }, `${k} early stop`), el("th", { class: "num" }, `${k} accuracy`)]),
+    kinds.map((k) => [el("th", { class: "num" }, `${k} early stop`), el("th", { class: "num" }, `${k} val accuracy`), el("th", { class: "num" }, `${k} test accuracy`)]),
+    el("th", { title: "matches the dense network and beats the controls, on validation; the interval: accuracy minus dense, 95%" }, "verdict"),
     el("th", {}, "downloads"));
   const rows = exp.levels.map((lv) => {
     const runs = { ticket: lv, ...(lv.controls || {}) };
@@ -487,15 +505,17 @@ function levelTable(exp) {
       el("td", { class: "num" }, pct(lv.weights_remaining)),
       kinds.map((k) => [
         el("td", { class: "num" }, runs[k] ? num(runs[k].early_stop_iteration) : "–"),
+        el("td", { class: "num" }, runs[k] && typeof valOf(lv, k) === "number" ? pct(valOf(lv, k), 2) + std(lv, k, "early_stop_val_accuracy") : "–"),
         el("td", { class: "num" }, runs[k] ? pct(runs[k].early_stop_test_accuracy, 2) + std(lv, k, "early_stop_test_accuracy") : "–"),
       ]),
+      verdictCell(exp, lv.level),
       el("td", {},
         action("mask", () => download(`/experiments/${exp.id}/levels/${lv.level}/mask`, `${exp.id}-level${lv.level}-mask.safetensors`), { "data-download": `mask-${lv.level}` }),
         " ",
         action("metrics", () => download(`/experiments/${exp.id}/levels/${lv.level}/metrics`, `${exp.id}-level${lv.level}-metrics.json`), { "data-download": `metrics-${lv.level}` })));
   });
   return el("table", { id: "levels" }, el("thead", {}, head),
-    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 3 + 2 * kinds.length, class: "muted" }, "No level has finished yet."))));
+    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 4 + 3 * kinds.length, class: "muted" }, "No level has finished yet."))));
 }
 
 function keyValues(obj) {
@@ -522,7 +542,11 @@ async function experimentPage(id) {
     await api(`/experiments/${id}`, { method: "DELETE" });
     location.hash = "#/";
   }, { id: "delete", class: "danger" });
-  const ticket = action("Ticket (.safetensors)", () => download(`/experiments/${id}/ticket`, `${id}-ticket.safetensors`), { id: "download-ticket", class: "primary" });
+  // While the experiment runs the ticket is not final: the download asks for it as provisional
+  // (the file's metadata then says so).
+  const ticket = action("Ticket (.safetensors)", () => ACTIVE.has(exp.status)
+    ? download(`/experiments/${id}/ticket?provisional=true`, `${id}-ticket-provisional.safetensors`)
+    : download(`/experiments/${id}/ticket`, `${id}-ticket.safetensors`), { id: "download-ticket", class: "primary" });
   const csv = action("Levels (CSV)", () => download(`/experiments/${id}/levels.csv`, `${id}-levels.csv`), { id: "download-csv" });
   const json = action("Experiment (JSON)", () => download(`/experiments/${id}`, `${id}.json`), { id: "download-json" });
 
@@ -568,9 +592,13 @@ async function experimentPage(id) {
     remove.disabled = ACTIVE.has(exp.status);
     ticket.disabled = !exp.ticket;
     const t = exp.ticket;
+    const decision = exp.ticket_decision || {};
     const facts = {
       model: exp.spec.model, dataset: exp.spec.dataset.name, seed: exp.spec.seed,
-      "winning ticket": t ? `level ${t.level}: ${pct(t.weights_remaining)} of weights, ${pct(t.early_stop_test_accuracy, 2)} test accuracy at iteration ${num(t.early_stop_iteration)}` : "–",
+      [decision.names || "winning ticket"]: t
+        ? `level ${t.level}${t.verdict === "inconclusive" ? " (a candidate: inconclusive)" : ""}${ACTIVE.has(exp.status) ? " (so far)" : ""}: ${pct(t.weights_remaining)} of weights, ${pct(t.early_stop_val_accuracy, 2)} validation / ${pct(t.early_stop_test_accuracy, 2)} test accuracy at iteration ${num(t.early_stop_iteration)}`
+        : (decision.levels || []).length > 1 ? `no ${decision.names || "winning ticket"}` : "–",
+      why: decision.reason || "–",
       created: when(exp.created_at), started: when(exp.started_at), finished: when(exp.finished_at),
       owner: exp.owner || "–", attempts: exp.attempts,
     };
