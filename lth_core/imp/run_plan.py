@@ -37,6 +37,9 @@ class RunPlan:
     snapshot_at: int | None  # the iteration whose weights rewinding resets to (level 0 ticket)
     trial: int
     training: TrainingSpec  # the schedule (the spec's, or fine-tuning's)
+    # How a control found its own mask (pruning at initialization; None otherwise): its
+    # record in levels/LLL/masks/<run>.json, whose scoring seconds count in the run's cost.
+    mask_info: dict[str, Any] | None = None
 
 
 def publish_run(
@@ -62,6 +65,11 @@ def publish_run(
         "start_iteration": plan.start_iteration,
         **metrics,
     }
+    if plan.mask_info is not None:
+        # Scoring counts in what the run cost: its seconds (wall, as every run's) and, in the
+        # deterministic cost record, the forward/backward passes it took.
+        run["seconds"] = float(run.get("seconds", 0.0)) + float(plan.mask_info["seconds"])
+        run["cost"] = {**run.get("cost", {}), "mask_passes": plan.mask_info["passes"]}
     # Last: its presence marks the run finished (a worker's staging key is published later).
     put_json(store, metrics_key or KEYS.run_metrics(plan.level, plan.kind), run)
     return run

@@ -16,7 +16,7 @@ from lth_core.imp.run_plan import RunPlan, on_device, publish_run
 from lth_core.nn.data import Splits
 from lth_core.nn.models import PrunableModel
 from lth_core.registry.controls import control
-from lth_core.runs import TICKET, parse_run_id
+from lth_core.runs import TICKET, parse_run_id, split_kind
 from lth_core.spec import ExperimentSpec
 from lth_core.storage.store import ArtifactStore
 from lth_core.train import stacked
@@ -29,7 +29,7 @@ Hook = Callable[[int, dict[str, float] | None], None]
 
 def trains(kind: str) -> bool:
     """Whether run `kind` is trained (a supermask is only evaluated)."""
-    base, _, _ = parse_run_id(kind)
+    base, _ = split_kind(parse_run_id(kind)[0])
     return base == TICKET or control(base).trains
 
 

@@ -19,6 +19,10 @@ CONTROLS: Registry[type[Control]] = Registry(
         "random_prune": "lth_core.controls.random_prune:RandomPrune",
         "sign_preserving_reinit": "lth_core.controls.sign_preserving_reinit:SignPreservingReinit",
         "supermask": "lth_core.controls.supermask:Supermask",
+        "snip": "lth_core.controls.snip:Snip",
+        "grasp": "lth_core.controls.grasp:GraSP",
+        "synflow": "lth_core.controls.synflow:SynFlow",
+        "magnitude_init": "lth_core.controls.magnitude_init:MagnitudeInit",
     },
     group=CONTROLS_GROUP,
 )
@@ -31,6 +35,7 @@ def control(name: str) -> Control:
     return CONTROLS.get_entry(name)()
 
 
-def draws(name: str, repeats: int) -> int:
-    """How many draws of control `name` a level makes when `repeats` are asked for."""
-    return repeats if control(name).repeatable else 1
+def draws(name: str, repeats: int, variant: str | None = None) -> int:
+    """How many draws of control `name` (under `variant`) a level makes when `repeats` are
+    asked for."""
+    return repeats if control(name).variant_repeatable(variant) else 1

@@ -71,6 +71,14 @@ class Keys:
     def trained_weights(self, level: int) -> str:
         return self.level_dir(level) + "/trained.safetensors"
 
+    def control_mask(self, level: int, run: str) -> str:
+        """The mask a control found itself (pruning at initialization), beside the level's."""
+        return f"{self.level_dir(level)}/masks/{run}.safetensors"
+
+    def control_mask_info(self, level: int, run: str) -> str:
+        """How that mask was found: method, variant, counts, scoring passes and seconds."""
+        return f"{self.level_dir(level)}/masks/{run}.json"
+
     def runs_dir(self, level: int) -> str:
         return self.level_dir(level) + "/runs"
 
