@@ -166,10 +166,10 @@ def main() -> None:
     args = parser.parse_args()
     controls_levels = [int(x) for x in args.controls_levels.split(",") if int(x) <= args.levels]
 
+    import shutil
+
     from lth_core.report.figures import figure, render, source_from_store
     from lth_core.storage.store import LocalStore
-
-    import shutil
 
     shutil.rmtree(args.work, ignore_errors=True)
     results: dict[str, Any] = {"settings": {"seeds": SEEDS, "threads": 1, "device": "cpu"}}

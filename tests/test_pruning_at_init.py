@@ -24,7 +24,6 @@ from lth_core.controls.synflow import SynFlow, schedule
 from lth_core.experiment import Experiment
 from lth_core.registry.controls import draws
 from lth_core.runs import RUN_ID_PATTERN, is_run_id, parse_run_id, split_kind
-from lth_core.spec import parse_spec
 from lth_core.spec.errors import problems
 from lth_core.storage.files import get_tensors
 from lth_core.storage.layout import Keys
