@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lth_core.registry.controls import control, draws
-from lth_core.runs import TICKET, run_id, variant_kind
-from lth_core.spec import short_budget
+from lth_core.runs import TICKET, run_id
+from lth_core.spec import control_options, short_budget
+from lth_core.spec.control_options import validate as _validate_control_options
 from lth_core.spec.names import ControlName, ModelName, plugin_packages
 from lth_core.spec.paper_defaults import merge, paper_defaults_of
 from lth_core.spec.sections import (
@@ -100,13 +100,7 @@ class ExperimentSpec(_Strict):
         description="Independent draws of each control per level and trial (the paper: 3).",
     )
     control_options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        exclude_if=lambda v: not v,
-        description="Options per control named in `controls`, e.g. "
-        '{"snip": {"ablation": "shuffle"}}: a pruning-at-initialization method (snip, grasp, '
-        "synflow, magnitude_init) also runs under each ablation given (shuffle: its mask "
-        "shuffled within each layer; reinit: its mask from a fresh init; invert: the lowest "
-        "scores kept), as runs of their own (`snip.shuffle`) reported beside the plain one.",
+        default_factory=dict, exclude_if=lambda v: not v, description=control_options.HELP
     )
     ticket_metric: Literal["early_stop", "final"] = Field(
         "early_stop",
@@ -150,21 +144,7 @@ class ExperimentSpec(_Strict):
                 )
         return list(dict.fromkeys(v))  # repeats once, in the order given
 
-    @field_validator("control_options")
-    @classmethod
-    def _control_options(cls, v: dict[str, dict[str, Any]], info: Any) -> dict[str, Any]:
-        named = info.data.get("controls")
-        if named is None:  # `controls` is wrong already; that error says so
-            return v
-        takers = [n for n in named if control(n).options]
-        for name, given in v.items():
-            if name not in named:
-                raise ValueError(
-                    f"{name!r} is not among controls {named}; options go to the controls the "
-                    "spec runs that take them: " + (", ".join(takers) or "none of them do")
-                )
-            control(name).check_options(name, given)
-        return v
+    _control_options = field_validator("control_options")(_validate_control_options)
 
     @model_validator(mode="before")
     @classmethod
@@ -193,10 +173,7 @@ class ExperimentSpec(_Strict):
             )
         if len(set(self.controls)) != len(self.controls):
             raise ValueError("controls must not repeat")
-        for name in self.controls:
-            reason = control(name).refuses(self)
-            if reason is not None:
-                raise ValueError(f"controls: {name} cannot apply: {reason}")
+        control_options.check_applies(self)
         if self.pruning.early_bird is not None and self.reset.mode == "rewind":
             raise ValueError(
                 "pruning.early_bird with reset.mode 'rewind': the rewind point is taken from the "
@@ -248,19 +225,7 @@ class ExperimentSpec(_Strict):
         """The runs of one pruned level: every trial's ticket, then each control's draws
         (run ids, lth_core.controls.run_id)."""
         tickets = [run_id(TICKET, t) for t in range(self.trials)]
-        controls = [
-            run_id(variant_kind(kind, variant), t, r)
-            for t in range(self.trials)
-            for kind in self.controls
-            for variant in (None, *self.ablations(kind))
-            for r in range(draws(kind, self.control_repeats, variant))
-        ]
-        return [*tickets, *controls]
-
-    def ablations(self, name: str) -> list[str]:
-        """The ablations control `name` also runs under (`control_options`), in order."""
-        given = self.control_options.get(name, {}).get("ablation", [])
-        return list(given) if isinstance(given, list) else [given]
+        return [*tickets, *control_options.control_runs(self)]
 
     @property
     def verify_rule(self) -> VerifySpec | None:
