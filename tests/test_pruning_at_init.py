@@ -28,6 +28,8 @@ from lth_core.spec.errors import problems
 from lth_core.storage.files import get_tensors
 from lth_core.storage.layout import Keys
 
+pytest_plugins = ("test_service_support",)
+
 PRUNED = ["l1.weight", "l2.weight"]
 
 
@@ -351,3 +353,36 @@ def test_the_comparison_figure_renders(experiment, tmp_path: Path) -> None:
     kinds = {row["kind"] for row in spec["vconcat"][0]["data"]["values"]}
     assert {"ticket", "snip", "snip.shuffle", "synflow", "random_reinit"} <= kinds
     assert render(spec, "png").startswith(b"\x89PNG")
+
+
+# ----------------------------------------------------------------------------- the API
+
+
+def test_the_api_takes_control_options_refuses_bad_ones_and_serves_every_method(
+    client, settings, experiment
+) -> None:
+    from test_service_support import EngineRun, assert_error, finish_like_worker, submit
+
+    bad = client.post(
+        "/experiments", json=_api_spec(control_options={"snip": {"ablation": "flip"}})
+    )
+    error = assert_error(bad, 422)
+    assert "'shuffle', 'reinit', 'invert'" in str(error)
+    body = submit(client, experiment.spec.model_dump(mode="json"))
+    assert body["spec"]["control_options"] == {"snip": {"ablation": "shuffle"}}
+    run = EngineRun(
+        Path(experiment.layout.root),
+        experiment.spec.model_dump(mode="json"),
+        experiment.summaries(),
+    )
+    finish_like_worker(settings, body["id"], run)
+    level = client.get(f"/experiments/{body['id']}/levels/1/metrics").json()
+    assert {"snip", "snip.shuffle.t1.r1", "synflow.t1"} <= set(level["runs"])
+    figure = client.get(f"/experiments/{body['id']}/plots/method_comparison.json")
+    assert figure.status_code == 200 and figure.json()["vconcat"]
+
+
+def _api_spec(**changes: Any) -> dict[str, Any]:
+    from test_service_support import tiny_spec as api_tiny_spec
+
+    return api_tiny_spec(controls=["snip"], **changes)

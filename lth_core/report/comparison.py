@@ -19,9 +19,25 @@ from typing import Any
 from lth_core.report.sources import Source
 
 
-def _panel(rows: list[dict[str, Any]], y_title: str, y_format: str, ticks: list[float]) -> dict:
-    from lth_core.report.figures import _dash
+def _dash(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Solid: the ticket and the plain pruning-at-init methods; dashed: the random controls;
+    dotted: an ablation (`snip.shuffle`), so it reads against its own method's color."""
+    kinds = sorted({r["kind"] for r in rows}, key=lambda k: (k != "ticket", k))
 
+    def dash(kind: str) -> list[int]:
+        if "." in kind:
+            return [2, 2]
+        return [6, 3] if kind.startswith("random_") else [1, 0]
+
+    return {
+        "field": "kind",
+        "type": "nominal",
+        "legend": None,
+        "scale": {"domain": kinds, "range": [dash(k) for k in kinds]},
+    }
+
+
+def _panel(rows: list[dict[str, Any]], y_title: str, y_format: str, ticks: list[float]) -> dict:
     x = {
         "field": "remaining",
         "type": "quantitative",
@@ -29,7 +45,13 @@ def _panel(rows: list[dict[str, Any]], y_title: str, y_format: str, ticks: list[
         "scale": {"type": "log", "reverse": True, "nice": False},
         "axis": {"values": ticks, "format": "~g", "grid": True},
     }
-    color = {"field": "series", "type": "nominal", "title": None, "sort": None}
+    color = {
+        "field": "series",
+        "type": "nominal",
+        "title": None,
+        "sort": None,
+        "legend": {"symbolType": "stroke", "symbolStrokeWidth": 3, "symbolOpacity": 1},
+    }
     band = {
         "mark": {"type": "area", "opacity": 0.15},
         "encoding": {
@@ -78,10 +100,12 @@ def comparison_figure(sources: Sequence[Source], *, title: str | list[str]) -> d
     )
     spec = _base("method_comparison", title, accuracy)
     spec["title"]["subtitle"] = (
-        "one curve per method · ticket solid · bands: mean ± std over trials and draws"
+        "one curve per method · dashed: random controls · dotted: ablations · "
+        "bands: mean ± std over trials and draws"
     )
     del spec["width"], spec["height"]
-    spec["config"]["legend"]["columns"] = 3
+    spec["config"]["legend"]["columns"] = 4
+    spec["config"]["range"] = {"category": {"scheme": "tableau20"}}
     spec["vconcat"] = [
         _panel(accuracy, "test accuracy at early stop", ".1%", ticks),
         _panel(iteration, "early-stop iteration", ",.0f", ticks),
