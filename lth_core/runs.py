@@ -16,17 +16,18 @@ import re
 TICKET = "ticket"
 """The run kind that is not a control: the level's pruned network from its reset weights."""
 
-RUN_ID_PATTERN = (
-    r"[a-z][a-z0-9_]{0,63}(?:\.[a-z]{2,16})?(?:\.t[1-9][0-9]{0,5})?(?:\.r[1-9][0-9]{0,5})?"
-)
-"""A run id as a regular expression (no anchors): JavaScript and Python read it alike. The
-variant is letters only, so it never reads as a `.t<trial>` or `.r<repeat>` segment."""
+VARIANTS: tuple[str, ...] = ("shuffle", "reinit", "invert")
+"""The run variants: Frankle et al. 2021's ablations of a pruning-at-initialization method
+(lth_core.controls.at_init), named here so that a run id is never a file name (`ticket.json`)."""
+
+_VARIANT = "|".join(VARIANTS)
+RUN_ID_PATTERN = rf"[a-z][a-z0-9_]{{0,63}}(?:\.(?:{_VARIANT}))?(?:\.t[1-9][0-9]{{0,5}})?(?:\.r[1-9][0-9]{{0,5}})?"
+"""A run id as a regular expression (no anchors): JavaScript and Python read it alike."""
 
 _RUN_ID = re.compile(
-    r"(?P<kind>[a-z][a-z0-9_]{0,63}(?:\.[a-z]{2,16})?)(?:\.t(?P<trial>[1-9][0-9]{0,5}))?"
+    rf"(?P<kind>[a-z][a-z0-9_]{{0,63}}(?:\.(?:{_VARIANT}))?)(?:\.t(?P<trial>[1-9][0-9]{{0,5}}))?"
     r"(?:\.r(?P<repeat>[1-9][0-9]{0,5}))?"
 )
-_VARIANT = re.compile(r"[a-z]{2,16}")
 
 
 def run_id(kind: str, trial: int = 0, repeat: int = 0) -> str:
@@ -38,8 +39,8 @@ def variant_kind(control: str, variant: str | None) -> str:
     """The kind of control `control` run under `variant` (`snip.shuffle`; None: `control`)."""
     if variant is None:
         return control
-    if not _VARIANT.fullmatch(variant):
-        raise ValueError(f"variant {variant[:40]!r} must be 2-16 lowercase letters")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant[:40]!r} is not one of {', '.join(VARIANTS)}")
     return f"{control}.{variant}"
 
 

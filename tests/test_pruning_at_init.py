@@ -272,6 +272,7 @@ def test_ablated_runs_have_ids_of_their_own() -> None:
         None,
     )
     assert is_run_id("snip.reinit.r1") and not is_run_id("snip.shuffle.x.t1")
+    assert not is_run_id("ticket.json") and not is_run_id("snip.flip")
     import re
 
     assert re.fullmatch(RUN_ID_PATTERN, "synflow.shuffle.t2")

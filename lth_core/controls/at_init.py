@@ -24,6 +24,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from lth_core.controls.base import Control
+from lth_core.runs import VARIANTS
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from lth_core.pruning import Mask, StateDict
     from lth_core.spec import ExperimentSpec
 
-ABLATIONS: tuple[str, ...] = ("shuffle", "reinit", "invert")
+ABLATIONS: tuple[str, ...] = VARIANTS
 EXAMPLES_PER_CLASS = 10
 """Data-driven scores use 10 training examples per class (Wang et al.'s GraSP sampling; for
 10 classes the 100 examples of Lee et al.'s SNIP batch on MNIST)."""
