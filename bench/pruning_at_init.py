@@ -151,6 +151,125 @@ def markdown(name: str, rows: list[dict[str, Any]], iterations: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+LITERATURE = """## What the papers report
+
+- **Frankle et al. 2021** ("Pruning Neural Networks at Initialization: Why are We Missing the
+  Mark?", ICLR 2021; ResNet-20 and VGG-16 on CIFAR-10, ResNet-18 on TinyImageNet, ResNet-50
+  on ImageNet): SNIP, GraSP, SynFlow and magnitude at init beat random pruning, but stay
+  below magnitude pruning after training and lottery-ticket rewinding at every sparsity;
+  shuffling each layer's mask or re-initializing the weights leaves their accuracy about
+  where it was (what they find is mostly per-layer sparsity). Inverting the scores (keeping
+  the lowest) hurts SNIP, SynFlow and magnitude but not GraSP, which it leaves as good or
+  better (our reading of the paper's ablation figure; the shared paper-facts note lumps
+  inversion in with the harmless ablations, to be rechecked against the paper).
+- **SNIP** (Lee et al. 2019): LeNet-300-100 on MNIST at 98% sparsity with error near the
+  dense network's (about 2.4% against 1.7%).
+- **GraSP** (Wang et al. 2020): VGG-19 on CIFAR-10 (dense 94.23%) at 90/95/98% sparsity
+  93.30/93.04/92.19%; SNIP there 93.63/93.43/92.05% (numbers other than 92.19% to be
+  rechecked against the paper's table): GraSP's advantage is at the extreme sparsities.
+- **SynFlow** (Tanaka et al. 2020): data-free; avoids layer collapse, so it holds up where
+  one-shot SNIP and GraSP collapse (above ~99% sparsity); at moderate sparsity the methods
+  are about equal.
+"""
+
+GPU = """## On a GPU: VGG-19 and ResNet-20 on CIFAR-10
+
+Not run here (this task had no GPU). The comparison Frankle et al. 2021 draw, one experiment
+with the pruning-at-initialization methods (they need `reset.mode: "init"`) and one with
+lottery-ticket rewinding, drawn together by /compare (`method_comparison`):
+
+```sh
+lth submit '{"model": "vgg19", "dataset": {"name": "cifar10"}, "trials": 2,
+  "pruning": {"levels": 18}, "controls_at": {"levels": [5, 10, 14, 18]},
+  "controls": ["random_reinit", "random_prune", "snip", "grasp", "synflow", "magnitude_init"],
+  "control_options": {"snip": {"ablation": ["shuffle", "invert"]}, "synflow": {"ablation": "shuffle"}}}'
+lth submit '{"model": "vgg19", "dataset": {"name": "cifar10"}, "trials": 2,
+  "pruning": {"levels": 18}, "reset": {"mode": "rewind", "rewind_iteration": 2000}, "controls": []}'
+# then: lth report ID_A ID_B   (or GET /compare/plots/method_comparison.png?ids=ID_A,ID_B)
+```
+
+The paper's defaults fill the rest (global 20% per level, output unpruned; SGD 0.1, momentum
+0.9, 112,480 iterations at batch 64). Levels 5, 10, 14 and 18 hold 32.8%, 10.7%, 4.4% and
+1.8% of the weights. Cost in training iterations, exact from the spec: the first experiment
+trains 2 x 19 tickets + 2 x 4 x 9 control runs = 110 runs x 112,480 = 12.4M iterations, the
+rewinding one 38 runs = 4.3M; SynFlow's 100 scoring rounds and GraSP's double backprop add
+seconds per mask, nothing next to a run. In hours that is 12.4M / (iterations per second): at
+an assumed 70 it/s for VGG-19 at batch 64 on one modern GPU (not measured: run
+`python bench/gpu.py` there for the card's number) about 49 + 17 GPU-hours, or about half
+with `"training": {"patience": 20, "test_eval": "early_stop"}`. ResNet-20 (`"model":
+"resnet18"`, the paper's 20-layer CIFAR ResNet; 30,000 iterations at batch 128): the same
+two commands train 110 x 30,000 = 3.3M and 1.1M iterations, about 9 + 3 GPU-hours at an
+assumed 100 it/s.
+"""
+
+
+def _agg(rows: list[dict[str, Any]], level: int, method: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["level"] == level and r["method"] == method), None)
+
+
+def findings(name: str, rows: list[dict[str, Any]], iterations: int) -> str:
+    """What the numbers say, computed: convergence, ticket vs each method, the ablations."""
+    dense = _agg(rows, 0, "ticket")
+    lines = [f"#### {name}: what the numbers say", ""]
+    if dense is not None:
+        last = dense["early_stop_mean"] >= iterations - iterations // 6
+        lines.append(
+            f"- Dense network: {100 * dense['accuracy_mean']:.2f} ± "
+            f"{100 * dense['accuracy_std']:.2f}% at early stop, iteration "
+            f"{dense['early_stop_mean']:.0f} of {iterations}"
+            + (
+                " (at or next to the last evaluation: still improving, not converged)"
+                if last
+                else ""
+            )
+            + "."
+        )
+    levels = sorted({r["level"] for r in rows if r["method"] != "ticket"})
+    for level in levels:
+        ticket = _agg(rows, level, "ticket")
+        others = [r for r in rows if r["level"] == level and r["method"] != "ticket"]
+        beaten = [r["method"] for r in others if (r["ticket_val_margin"] or 0) > 0]
+        not_beaten = [r["method"] for r in others if (r["ticket_val_margin"] or 0) <= 0]
+        lines.append(
+            f"- Level {level} ({100 * ticket['weights_remaining']:.1f}% of weights): the ticket "
+            f"({100 * ticket['accuracy_mean']:.2f}% test) beats in validation accuracy "
+            f"{', '.join(beaten) or 'none'}; not: {', '.join(not_beaten) or 'none'}."
+        )
+        for r in others:
+            base, _, variant = r["method"].partition(".")
+            plain = _agg(rows, level, base) if variant else None
+            if plain is not None:
+                delta = 100 * (r["accuracy_mean"] - plain["accuracy_mean"])
+                lines.append(
+                    f"  - {r['method']} vs {base}: {delta:+.2f} points test accuracy "
+                    f"(std {100 * r['accuracy_std']:.2f} / {100 * plain['accuracy_std']:.2f})"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    settings = results["settings"]
+    parts = [
+        "# Pruning at initialization beside IMP (bench/pruning_at_init.py)",
+        "",
+        f"Seeds {settings['seeds']}, {settings['threads']} torch thread, CPU, `nice -n 10` on a "
+        "2-core machine shared with other jobs. Cells: test accuracy at early stop, mean ± std "
+        "over trials (and draws). Controls and pruning-at-init methods run at the levels "
+        f"{settings['controls_levels']}; the ticket at every level.",
+        "",
+    ]
+    for name in ("lenet", "conv2"):
+        if name not in results:
+            continue
+        part = results[name]
+        iterations = settings["iterations"][name]
+        parts.append(f"Wall time: {part['seconds'] / 60:.1f} minutes.\n")
+        parts.append(markdown(part["spec"]["name"], part["rows"], iterations))
+        parts.append(findings(part["spec"]["name"], part["rows"], iterations))
+    parts += [LITERATURE, GPU]
+    path.write_text("\n".join(parts))
+
+
 def main() -> None:
     import torch
 
@@ -163,7 +282,13 @@ def main() -> None:
     parser.add_argument("--controls-levels", default="3,7,11,15")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lth-bench-pai"))
+    parser.add_argument(
+        "--report-from", type=Path, help="only write the markdown from this results JSON"
+    )
     args = parser.parse_args()
+    if args.report_from is not None:
+        write_markdown(json.loads(args.report_from.read_text()), args.out / "pruning_at_init.md")
+        return
     controls_levels = [int(x) for x in args.controls_levels.split(",") if int(x) <= args.levels]
 
     import shutil
@@ -173,15 +298,13 @@ def main() -> None:
 
     shutil.rmtree(args.work, ignore_errors=True)
     results: dict[str, Any] = {"settings": {"seeds": SEEDS, "threads": 1, "device": "cpu"}}
-    md = []
-    for name, spec, iterations in (
-        ("lenet", lenet_spec(args.iterations, args.levels, controls_levels), args.iterations),
-        ("conv2", conv2_spec(args.conv2_iterations, args.conv2_levels), args.conv2_iterations),
+    for name, spec in (
+        ("lenet", lenet_spec(args.iterations, args.levels, controls_levels)),
+        ("conv2", conv2_spec(args.conv2_iterations, args.conv2_levels)),
     ):
         summaries, seconds = run(spec, args.work / name)
         rows = table(summaries)
         results[name] = {"spec": spec, "seconds": seconds, "rows": rows}
-        md.append(markdown(spec["name"], rows, iterations))
         source = source_from_store(LocalStore(args.work / name), spec["name"])
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"pruning_at_init_{name}.png").write_bytes(
@@ -193,7 +316,7 @@ def main() -> None:
         controls_levels={"lenet": controls_levels, "conv2": [args.conv2_levels]},
     )
     (args.out / "pruning_at_init.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "pruning_at_init-tables.md").write_text("\n".join(md))
+    write_markdown(results, args.out / "pruning_at_init.md")
     print(json.dumps({k: results[k]["seconds"] for k in ("lenet", "conv2")}))
 
 
