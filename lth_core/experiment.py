@@ -28,7 +28,7 @@ from lth_core.imp.finish import LevelFinisher
 from lth_core.imp.folder import ExperimentFolder
 from lth_core.imp.mask_source import InitialMask
 from lth_core.imp.masks import LevelMasks
-from lth_core.imp.plans import Planner
+from lth_core.imp.plans import ExperimentData, Planner
 from lth_core.imp.run_plan import RunPlan
 from lth_core.imp.runner import Runner, trains
 from lth_core.nn.data import Splits, load_splits
@@ -108,8 +108,9 @@ class Experiment:
         self.theta0s = self.folder.theta0s(template, self.build)
         shapes = {name: self.theta0s[0][name].shape for name in self.kinds}
         self.masks = LevelMasks(spec, self.store, self.kinds, shapes, initial_mask)
+        data = ExperimentData(lambda: self.splits, self.device, self._input_shape)
         self.planner = Planner(
-            spec, self.store, self.masks, self.theta0s, self.build, self.runs_at_level
+            spec, self.store, self.masks, self.theta0s, self.build, self.runs_at_level, data
         )
         self.runner = Runner(
             spec, self.store, self.device, self.planner, self.masks, lambda: self.splits, self.build
@@ -270,6 +271,10 @@ class Experiment:
         if self._splits is None:
             self._splits = load_splits(self.spec.dataset, self.spec.seed).to(self.device)
         return self._splits
+
+    def _input_shape(self) -> tuple[int, int, int]:
+        shape = self.spec.dataset.input_shape
+        return tuple(shape) if shape is not None else self.splits.input_shape  # type: ignore[return-value]
 
     def build(self, seed: int | None) -> PrunableModel:
         """A fresh model of the experiment on the CPU (initialized from `seed`). A plugin's

@@ -2,7 +2,9 @@
 
 A run id names one run of a level — its metrics file (`levels/LLL/runs/<id>.json`), its claim
 and its progress: `kind` for trial 0's first draw (what an experiment without trials has
-always called it), `kind.t<trial>` and `.r<repeat>` otherwise. Engine, store, API and web all
+always called it), `kind.t<trial>` and `.r<repeat>` otherwise. A control run under a variant
+(Frankle et al. 2021's ablations of a pruning-at-initialization method: `snip.shuffle`) has
+the variant in its kind: it is reported as a kind of its own, beside the plain control. Engine, store, API and web all
 read it from here (the web view gets `RUN_ID_PATTERN` from the API), so a name one of them
 writes is a name every other one accepts. Torch-free and dependency-free on purpose.
 """
@@ -14,11 +16,16 @@ import re
 TICKET = "ticket"
 """The run kind that is not a control: the level's pruned network from its reset weights."""
 
-RUN_ID_PATTERN = r"[a-z][a-z0-9_]{0,63}(?:\.t[1-9][0-9]{0,5})?(?:\.r[1-9][0-9]{0,5})?"
+VARIANTS: tuple[str, ...] = ("shuffle", "reinit", "invert")
+"""The run variants: Frankle et al. 2021's ablations of a pruning-at-initialization method
+(lth_core.controls.at_init), named here so that a run id is never a file name (`ticket.json`)."""
+
+_VARIANT = "|".join(VARIANTS)
+RUN_ID_PATTERN = rf"[a-z][a-z0-9_]{{0,63}}(?:\.(?:{_VARIANT}))?(?:\.t[1-9][0-9]{{0,5}})?(?:\.r[1-9][0-9]{{0,5}})?"
 """A run id as a regular expression (no anchors): JavaScript and Python read it alike."""
 
 _RUN_ID = re.compile(
-    r"(?P<kind>[a-z][a-z0-9_]{0,63})(?:\.t(?P<trial>[1-9][0-9]{0,5}))?"
+    rf"(?P<kind>[a-z][a-z0-9_]{{0,63}}(?:\.(?:{_VARIANT}))?)(?:\.t(?P<trial>[1-9][0-9]{{0,5}}))?"
     r"(?:\.r(?P<repeat>[1-9][0-9]{0,5}))?"
 )
 
@@ -28,11 +35,29 @@ def run_id(kind: str, trial: int = 0, repeat: int = 0) -> str:
     return kind + (f".t{trial}" if trial else "") + (f".r{repeat}" if repeat else "")
 
 
+def variant_kind(control: str, variant: str | None) -> str:
+    """The kind of control `control` run under `variant` (`snip.shuffle`; None: `control`)."""
+    if variant is None:
+        return control
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant[:40]!r} is not one of {', '.join(VARIANTS)}")
+    return f"{control}.{variant}"
+
+
+def split_kind(kind: str) -> tuple[str, str | None]:
+    """(control or ticket, variant or None) of a run's kind (`snip.shuffle` -> snip, shuffle)."""
+    base, _, variant = kind.partition(".")
+    return base, variant or None
+
+
 def parse_run_id(name: str) -> tuple[str, int, int]:
-    """(kind, trial, repeat) of a run id; raises ValueError naming the expected form."""
+    """(kind, trial, repeat) of a run id; raises ValueError naming the expected form. The kind
+    keeps its variant (`snip.shuffle`); `split_kind` separates them."""
     found = _RUN_ID.fullmatch(name)
     if found is None:
-        raise ValueError(f"run {name[:80]!r} is not of the form kind[.t<trial>][.r<repeat>]")
+        raise ValueError(
+            f"run {name[:80]!r} is not of the form kind[.variant][.t<trial>][.r<repeat>]"
+        )
     return found["kind"], int(found["trial"] or 0), int(found["repeat"] or 0)
 
 

@@ -82,6 +82,14 @@ class LevelMasks:
         given = read_mask_file(self.initial_mask.path, where)
         return fit_mask(given, self.shapes, self.spec.model, where)
 
+    def pruned_names(self) -> list[str]:
+        """The masked weights the strategy prunes: all of them globally, else those whose
+        kind's rate is above 0 (what pruning at initialization scores over)."""
+        p = self.pruning
+        if p.strategy != "layerwise":
+            return list(self.kinds)
+        return [name for name, kind in self.kinds.items() if getattr(p.rates, kind, 0) > 0]
+
     def rates_used(self) -> dict[str, float]:
         """The per-level rates the pruning uses (target_weights solved them)."""
         p = self.pruning

@@ -40,6 +40,9 @@ class RunPlan:
     # Iterations whose weights the dense run keeps for the instability analysis (level 0's
     # ticket, first repeat, only): Keys.dense_weights(k).
     keep_at: tuple[int, ...] = ()
+    # How a control found its own mask (pruning at initialization; None otherwise): its
+    # record in levels/LLL/masks/<run>.json, whose scoring seconds count in the run's cost.
+    mask_info: dict[str, Any] | None = None
 
 
 def publish_run(
@@ -70,6 +73,11 @@ def publish_run(
         "start_iteration": plan.start_iteration,
         **metrics,
     }
+    if plan.mask_info is not None:
+        # Scoring counts in what the run cost: its seconds (wall, as every run's) and, in the
+        # deterministic cost record, the forward/backward passes it took.
+        run["seconds"] = float(run.get("seconds", 0.0)) + float(plan.mask_info["seconds"])
+        run["cost"] = {**run.get("cost", {}), "mask_passes": plan.mask_info["passes"]}
     # Last: its presence marks the run finished (a worker's staging key is published later).
     put_json(store, metrics_key or KEYS.run_metrics(plan.level, plan.kind), run)
     return run

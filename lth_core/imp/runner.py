@@ -17,8 +17,9 @@ from lth_core.nn.data import Splits
 from lth_core.nn.models import PrunableModel
 from lth_core.registry.controls import control
 from lth_core.results.paired import pack_correct
-from lth_core.runs import TICKET, parse_run_id
+from lth_core.runs import TICKET, parse_run_id, split_kind
 from lth_core.spec import ExperimentSpec
+from lth_core.spec.experiment_spec import data_unit, repeats_at
 from lth_core.storage.store import ArtifactStore
 from lth_core.train import stacked
 from lth_core.train.checkpoint import DEFAULT_SECONDS, CheckpointSlot
@@ -31,7 +32,7 @@ Hook = Callable[[int, dict[str, float] | None], None]
 
 def trains(kind: str) -> bool:
     """Whether run `kind` is trained (a supermask is only evaluated)."""
-    base, _, _ = parse_run_id(kind)
+    base, _ = split_kind(parse_run_id(kind)[0])
     return base == TICKET or control(base).trains
 
 
@@ -95,13 +96,13 @@ class Runner:
         alone. The verification's repeats (at `level`) have data orders of their own too, so
         a CPU stacks each (trial, repeat) unit on its own. Depends only on the device type,
         the spec and the level."""
-        units = self.spec.repeats_at(level) if level is not None else 1
+        units = repeats_at(self.spec, level) if level is not None else 1
         if self.device.type == "cuda" or (self.spec.trials == 1 and units == 1):
             return [list(kinds)]
         by_unit: dict[tuple[int, int], list[str]] = {}
         for kind in kinds:
             _, trial, repeat = parse_run_id(kind)
-            unit = self.spec.data_unit(level, repeat) if level is not None else 0
+            unit = data_unit(self.spec, level, repeat) if level is not None else 0
             by_unit.setdefault((trial, unit), []).append(kind)
         return list(by_unit.values())
 

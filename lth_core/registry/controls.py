@@ -21,6 +21,10 @@ CONTROLS: Registry[type[Control]] = Registry(
         "supermask": "lth_core.controls.supermask:Supermask",
         "supermask_same_sign": "lth_core.controls.supermask:SupermaskSameSign",
         "supermask_signed_constant": "lth_core.controls.supermask:SupermaskSignedConstant",
+        "snip": "lth_core.controls.snip:Snip",
+        "grasp": "lth_core.controls.grasp:GraSP",
+        "synflow": "lth_core.controls.synflow:SynFlow",
+        "magnitude_init": "lth_core.controls.magnitude_init:MagnitudeInit",
     },
     group=CONTROLS_GROUP,
 )
@@ -33,6 +37,7 @@ def control(name: str) -> Control:
     return CONTROLS.get_entry(name)()
 
 
-def draws(name: str, repeats: int) -> int:
-    """How many draws of control `name` a level makes when `repeats` are asked for."""
-    return repeats if control(name).repeatable else 1
+def draws(name: str, repeats: int, variant: str | None = None) -> int:
+    """How many draws of control `name` (under `variant`) a level makes when `repeats` are
+    asked for."""
+    return repeats if control(name).variant_repeatable(variant) else 1

@@ -33,12 +33,18 @@ from lth_core.report.sources import (  # noqa: F401 (the figures' readers, used 
 )
 from lth_core.runs import parse_run_id
 
-FIGURES: tuple[str, ...] = ("accuracy_curves", "early_stop_iteration", "early_stop_accuracy")
+FIGURES: tuple[str, ...] = (
+    "accuracy_curves",
+    "early_stop_iteration",
+    "early_stop_accuracy",
+    "method_comparison",
+)
 FORMATS: tuple[str, ...] = ("png", "svg", "json")
 TITLES = {
     "accuracy_curves": "Test accuracy during training",
     "early_stop_iteration": "Early-stop iteration vs weights remaining",
     "early_stop_accuracy": "Test accuracy at early stop vs weights remaining",
+    "method_comparison": "Every method vs weights remaining: IMP, its controls, pruning at init",
 }
 # The sparsities the paper's Figure 3 shows (fractions of weights remaining).
 PAPER_CURVE_LEVELS = (1.0, 0.513, 0.211, 0.036)
@@ -329,6 +335,10 @@ def figure(
         return accuracy_curves_figure(sources, levels=levels, title=title)
     if name in ("early_stop_iteration", "early_stop_accuracy"):
         return sparsity_figure(sources, name, title=title)
+    if name == "method_comparison":
+        from lth_core.report.comparison import comparison_figure
+
+        return comparison_figure(sources, title=title or TITLES[name])
     raise ValueError(f"unknown figure {name!r}; one of {', '.join(FIGURES)}")
 
 

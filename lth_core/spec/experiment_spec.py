@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from lth_core.registry.controls import draws
 from lth_core.runs import TICKET, run_id
-from lth_core.spec import short_budget
+from lth_core.spec import control_options, short_budget
+from lth_core.spec.control_options import validate as _validate_control_options
 from lth_core.spec.names import ControlName, ModelName, plugin_packages
 from lth_core.spec.paper_defaults import merge, paper_defaults_of
 from lth_core.spec.sections import (
@@ -99,6 +99,9 @@ class ExperimentSpec(_Strict):
         exclude_if=lambda v: v == 1,
         description="Independent draws of each control per level and trial (the paper: 3).",
     )
+    control_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, exclude_if=lambda v: not v, description=control_options.HELP
+    )
     ticket_metric: Literal["early_stop", "final"] = Field(
         "early_stop",
         exclude_if=lambda v: v == "early_stop",
@@ -141,6 +144,8 @@ class ExperimentSpec(_Strict):
                 )
         return list(dict.fromkeys(v))  # repeats once, in the order given
 
+    _control_options = field_validator("control_options")(_validate_control_options)
+
     @model_validator(mode="before")
     @classmethod
     def _fill_paper_defaults(cls, data: Any) -> Any:
@@ -168,6 +173,7 @@ class ExperimentSpec(_Strict):
             )
         if len(set(self.controls)) != len(self.controls):
             raise ValueError("controls must not repeat")
+        control_options.check_applies(self)
         if self.pruning.early_bird is not None and self.reset.mode == "rewind":
             raise ValueError(
                 "pruning.early_bird with reset.mode 'rewind': the rewind point is taken from the "
@@ -219,15 +225,6 @@ class ExperimentSpec(_Strict):
     def run_kinds(self) -> list[str]:
         """A pruned level's runs: every trial's ticket, then each control's draws."""
         return paired_runs(self, 1)
-
-    def repeats_at(self, level: int) -> int:
-        """Paired units per trial: verify.repeats at the reference levels, 1 elsewhere."""
-        rule = self.verify_rule
-        return rule.repeats if rule is not None and self.is_reference_level(level) else 1
-
-    def data_unit(self, level: int, repeat: int) -> int:
-        """The data order of draw `repeat`: its unit's at a reference level, else the trial's."""
-        return repeat if repeat < self.repeats_at(level) else 0
 
     @property
     def verify_rule(self) -> VerifySpec | None:
@@ -286,7 +283,7 @@ class ExperimentSpec(_Strict):
         `controls_at` leaves the controls out of the levels it does not name."""
         from_mask = self.mask is not None if from_mask is None else from_mask
         controls = not ((level == 0 and not from_mask) or not self.controls_run_at(level))
-        return paired_runs(self, self.repeats_at(level), controls=controls)
+        return paired_runs(self, repeats_at(self, level), controls=controls)
 
     def trial_seed(self, trial: int) -> int:
         """Trial 0's seed is `seed` (so one trial is the experiment it always was)."""
@@ -322,6 +319,17 @@ def check_verification(spec: ExperimentSpec) -> None:
         )
 
 
+def repeats_at(spec: ExperimentSpec, level: int) -> int:
+    """Paired units per trial: verify.repeats at the reference levels, 1 elsewhere."""
+    rule = spec.verify_rule
+    return rule.repeats if rule is not None and spec.is_reference_level(level) else 1
+
+
+def data_unit(spec: ExperimentSpec, level: int, repeat: int) -> int:
+    """The data order of draw `repeat`: its unit's at a reference level, else the trial's."""
+    return repeat if repeat < repeats_at(spec, level) else 0
+
+
 def paired_runs(spec: ExperimentSpec, units: int, *, controls: bool = True) -> list[str]:
     """Tickets and control draws with `units` paired units per trial (the verification's
     repeats: unit u is ticket.r<u> and each repeatable control's draw u, which share
@@ -329,13 +337,7 @@ def paired_runs(spec: ExperimentSpec, units: int, *, controls: bool = True) -> l
     tickets = [run_id(TICKET, t, u) for t in range(spec.trials) for u in range(units)]
     if not controls:
         return tickets
-    drawn = [
-        run_id(kind, t, r)
-        for t in range(spec.trials)
-        for kind in spec.controls
-        for r in range(draws(kind, max(spec.control_repeats, units)))
-    ]
-    return [*tickets, *drawn]
+    return [*tickets, *control_options.control_runs(spec, max(spec.control_repeats, units))]
 
 
 def parse_spec(data: dict[str, Any]) -> ExperimentSpec:

@@ -76,6 +76,14 @@ class Keys:
         instability analysis (analysis.instability.iterations)."""
         return f"{self.level_dir(0)}/dense_at/{iteration:07d}.safetensors"
 
+    def control_mask(self, level: int, run: str) -> str:
+        """The mask a control found itself (pruning at initialization), beside the level's."""
+        return f"{self.level_dir(level)}/masks/{run}.safetensors"
+
+    def control_mask_info(self, level: int, run: str) -> str:
+        """How that mask was found: method, variant, counts, scoring passes and seconds."""
+        return f"{self.level_dir(level)}/masks/{run}.json"
+
     def runs_dir(self, level: int) -> str:
         return self.level_dir(level) + "/runs"
 

@@ -30,7 +30,9 @@ router = APIRouter(
     dependencies=[Depends(get_principal), Depends(reject_unknown_query)],
 )
 
-FigureName = Literal["accuracy_curves", "early_stop_iteration", "early_stop_accuracy"]
+FigureName = Literal[
+    "accuracy_curves", "early_stop_iteration", "early_stop_accuracy", "method_comparison"
+]
 PlotFormat = Literal["png", "svg", "json"]
 MEDIA = {"png": "image/png", "svg": "image/svg+xml", "json": "application/json"}
 MAX_COMPARED = 50
@@ -39,7 +41,9 @@ FigurePath = Annotated[
     FigureName,
     Path(
         description="accuracy_curves (test accuracy during training at chosen levels), "
-        "early_stop_iteration or early_stop_accuracy (vs weights remaining, log scale)."
+        "early_stop_iteration or early_stop_accuracy (vs weights remaining, log scale), "
+        "method_comparison (accuracy at early stop and early-stop iteration vs weights "
+        "remaining, one curve per method: ticket, controls, pruning at initialization)."
     ),
 ]
 FormatPath = Annotated[

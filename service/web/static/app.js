@@ -11,6 +11,7 @@ const FIGURES = [
   ["accuracy_curves", "Test accuracy during training"],
   ["early_stop_iteration", "Early-stop iteration"],
   ["early_stop_accuracy", "Accuracy at early stop"],
+  ["method_comparison", "Every method (ticket, controls, pruning at init)"],
 ];
 // The API's vocabulary (GET /meta: store.status's values, lth_core.runs's grammar), read once
 // before the first page is drawn, so the page never lists a status the server does not have.
