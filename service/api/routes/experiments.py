@@ -10,7 +10,8 @@ from fastapi.responses import StreamingResponse
 
 from lth_core.registry.models import MODELS
 from lth_core.spec import TAG_PATTERN
-from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
+from service.api.deps import JsonBodyDep, SessionDep, SettingsDep
+from service.api.ids import ExperimentIdDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.consumers import CONSUMERS
@@ -92,11 +93,24 @@ def submit_experiment(
             "with the experiment: its next levels and any re-send go there too.",
         ),
     ] = DEFAULT_QUEUE,
+    again: Annotated[
+        bool,
+        Query(
+            description="Submit even if an experiment of exactly this spec is already "
+            "queued, running or succeeded (otherwise 409 duplicate_spec names it)."
+        ),
+    ] = False,
 ) -> ExperimentOut:
     """Validates the spec, stores a queued experiment, then hands its id to the workers."""
     # The logic is service.use_cases.submit's; the route says where it is and if it replayed.
     submitted = submit(
-        session, settings, principal, body, idempotency_key=idempotency_key, queue_name=queue_name
+        session,
+        settings,
+        principal,
+        body,
+        idempotency_key=idempotency_key,
+        queue_name=queue_name,
+        again=again,
     )
     if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"

@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
+from service.api.deps import SessionDep, SettingsDep
+from service.api.ids import ExperimentIdDep
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.errors import Conflict, TooManyRequests, detail, error_responses
