@@ -21,16 +21,6 @@ def plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-def about(seconds: float) -> str:
-    """A duration as an estimate reads: ``about 40 s``, ``about 3 min``, ``about 2 h 10 min``."""
-    if seconds < 90:
-        return f"about {max(1, round(seconds))} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"about {minutes} min"
-    return f"about {minutes // 60} h {minutes % 60} min"
-
-
 def stop_text(iteration: Any, iterations: int | None) -> tuple[str, bool]:
     """The early-stop iteration, as ``>=N`` when it is the run's last evaluation: validation
     loss was still falling, so the true early-stopping point is at least N."""
@@ -171,6 +161,8 @@ def cost_lines(result: Mapping[str, Any]) -> list[str]:
 def remaining_text(rest: Mapping[str, Any]) -> str:
     """``about 2 min, 8 runs, 16,000 iterations (estimated from ...)``: the API's
     ``remaining_estimate`` in words, its basis said (a measured speed or a prior)."""
+    from lth_core.registry.models.throughput import about
+
     text = (
         f"{about(float(rest.get('seconds') or 0.0))}, {plural(int(rest['runs']), 'run')}, "
         f"{plural(int(rest.get('iterations') or 0), 'iteration')}"

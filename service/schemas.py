@@ -132,6 +132,11 @@ class CostEstimate(BaseModel):
     runs: int
     iterations: int
     seconds: float
+    basis: str | None = Field(
+        None,
+        description="What the estimate rests on: the measured cost per run of the finished "
+        "levels, or (before any) a prior from the model's size and the queue's device class.",
+    )
 
 
 class Cost(BaseModel):
@@ -142,8 +147,9 @@ class Cost(BaseModel):
     levels: int = Field(description="Finished levels counted.")
     remaining_estimate: CostEstimate | None = Field(
         None,
-        description="Mean cost per finished run times the runs still to train (null before "
-        "any level has finished).",
+        description="An estimate of what is left: the mean cost per finished run times the "
+        "runs still to train; before any level has finished, a prior from the model's size "
+        "(null for a model of unknown size). `basis` says which.",
     )
 
 

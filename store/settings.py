@@ -155,6 +155,13 @@ class Settings(LimitSettings):
     quota_retry_after_seconds: int = Field(
         60, ge=1, description="Retry-After sent with a 429 for the per-owner limit."
     )
+    cost_note_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A submitted experiment whose cost estimate (from the model's size, before "
+        "anything is measured) is above this many seconds of training gets a note saying so, "
+        "with its iterations and levels, so a typo (150000 for 1500) is seen at once.",
+    )
     allow_duplicate_specs: bool = Field(
         False,
         description="Accept a spec identical to one of the owner's queued, running or "

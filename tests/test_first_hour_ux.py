@@ -12,7 +12,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from test_service_client import server  # noqa: F401 - the uvicorn fixture
-from test_service_support import assert_error, submit, tiny_spec
+from test_service_support import (
+    EngineRun,
+    assert_error,
+    claim_running,
+    submit,
+    tiny_spec,
+)
 from typer.testing import CliRunner
 
 from cli.main import app as lth
@@ -235,3 +241,143 @@ def test_lth_delete_asks_unless_yes(server: tuple[str, Settings]) -> None:  # no
     httpx.post(f"{url}/experiments/{e['id']}/cancel")
     code, out = _lth("delete", e["id"][:8], "--url", url, "--yes")
     assert code == 0 and f"deleted {e['id']}" in out
+
+
+# ------------------------------------------------------------------ a cost estimate up front
+
+
+def test_a_new_experiment_has_a_cost_estimate_before_its_first_level(client: TestClient) -> None:
+    from lth_core.registry.models.throughput import CPU, training_seconds
+    from lth_core.spec import parse_spec
+    from service.spec_limits import total_iterations
+
+    e = submit(client)
+    rest = e["cost"]["remaining_estimate"]
+    spec = parse_spec(e["spec"])
+    assert rest["runs"] == 3  # level 0's ticket, level 1's ticket and random_reinit
+    assert rest["iterations"] == total_iterations(spec) == 150
+    prior = training_seconds(spec, 150, 3, CPU)
+    assert prior is not None and rest["seconds"] == pytest.approx(prior.seconds, abs=0.05)
+    assert rest["basis"].startswith("estimated from lenet_300_100's size at about")
+    assert "measured speeds replace it" in rest["basis"]
+    assert client.get(f"/experiments/{e['id']}").json()["cost"] == e["cost"]
+    # A typo of 150,000 for 1,500 iterations costs a thousand times more, and says so.
+    spec_json = tiny_spec(name="typo")
+    spec_json["training"] = {"iterations": 150_000, "eval_every": 1000}
+    spec_json["pruning"] = {"levels": 20}
+    typo = submit(client, spec_json)
+    seconds = typo["cost"]["remaining_estimate"]["seconds"]
+    assert seconds > 3600
+    note = next(n for n in typo["notes"] if n.startswith("this experiment is estimated at about"))
+    assert "training.iterations 150,000, pruning.levels 20" in note
+    assert not any("estimated at" in n for n in e["notes"])
+
+
+def test_the_prior_follows_the_model_and_the_device_class() -> None:
+    from lth_core.registry.models.sizes import model_size
+    from lth_core.registry.models.throughput import CPU, GPU, about, training_seconds
+    from lth_core.spec import parse_spec
+
+    # 6 x macs x batch: the FLOP counts bench/results/speed.md measured against.
+    assert 6 * model_size("lenet_300_100", (1, 28, 28), 10).macs * 60 == 95_832_000  # type: ignore[union-attr]
+    assert 6 * model_size("conv2", (3, 32, 32), 10).macs * 60 == 15_761_018_880  # type: ignore[union-attr]
+    lenet = parse_spec({"model": "lenet_300_100"})
+    conv2 = parse_spec({"model": "conv2"})
+    cpu_lenet = training_seconds(lenet, 1000, 1, CPU)
+    cpu_conv2 = training_seconds(conv2, 1000, 1, CPU)
+    gpu_conv2 = training_seconds(conv2, 1000, 1, GPU)
+    assert cpu_lenet and cpu_conv2 and gpu_conv2
+    assert 500 < 1 / cpu_lenet.step_seconds < 1500  # bench: 954 it/s
+    assert 2 < 1 / cpu_conv2.step_seconds < 10  # bench: 5 it/s
+    assert gpu_conv2.seconds < cpu_conv2.seconds / 20
+    assert [about(s) for s in (0.2, 40, 155.3, 5400, 8000)] == [
+        "about 1 s",
+        "about 40 s",
+        "about 3 min",
+        "about 1 h 30 min",
+        "about 2 h 13 min",
+    ]
+
+
+# ------------------------------------------------------------------ ETags of a running experiment
+
+
+def test_a_heartbeat_does_not_change_a_running_experiments_etag(
+    client: TestClient, settings: Settings
+) -> None:
+    from store import claims
+
+    e = submit(client)
+    with session_scope(settings) as session:
+        assert claim_running(session, e["id"], "w")
+    first = client.get(f"/experiments/{e['id']}")
+    etag = first.headers["ETag"]
+    for _ in range(3):
+        with session_scope(settings) as session:
+            assert claims.heartbeat(session, e["id"], "w")
+        again = client.get(f"/experiments/{e['id']}", headers={"If-None-Match": etag})
+        assert again.status_code == 304
+    # What a user sees does change it.
+    with session_scope(settings) as session:
+        experiments.record_progress(session, e["id"], {"level": 0, "iteration": 10})
+    moved = client.get(f"/experiments/{e['id']}", headers={"If-None-Match": etag})
+    assert moved.status_code == 200 and moved.headers["ETag"] != etag
+
+
+# ------------------------------------------------------------------ the contract of the stream
+
+
+def _events(text: str) -> list[dict[str, str]]:
+    """Server-sent events as schemathesis parses them (blocks without data are skipped)."""
+    out = []
+    for block in text.split("\n\n"):
+        event: dict[str, str] = {}
+        for line in block.splitlines():
+            field, _, value = line.partition(":")
+            if field in ("event", "data", "id", "retry"):
+                event[field] = value.removeprefix(" ")
+        if "data" in event:
+            out.append(event)
+    return out
+
+
+def test_every_event_of_the_stream_matches_the_published_schema(
+    client: TestClient, settings: Settings, engine_run: EngineRun
+) -> None:
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from service.openapi import OPENAPI_PATH
+
+    doc = yaml.safe_load(OPENAPI_PATH.read_text())
+    op = doc["paths"]["/experiments/{experiment_id}/events"]["get"]
+    schema = op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    components = {"components": doc["components"]}
+    one_event = Draft202012Validator({**schema, **components})
+    payloads = {
+        branch["properties"]["event"]["const"]: Draft202012Validator(
+            {**branch["properties"]["data"]["contentSchema"], **components}
+        )
+        for branch in schema["oneOf"]
+    }
+    e = submit(client)
+    with session_scope(settings) as session:
+        assert claim_running(session, e["id"])
+        experiments.record_progress(
+            session, e["id"], {"level": 1, "kind": "ticket", "iteration": 3}
+        )
+        for summary in engine_run.summaries:  # then as the worker finishes it
+            experiments.record_level(session, e["id"], summary["level"], summary)
+        assert experiments.mark_succeeded(session, e["id"])
+    with client.stream("GET", f"/experiments/{e['id'][:8]}/events") as response:
+        assert response.status_code == 200
+        events = _events(response.read().decode())
+    names = [event["event"] for event in events]
+    assert names[0] == "status" and names[-1] == "end" and names.count("level") == 2
+    for event in events:
+        assert not list(one_event.iter_errors(event)), event
+        payload = json.loads(event["data"])
+        assert not list(payloads[event["event"]].iter_errors(payload)), (event["event"], payload)
+    # A plain string, as the contract used to say, is no event.
+    assert list(one_event.iter_errors({"event": "status"}))
+    assert list(one_event.iter_errors({"event": "bogus", "data": "{}"}))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from lth_core.spec import parse_spec, short_budget
 from service.consumers import CONSUMERS, check_queue, waiting_note
+from service.cost_estimate import cost_note
 from service.errors import ApiError, Conflict, Unprocessable, detail, invalid_spec
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
@@ -84,6 +85,9 @@ def submit(
     note = waiting_note(experiment.status, experiment.queue, CONSUMERS.get(session, settings))
     out = experiment_out(experiment, note)
     out.notes = short_budget.notes(body)
+    costly = cost_note(parse_spec(experiment.spec), experiment.queue, settings.cost_note_seconds)
+    if costly is not None:
+        out.notes.append(costly)
     return Submitted(out, created)
 
 

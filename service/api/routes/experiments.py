@@ -16,7 +16,7 @@ from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.consumers import CONSUMERS
 from service.errors import Conflict, Unprocessable, detail, error_responses
-from service.events import event_stream
+from service.events import SSE_EVENT, event_stream
 from service.presenters import experiment_out
 from service.reads import authorized_read, experiment_response, list_response, not_found
 from service.schemas import ExperimentList, ExperimentOut, StatusName
@@ -234,7 +234,7 @@ async def get_experiment(
             "description": "A text/event-stream of `status`, `level`, `progress` and `end` "
             "events (each `data` one JSON object, each `id` a cursor for Last-Event-ID), with "
             "a comment line every few seconds while nothing happens; it ends after `end`.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         },
         **error_responses(401, 404, 422, 503),
     },
