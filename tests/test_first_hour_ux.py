@@ -381,3 +381,39 @@ def test_every_event_of_the_stream_matches_the_published_schema(
     # A plain string, as the contract used to say, is no event.
     assert list(one_event.iter_errors({"event": "status"}))
     assert list(one_event.iter_errors({"event": "bogus", "data": "{}"}))
+
+
+# ------------------------------------------------------------------ runs across experiments
+
+
+def test_lth_runs_sorts_every_run_across_experiments(
+    server: tuple[str, Settings],  # noqa: F811
+    engine_run: EngineRun,
+) -> None:
+    import csv
+    import io
+
+    from test_service_support import finish_like_worker
+
+    url, settings = server
+    ids = []
+    for name in ("runs-a", "runs-b"):
+        e = httpx.post(f"{url}/experiments", json=tiny_spec(name=name)).json()
+        finish_like_worker(settings, e["id"], engine_run)
+        ids.append(e["id"][:8])
+    code, out = _lth("runs", "--url", url, "--sort", "test", "--desc", "--csv")
+    assert code == 0, out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    # Two experiments x (level 0's ticket + level 1's ticket and random_reinit).
+    assert len(rows) == 6
+    assert {r["id"] for r in rows} == set(ids)
+    assert sorted(r["run"] for r in rows) == ["random_reinit"] * 2 + ["ticket"] * 4
+    tests = [float(r["test"]) for r in rows]
+    assert tests == sorted(tests, reverse=True)
+    level1 = engine_run.summaries[1]
+    ticket1 = next(r for r in rows if r["level"] == "1" and r["run"] == "ticket")
+    assert float(ticket1["weights"]) == round(100 * level1["weights_remaining"], 2)
+    code, out = _lth("runs", "--url", url, "--sort", "weights")
+    assert code == 0 and "6 runs of 2 experiments, by weights % ↑" in out
+    code, out = _lth("runs", "--url", url, "--sort", "bogus")
+    assert code == 1 and "sort by one of id, name, level" in out
