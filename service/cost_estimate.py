@@ -13,7 +13,6 @@ from typing import Any
 
 from lth_core.registry.models.throughput import CPU, GPU, Prior, about, training_seconds
 from lth_core.spec import ExperimentSpec
-from service.spec_limits import total_iterations
 from store.broker import GPU_QUEUE
 
 MEASURED = "measured: the mean cost per run of the finished levels, times the runs left"
@@ -22,8 +21,11 @@ MEASURED = "measured: the mean cost per run of the finished levels, times the ru
 def prior(spec: ExperimentSpec, queue: str | None) -> tuple[dict[str, Any], Prior] | None:
     """The whole experiment's estimate from the prior (``runs``, ``iterations``, ``seconds``,
     ``basis``) and the prior itself, or None where the model's size is not known."""
-    runs = sum(len(spec.runs_at_level(level)) for level in range(spec.last_level + 1))
-    iterations = total_iterations(spec)
+    levels = range(spec.last_level + 1)
+    runs = sum(len(spec.runs_at_level(level)) for level in levels)
+    iterations = sum(len(spec.runs_at_level(lv)) * _run_length(spec, lv) for lv in levels)
+    if spec.analysis is not None and spec.analysis.instability is not None:
+        iterations += len(levels) * spec.trials * 2 * spec.training.iterations
     found = training_seconds(spec, iterations, runs, GPU if queue == GPU_QUEUE else CPU)
     if found is None:
         return None
@@ -34,6 +36,17 @@ def prior(spec: ExperimentSpec, queue: str | None) -> tuple[dict[str, Any], Prio
         "basis": found.basis(spec.model),
     }
     return estimate, found
+
+
+def _run_length(spec: ExperimentSpec, level: int) -> int:
+    """Iterations one run of ``level`` trains: a rewound run starts at the rewind point, a
+    fine-tuned one trains finetune_iterations (as lth_core.results.eta counts them)."""
+    reset = spec.reset
+    if level > 0 and reset.finetune_iterations is not None:
+        return reset.finetune_iterations
+    if level > 0 and reset.mode == "rewind":
+        return spec.training.iterations - reset.rewind_iteration
+    return spec.training.iterations
 
 
 def cost_note(spec: ExperimentSpec, queue: str | None, limit_seconds: float) -> str | None:

@@ -260,7 +260,8 @@ class ExperimentOut(BaseModel):
     notes: list[str] = Field(
         default_factory=list,
         description="On submit: paper defaults adapted to the spec's budget (e.g. lr_milestones "
-        "scaled to a shorter training), each said in one line; the values are in `spec`.",
+        "scaled to a shorter training), each said in one line; the values are in `spec`. And "
+        "an estimate above LTH_COST_NOTE_SECONDS of training, with its iterations and levels.",
     )
     cancel_requested: bool
     attempts: int

@@ -156,7 +156,7 @@ class Settings(LimitSettings):
         60, ge=1, description="Retry-After sent with a 429 for the per-owner limit."
     )
     cost_note_seconds: float = Field(
-        3600.0,
+        4 * 3600.0,
         gt=0,
         description="A submitted experiment whose cost estimate (from the model's size, before "
         "anything is measured) is above this many seconds of training gets a note saying so, "

@@ -255,21 +255,26 @@ def test_a_new_experiment_has_a_cost_estimate_before_its_first_level(client: Tes
     rest = e["cost"]["remaining_estimate"]
     spec = parse_spec(e["spec"])
     assert rest["runs"] == 3  # level 0's ticket, level 1's ticket and random_reinit
-    assert rest["iterations"] == total_iterations(spec) == 150
+    assert rest["iterations"] == total_iterations(spec) == 150  # every run trains 50
     prior = training_seconds(spec, 150, 3, CPU)
     assert prior is not None and rest["seconds"] == pytest.approx(prior.seconds, abs=0.05)
     assert rest["basis"].startswith("estimated from lenet_300_100's size at about")
     assert "measured speeds replace it" in rest["basis"]
     assert client.get(f"/experiments/{e['id']}").json()["cost"] == e["cost"]
-    # A typo of 150,000 for 1,500 iterations costs a thousand times more, and says so.
-    spec_json = tiny_spec(name="typo")
+    # A typo of 150,000 for 1,500 iterations of Conv-2 costs a hundred times more: a note.
+    spec_json = tiny_spec(name="typo", model="conv2")
+    spec_json["dataset"] = {
+        "name": "synthetic",
+        "validation_size": 200,
+        "synthetic": {"input_shape": [3, 32, 32], "train_size": 1000, "test_size": 200},
+    }
     spec_json["training"] = {"iterations": 150_000, "eval_every": 1000}
-    spec_json["pruning"] = {"levels": 20}
     typo = submit(client, spec_json)
     seconds = typo["cost"]["remaining_estimate"]["seconds"]
-    assert seconds > 3600
+    assert seconds > 4 * 3600
     note = next(n for n in typo["notes"] if n.startswith("this experiment is estimated at about"))
-    assert "training.iterations 150,000, pruning.levels 20" in note
+    assert "training.iterations 150,000, pruning.levels 1" in note
+    assert "conv2's size" in note
     assert not any("estimated at" in n for n in e["notes"])
 
 
