@@ -422,3 +422,20 @@ def test_lth_runs_sorts_every_run_across_experiments(
     assert code == 0 and "6 runs of 2 experiments, by weights % ↑" in out
     code, out = _lth("runs", "--url", url, "--sort", "bogus")
     assert code == 1 and "sort by one of id, name, level" in out
+
+
+def test_statuses_read_as_sentences(client: TestClient) -> None:
+    from store.status import stands
+
+    assert [stands(s) for s in ("queued", "running", "succeeded", "failed", "cancelled")] == [
+        "is queued",
+        "is running",
+        "has succeeded",
+        "has failed",
+        "was cancelled",
+    ]
+    e = submit(client)
+    error = assert_error(client.post(f"/experiments/{e['id']}/resume"), 409, "not_resumable")
+    assert f"experiment {e['id']} is queued; only a cancelled or failed" in error["message"]
+    client.post(f"/experiments/{e['id']}/cancel")
+    assert client.delete(f"/experiments/{e['id'][:8]}").status_code == 204

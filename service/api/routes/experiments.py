@@ -24,6 +24,7 @@ from service.use_cases.submit import submit
 from store import artifacts, experiments
 from store.broker import DEFAULT_QUEUE
 from store.models import Status
+from store.status import stands
 
 #: A broker queue name: what Celery's ``--queues`` accepts without quoting.
 QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
@@ -275,7 +276,7 @@ def cancel_experiment(
         raise not_found(experiment_id)
     if experiment.status in (Status.SUCCEEDED, Status.FAILED):
         raise Conflict(
-            f"experiment {experiment_id} already {experiment.status}; nothing to cancel",
+            f"experiment {experiment_id} {stands(experiment.status)} already; nothing to cancel",
             error_type="already_finished",
         )
     return experiment_out(experiment)
@@ -310,7 +311,7 @@ def delete_experiment(
     if not experiments.delete_experiment(session, experiment_id):
         session.rollback()
         raise Conflict(
-            f"experiment {experiment_id} is {experiment.status}; only succeeded, failed or "
+            f"experiment {experiment_id} {stands(experiment.status)}; only succeeded, failed or "
             "cancelled experiments can be deleted (cancel it first)",
             error_type="not_finished",
         )
