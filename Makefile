@@ -42,7 +42,7 @@ test: setup services
 	$(BIN)/pytest
 
 demo: setup
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(if $(DEMO_PORT),--port $(DEMO_PORT))
 
 lint:
 	$(BIN)/ruff check .

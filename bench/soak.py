@@ -226,7 +226,10 @@ class Client(threading.Thread):
         key = uuid.uuid4().hex
         body = spec(self.rng.randrange(self.seeds))
         headers = {"Idempotency-Key": key}
-        response = self.call("POST", "/experiments", json=body, headers=headers)
+        # Seeds repeat on purpose (many experiments of one spec): submitted ?again=true, as a
+        # user would, since the API refuses an identical spec otherwise (409 duplicate_spec).
+        again_ = {"again": "true"}
+        response = self.call("POST", "/experiments", json=body, headers=headers, params=again_)
         if response is None or response.status_code != 201:
             return  # a refused submission (the outage): a real client would retry it
         experiment_id = response.json()["id"]
@@ -237,7 +240,7 @@ class Client(threading.Thread):
         if self.rng.random() < CANCEL_SHARE:
             self.cancel_at[experiment_id] = time.monotonic() + self.rng.uniform(0, 10)
         if self.rng.random() < 0.3:  # the client did not see the answer and retries
-            again = self.call("POST", "/experiments", json=body, headers=headers)
+            again = self.call("POST", "/experiments", json=body, headers=headers, params=again_)
             if again is not None and again.status_code == 201:
                 with self.record.lock:
                     self.record.retries += 1

@@ -31,6 +31,15 @@ class ClientError(Exception):
     """A request that failed, with the message to show."""
 
 
+class SpecRejected(ClientError):
+    """A submit refused as an invalid spec: the message as `error_message` words it, plus
+    each problem as (spec path, message), so `lth submit` can say which input gave it."""
+
+    def __init__(self, message: str, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 class StreamUnavailable(Exception):
     """The event stream cannot be followed here (an older server, a buffering proxy)."""
 
@@ -66,18 +75,40 @@ def error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {message}"
 
 
-def _spec_problems(status_code: int, details: list[Mapping[str, Any]]) -> str:
-    """The API's validation details with their location as a spec path (``training.lr``,
-    ``levels[2]``), since the body's own ``loc`` names FastAPI's request parts."""
-    count = "1 problem" if len(details) == 1 else f"{len(details)} problems"
-    lines = [f"HTTP {status_code}: invalid spec ({count}):"]
-    for d in details:
-        loc = [p for p in d.get("loc", []) if p != "body"]
-        path = ""
-        for part in loc:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-        lines.append(f"  {path or 'spec'}: {d.get('msg', '')}")
+def spec_problems(details: list[Mapping[str, Any]]) -> list[tuple[tuple[str | int, ...], str]]:
+    """The API's validation details as (location in the spec, message): the body's ``loc``
+    names FastAPI's request parts, the spec path starts after ``body``."""
+    return [
+        (tuple(p for p in d.get("loc", []) if p != "body"), str(d.get("msg", ""))) for d in details
+    ]
+
+
+def spec_path(loc: tuple[str | int, ...]) -> str:
+    """``training.lr``, ``levels[2]``; ``spec`` for the whole body."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "spec"
+
+
+def problem_lines(
+    status_code: int | None,
+    problems: list[tuple[tuple[str | int, ...], str]],
+    tag: Callable[[tuple[str | int, ...]], str] | None = None,
+) -> str:
+    """``invalid spec (N problems):`` and one line per problem, as `lth run` prints them
+    (``tag``: the input it came from, e.g. ``[in spec.json]``)."""
+    count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+    head = f"invalid spec ({count}):"
+    lines = [head if status_code is None else f"HTTP {status_code}: {head}"]
+    for loc, msg in problems:
+        suffix = f"  [{tag(loc)}]" if tag is not None else ""
+        lines.append(f"  {spec_path(loc)}: {msg}{suffix}")
     return "\n".join(lines)
+
+
+def _spec_problems(status_code: int, details: list[Mapping[str, Any]]) -> str:
+    return problem_lines(status_code, spec_problems(details))
 
 
 def retry_after(response: httpx.Response, default: float = 1.0) -> float:
@@ -229,44 +260,55 @@ def follow_experiment(
 
 
 def submit_spec(
-    client: httpx.Client, spec: Mapping[str, Any], key: str, attempts: int = 5
+    client: httpx.Client,
+    spec: Mapping[str, Any],
+    key: str,
+    attempts: int = 5,
+    *,
+    again: bool = False,
 ) -> dict[str, Any]:
     """POSTs the spec, retrying lost connections and 503s with the same Idempotency-Key, so a
-    retry can never create a second experiment."""
+    retry can never create a second experiment (``again``: even if one of the same spec is
+    queued, running or succeeded)."""
     delay = 0.5
+    params = {"again": "true"} if again else {}
     for attempt in range(attempts):
         try:
-            response = client.post("/experiments", json=spec, headers={"Idempotency-Key": key})
+            response = client.post(
+                "/experiments", json=spec, headers={"Idempotency-Key": key}, params=params
+            )
         except httpx.TransportError as exc:
             if attempt == attempts - 1:
                 raise unreachable(client, exc) from exc
         else:
             if response.status_code != 503 or attempt == attempts - 1:
                 if response.is_error:
-                    raise ClientError(error_message(response))
+                    raise _submit_error(response)
                 return response.json()
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
     raise ClientError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
+def _submit_error(response: httpx.Response) -> ClientError:
+    """A refused submit: SpecRejected (with its problems) for an invalid spec."""
+    message = error_message(response)
+    try:
+        error = response.json()["error"]
+        if error.get("type") == "invalid_spec" and error.get("details"):
+            return SpecRejected(message, spec_problems(error["details"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return ClientError(message)
+
+
 def resolve_id(client: httpx.Client, ref: str) -> str:
-    """A full id from an id or a unique prefix of one (as `lth ls` shows them)."""
+    """A full id from an id or a unique start of one (as `lth ls` shows them): the API
+    resolves it among the caller's experiments (one GET), and answers an ambiguous start
+    with the matching ids."""
     if len(ref) == 32 or not ref or any(c not in "0123456789abcdef" for c in ref.lower()):
         return ref
-    matches: list[str] = []
-    offset = 0
-    while True:
-        page = call(client, "GET", "/experiments", params={"limit": 200, "offset": offset}).json()
-        matches += [e["id"] for e in page["items"] if e["id"].startswith(ref.lower())]
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"] or offset >= 5000:
-            break
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise ClientError(f"no experiment id starts with {ref}")
-    raise ClientError(f"{ref} is the start of {len(matches)} ids; give more of it")
+    return str(call(client, "GET", f"/experiments/{ref.lower()}").json()["id"])
 
 
 def download_to(client: httpx.Client, path: str, target: Path) -> int:

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import api, artifacts, experiments, keys, registry, report, run, workers
+from cli.commands import (
+    api,
+    artifacts,
+    experiments,
+    keys,
+    registry,
+    report,
+    run,
+    runs,
+    workers,
+)
 
 app = typer.Typer(
     name="lth",
@@ -25,7 +35,7 @@ def main() -> None:
     """Keeps `lth` a group of subcommands however many are registered."""
 
 
-for module in (run, api, workers, experiments, artifacts, keys, report, registry):
+for module in (run, api, workers, experiments, runs, artifacts, keys, report, registry):
     module.register(app)
 
 

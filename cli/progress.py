@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from cli.render import progress_bars
-from lth_core.results.eta import Speed, clock_text, estimate, iterations_left
+from lth_core.results.eta import SettlingEta, Speed, clock_text, iterations_left
 
 
 class RunProgress:
@@ -41,7 +41,8 @@ class RunProgress:
         self.lines = enabled and not console.is_terminal
         self.line_seconds = line_seconds
         self.clock = clock
-        self.speed = Speed(clock)
+        self.speed = Speed(clock)  # the run's own speed, shown as it/s
+        self.eta = SettlingEta(clock)  # the ETA, smoothed per kind of run (no jumps)
         self.experiment: Any = None
         self._finished = 0
         self._last_line = float("-inf")
@@ -95,6 +96,9 @@ class RunProgress:
         if event.kind != (getattr(event, "kinds", ()) or (event.kind,))[0]:
             return  # a stack reports once per evaluation, through its first member
         rate = self.speed.observe(run, event.iteration)
+        self.eta.observe(
+            run, "+".join(getattr(event, "kinds", ()) or (event.kind,)), event.iteration
+        )
         if self.experiment is not None:
             self._finished = len(self.experiment.layout.finished_levels())
         self.progress.update(self.level_task, completed=self._finished)
@@ -129,7 +133,9 @@ class RunProgress:
         if self.experiment is None:
             return f"{rate:.1f} it/s"
         kinds = getattr(event, "kinds", ()) or (event.kind,)
-        est = estimate(iterations_left(self.experiment, event.level, event.iteration, kinds), rate)
+        est = self.eta.estimate(
+            iterations_left(self.experiment, event.level, event.iteration, kinds)
+        )
         return (
             f"{rate:.1f} it/s  level ETA {clock_text(est.level_eta_seconds)}"
             f"  ETA {clock_text(est.eta_seconds)}"

@@ -16,6 +16,11 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def plural(count: int, word: str) -> str:
+    """``1 level``, ``3 levels``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 def stop_text(iteration: Any, iterations: int | None) -> tuple[str, bool]:
     """The early-stop iteration, as ``>=N`` when it is the run's last evaluation: validation
     loss was still falling, so the true early-stopping point is at least N."""
@@ -173,14 +178,11 @@ def cost_lines(result: Mapping[str, Any]) -> list[str]:
     if isinstance(cost, Mapping):
         line = (
             f"cost: {cost.get('iterations', 0):,} iterations, {cost.get('seconds', 0.0):.1f} s "
-            f"of training over {cost.get('levels', 0)} levels"
+            f"of training over {plural(int(cost.get('levels', 0)), 'level')}"
         )
         rest = cost.get("remaining_estimate")
         if isinstance(rest, Mapping) and rest.get("runs"):
-            line += (
-                f"; about {rest['iterations']:,} iterations / {rest['seconds']:.0f} s to go "
-                f"({rest['runs']} runs)"
-            )
+            line += f"; to go: {remaining_text(rest)}"
         lines.append(line)
     ttt = result.get("time_to_ticket")
     if ttt is not None:
@@ -200,6 +202,19 @@ def cost_lines(result: Mapping[str, Any]) -> list[str]:
             "winning ticket"
         )
     return lines
+
+
+def remaining_text(rest: Mapping[str, Any]) -> str:
+    """``about 2 min, 8 runs, 16,000 iterations (estimated from ...)``: the API's
+    ``remaining_estimate`` in words, its basis said (a measured speed or a prior)."""
+    from lth_core.registry.models.throughput import about
+
+    text = (
+        f"{about(float(rest.get('seconds') or 0.0))}, {plural(int(rest['runs']), 'run')}, "
+        f"{plural(int(rest.get('iterations') or 0), 'iteration')}"
+    )
+    basis = rest.get("basis")
+    return f"{text} ({basis})" if basis else text
 
 
 def timing_text(progress: Mapping[str, Any]) -> str:

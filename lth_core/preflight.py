@@ -16,15 +16,19 @@ import torch
 
 from lth_core.nn.data import DatasetUnavailable, Splits, load_splits
 from lth_core.spec import ExperimentSpec
+from lth_core.storage import provenance
 
 
 class InputError(ValueError):
     """A mistake in what the user gave (a file, the data); the message is for them."""
 
 
-def read_mask_file(path: Path, label: str | None = None) -> dict[str, torch.Tensor]:
+def read_mask_file(
+    path: Path, label: str | None = None, *, model: str | None = None
+) -> dict[str, torch.Tensor]:
     """The masks in a level's mask file or a ticket (its `mask/<name>` entries); `label`
-    names the input in messages (default: ``--mask PATH``)."""
+    names the input in messages (default: ``--mask PATH``). With `model`, a file whose
+    provenance names another model is refused saying whose mask it is."""
     from safetensors import SafetensorError
 
     from lth_core.storage.ticket_file import read_ticket
@@ -35,15 +39,19 @@ def read_mask_file(path: Path, label: str | None = None) -> dict[str, torch.Tens
     if not path.is_file():
         raise InputError(f"{label}: not a file")
     try:
-        masks = read_ticket(path).masks
+        found = read_ticket(path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(
             f"{label}: not a safetensors mask file ({exc}); give a level's "
             "mask.safetensors or a ticket.safetensors"
         ) from None
-    if not masks:
+    try:
+        provenance.check_model(found.metadata, model, label)
+    except provenance.MaskMismatch as exc:
+        raise InputError(str(exc)) from None
+    if not found.masks:
         raise InputError(f"{label}: holds no masks")
-    return masks
+    return found.masks
 
 
 def fit_mask(
@@ -80,7 +88,7 @@ def check(spec: ExperimentSpec, mask: Path | None) -> Splits:
     # A plugin's dataset that does not state its shape is loaded first to know it.
     splits = _load(spec) if dataset.input_shape is None or dataset.num_classes is None else None
     if mask is not None:
-        given = read_mask_file(mask)
+        given = read_mask_file(mask, model=spec.model)
         shape = dataset.input_shape or splits.input_shape  # type: ignore[union-attr]
         classes = dataset.num_classes or splits.num_classes  # type: ignore[union-attr]
         template = build_model(spec.model, shape, classes)

@@ -3,11 +3,20 @@
 # Starts `lth serve` (API + embedded worker, no Redis), submits a LeNet-300-100 Fashion-MNIST
 # experiment, follows it with a progress bar, downloads the winning ticket, loads it with
 # safetensors alone, prints the per-level table, and stops the server.
+# Usage: scripts/demo.sh [--port N]  (or LTH_DEMO_PORT=N; `make demo DEMO_PORT=N`; default 8765).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 OUT=demo-out
 PORT=${LTH_DEMO_PORT:-8765}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) PORT=${2:?--port needs a number}; shift 2 ;;
+    --port=*) PORT=${1#--port=}; shift ;;
+    *) echo "usage: scripts/demo.sh [--port N]" >&2; exit 2 ;;
+  esac
+done
+case "$PORT" in ''|*[!0-9]*) echo "error: the port must be a number, got '$PORT'" >&2; exit 2 ;; esac
 URL="http://127.0.0.1:${PORT}"
 mkdir -p "$OUT"
 export LTH_DATA_DIR="${LTH_DATA_DIR:-$OUT/data}"
@@ -45,3 +54,14 @@ print(
     f"{sum(1 for k in ticket if k.startswith('init/'))} tensors"
 )
 PY
+
+DATA=$(cd "$LTH_DATA_DIR" && pwd)
+cat <<NEXT
+
+Next steps (the server has stopped; everything it wrote stays in $DATA):
+  results:     $DATA/experiments/$ID/results.json (every level, the ticket and why)
+  the ticket:  $OUT/ticket.safetensors
+  web view:    LTH_DATA_DIR=$DATA $BIN/lth serve --port $PORT
+               then open $URL/#/experiments/${ID:0:8}
+  terminal:    $BIN/lth status ${ID:0:8} --url $URL   (while it serves)
+NEXT

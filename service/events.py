@@ -45,7 +45,7 @@ from service.errors import ApiError, Unprocessable, detail
 from service.presenters import experiment_out
 from service.reads import authorized_read, not_found, stamped
 from store import reads
-from store.models import FINISHED_STATUSES
+from store.models import FINISHED_STATUSES, Status
 from store.reads import ExperimentRow
 from store.settings import Settings
 
@@ -81,6 +81,68 @@ class Cursor:
 
 def _version(row: ExperimentRow, consumers: Consumers | None) -> str:
     return stamped(row.version, consumers)[0].strip('"')
+
+
+def _event_kind(name: str, description: str, data: dict[str, Any]) -> dict[str, Any]:
+    """One kind of event: its name, and its ``data`` (a JSON text) and what that holds."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name, "description": description},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
+            "id": {"type": "string", "description": "The cursor to send back as Last-Event-ID."},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
+
+
+_STATUS = {"type": "string", "enum": [str(s) for s in Status]}
+#: One parsed event of the stream (OpenAPI 3.1 describes a text/event-stream response by the
+#: schema of each event: its `event`, `data`, `id` and `retry` fields); schemathesis checks
+#: every event the stream sends against it. Comment lines (heartbeats) carry no event.
+SSE_EVENT: dict[str, Any] = {
+    "oneOf": [
+        _event_kind(
+            "status",
+            "The status changed.",
+            {
+                "type": "object",
+                "required": ["status", "cancel_requested"],
+                "properties": {
+                    "status": _STATUS,
+                    "cancel_requested": {"type": "boolean"},
+                    "error": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/ExperimentError"},
+                            {"type": "null"},
+                        ]
+                    },
+                },
+            },
+        ),
+        _event_kind("level", "A level finished.", {"$ref": "#/components/schemas/LevelSummary"}),
+        _event_kind("progress", "Progress moved.", {"$ref": "#/components/schemas/Progress"}),
+        _event_kind(
+            "end",
+            "The experiment finished (or was deleted); the stream closes.",
+            {
+                "type": "object",
+                "required": ["status"],
+                "properties": {"status": {"anyOf": [_STATUS, {"const": "deleted"}]}},
+            },
+        ),
+        _event_kind(
+            "error",
+            "The stream cannot go on (the key was revoked, the database is down).",
+            {"$ref": "#/components/schemas/ErrorInfo"},
+        ),
+    ]
+}
 
 
 def _event(name: str, data: Any, cursor: Cursor) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from lth_core.spec import ExperimentSpec, parse_spec
 from service.errors import Conflict, NotFound, Unprocessable, detail
-from store import artifacts, experiments
+from store import artifacts, experiments, short_ids
 from store.settings import Settings
 
 _LOC = ("body", "mask")
@@ -32,7 +32,13 @@ def check_mask_source(
     id_loc = [*_LOC, "experiment_id"]
     level_loc = [*_LOC, "level"]
     try:
-        source_id = artifacts.normalize_id(source.experiment_id)
+        source_id = short_ids.resolve(session, source.experiment_id, owner=owner)
+    except short_ids.AmbiguousId as exc:
+        raise NotFound(
+            f"mask.experiment_id: {exc}",
+            error_type="ambiguous_id",
+            details=[detail(id_loc, c.describe(), "ambiguous_id") for c in exc.candidates],
+        ) from None
     except artifacts.InvalidId:
         source_id = None
     row = experiments.get(session, source_id, owner=owner) if source_id else None

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from lth_core.results.cost import experiment_cost
 from lth_core.results.verification import decision as ticket_decision
 from lth_core.spec import ExperimentSpec, parse_spec
+from service.cost_estimate import with_estimate
 from service.schemas import (
     Cost,
     ExperimentError,
@@ -111,7 +112,7 @@ def experiment_out(experiment: Experiment, waiting: str | None = None) -> Experi
             message=without_server_paths(experiment.error_message or ""),
         )
     return ExperimentOut(
-        cost=Cost.model_validate(_cost(parsed, summaries)),
+        cost=Cost.model_validate(_cost(parsed, summaries, experiment.queue)),
         time_to_ticket=_time_to_ticket(experiment),
         verified=None
         if decision is None or decision.verification is None
@@ -136,12 +137,16 @@ def experiment_out(experiment: Experiment, waiting: str | None = None) -> Experi
     )
 
 
-def _cost(spec: ExperimentSpec | None, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def _cost(
+    spec: ExperimentSpec | None, summaries: list[dict[str, Any]], queue: str | None
+) -> dict[str, Any]:
     """lth_core.results.cost's sums over the finished levels; the estimate needs the runs of the
-    levels still to come, which the stored spec gives."""
+    levels still to come, which the stored spec gives (before any level: service.cost_estimate's
+    prior)."""
     if spec is None:  # stored by an older version: count what is there, estimate nothing
         return {**experiment_cost(summaries, [], lambda level: []), "remaining_estimate": None}
-    return experiment_cost(summaries, range(spec.last_level + 1), spec.runs_at_level)
+    cost = experiment_cost(summaries, range(spec.last_level + 1), spec.runs_at_level)
+    return with_estimate(cost, spec, queue)
 
 
 def _time_to_ticket(experiment: Experiment) -> float | None:

@@ -150,6 +150,11 @@ class CostEstimate(BaseModel):
     runs: int
     iterations: int
     seconds: float
+    basis: str | None = Field(
+        None,
+        description="What the estimate rests on: the measured cost per run of the finished "
+        "levels, or (before any) a prior from the model's size and the queue's device class.",
+    )
 
 
 class Cost(BaseModel):
@@ -166,8 +171,9 @@ class Cost(BaseModel):
     )
     remaining_estimate: CostEstimate | None = Field(
         None,
-        description="Mean cost per finished run times the runs still to train (null before "
-        "any level has finished).",
+        description="An estimate of what is left: the mean cost per finished run times the "
+        "runs still to train; before any level has finished, a prior from the model's size "
+        "(null for a model of unknown size). `basis` says which.",
     )
 
 
@@ -332,7 +338,8 @@ class ExperimentOut(BaseModel):
     notes: list[str] = Field(
         default_factory=list,
         description="On submit: paper defaults adapted to the spec's budget (e.g. lr_milestones "
-        "scaled to a shorter training), each said in one line; the values are in `spec`.",
+        "scaled to a shorter training), each said in one line; the values are in `spec`. And "
+        "an estimate above LTH_COST_NOTE_SECONDS of training, with its iterations and levels.",
     )
     cancel_requested: bool
     attempts: int

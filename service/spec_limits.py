@@ -10,6 +10,7 @@ user knows what to change and an operator knows what to raise.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from lth_core.registry.datasets import DATASETS
 from lth_core.spec import ExperimentSpec
@@ -110,12 +111,34 @@ def check_spec_limits(spec: ExperimentSpec, settings: Settings) -> None:
         )
 
 
+#: The spec's counts the service bounds tighter than the engine, by their setting.
+_RAW_BOUNDS = (
+    (("training", "iterations"), "max_iterations", "LTH_MAX_ITERATIONS"),
+    (("training", "batch_size"), "max_batch_size", "LTH_MAX_BATCH_SIZE"),
+    (("pruning", "levels"), "max_levels", "LTH_MAX_LEVELS"),
+)
+
+
+def check_raw_limits(body: dict[str, Any], settings: Settings) -> None:
+    """The service's bounds on the counts as written, before the spec is parsed: a value past
+    the engine's own bound too (1e8 iterations) gets the same "the limit is N (setting)"
+    answer as one past the service's only (1e6), not the engine's larger number."""
+    for loc, field, setting in _RAW_BOUNDS:
+        value: Any = body
+        for key in loc:
+            value = value.get(key) if isinstance(value, dict) else None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and math.isfinite(value) and value > getattr(settings, field):
+            _at_most(list(loc), value, getattr(settings, field), setting)
+
+
 def _at_most(
-    loc: list[str], value: int, limit: int, setting: str, *, what: str | None = None
+    loc: list[str], value: float, limit: int, setting: str, *, what: str | None = None
 ) -> None:
     if value > limit:
         name = what or ".".join(loc)
-        raise _refused(loc, f"{name} is {value:,}; the limit is {limit:,} ({setting})")
+        shown = f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+        raise _refused(loc, f"{name} is {shown}; the limit is {limit:,} ({setting})")
 
 
 def _refused(loc: list[str], message: str) -> Unprocessable:

@@ -53,9 +53,13 @@ def experiment_store(settings: Settings, experiment_id: str) -> ArtifactStore:
     """The store of one (validated) experiment's artifacts, keyed as lth_core's layout names
     them: a folder under the data directory, or ``experiments/<id>/`` under the object store
     of ``LTH_ARTIFACTS_URL``."""
+    store: ArtifactStore
     if settings.artifacts_url:
-        return object_store(settings).scoped(f"experiments/{normalize_id(experiment_id)}")
-    return LocalStore(experiment_dir(settings, experiment_id))
+        store = object_store(settings).scoped(f"experiments/{normalize_id(experiment_id)}")
+    else:
+        store = LocalStore(experiment_dir(settings, experiment_id))
+    store.experiment_id = normalize_id(experiment_id)
+    return store
 
 
 def object_store(settings: Settings) -> S3Store:

@@ -108,6 +108,24 @@ def create(
     return experiment, True
 
 
+def find_duplicate(session: Session, spec: dict[str, Any], owner: str | None) -> Experiment | None:
+    """The owner's newest queued, running or succeeded experiment of exactly this (validated,
+    defaults-filled) spec, or None. A failed or cancelled one is no duplicate: running it
+    again is how it is retried. Narrowed by name in SQL, compared in full here (JSON columns
+    do not compare alike on every database)."""
+    name = str(spec.get("name") or spec.get("model") or "experiment")
+    query = (
+        select(Experiment)
+        .where(
+            func.coalesce(Experiment.owner, "") == (owner or ""),
+            Experiment.name == name,
+            Experiment.status.in_([*ACTIVE_STATUSES, Status.SUCCEEDED]),
+        )
+        .order_by(Experiment.created_at.desc())
+    )
+    return next((e for e in session.scalars(query) if e.spec == spec), None)
+
+
 def _replay(existing: Experiment, spec: dict[str, Any]) -> Experiment:
     if existing.spec != spec:
         raise IdempotencyConflict(existing)

@@ -128,8 +128,16 @@ def claim(
 
 
 def beat(session: Session, lease: Lease, token: str, now: datetime | None = None) -> bool:
-    """Refreshes the heartbeat; False means ``token`` no longer holds the lease: stop."""
-    return _update(session, lease, [lease.token == token], {"heartbeat_at": now or utcnow()})
+    """Refreshes the heartbeat; False means ``token`` no longer holds the lease: stop.
+
+    A heartbeat is nothing a client sees, so it keeps the row's ``updated_at`` (naming the
+    column suppresses its ``onupdate``): the experiment's ETag, computed from it, then changes
+    only with what the API shows, and a poller of a running experiment gets 304s between
+    progress writes."""
+    values: dict[str, Any] = {"heartbeat_at": now or utcnow()}
+    if hasattr(lease.model, "updated_at"):
+        values["updated_at"] = lease.model.updated_at
+    return _update(session, lease, [lease.token == token], values)
 
 
 def holds(session: Session, lease: Lease, token: str) -> bool:

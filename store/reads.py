@@ -42,8 +42,9 @@ _VERSION_COLUMNS = (
 #: Bumped whenever the response shape changes, so that a client's cached ETag cannot match a
 #: body of another shape after an upgrade.
 #: 2: the experiment's ``queue``; 3: cost, time_to_ticket, verified; 4: progress ETA and
-#: kinds, notes; 5: progress.waiting (the version gains the queue and the waiting note).
-REPRESENTATION = "lth-experiment-5"
+#: kinds, notes; 5: progress.waiting (the version gains the queue and the waiting note);
+#: 6: cost.remaining_estimate before the first level, with its basis.
+REPRESENTATION = "lth-experiment-6"
 
 
 @dataclass

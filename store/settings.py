@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from lth_core.spec.sections import MAX_ITERATIONS
 from store.settings_limits import LimitSettings
 
 
@@ -128,6 +129,7 @@ class Settings(LimitSettings):
     max_iterations: int = Field(
         250_000,
         ge=1,
+        le=MAX_ITERATIONS,
         description="Most training iterations of one run (one level's ticket or control).",
     )
     max_total_iterations: int = Field(
@@ -160,6 +162,19 @@ class Settings(LimitSettings):
     )
     quota_retry_after_seconds: int = Field(
         60, ge=1, description="Retry-After sent with a 429 for the per-owner limit."
+    )
+    cost_note_seconds: float = Field(
+        4 * 3600.0,
+        gt=0,
+        description="A submitted experiment whose cost estimate (from the model's size, before "
+        "anything is measured) is above this many seconds of training gets a note saying so, "
+        "with its iterations and levels, so a typo (150000 for 1500) is seen at once.",
+    )
+    allow_duplicate_specs: bool = Field(
+        False,
+        description="Accept a spec identical to one of the owner's queued, running or "
+        "succeeded experiments without `?again=true` (results are deterministic, so the copy "
+        "is usually waste). Off: such a submit is answered 409 duplicate_spec naming it.",
     )
     allow_dataset_root: bool = Field(
         False,

@@ -25,6 +25,21 @@ FINISHED_STATUSES: frozenset[str] = frozenset({Status.SUCCEEDED, Status.FAILED, 
 ACTIVE_STATUSES: frozenset[str] = frozenset({Status.QUEUED, Status.RUNNING})
 
 
+_STANDS: dict[str, str] = {
+    Status.QUEUED: "is queued",
+    Status.RUNNING: "is running",
+    Status.SUCCEEDED: "has succeeded",
+    Status.FAILED: "has failed",
+    Status.CANCELLED: "was cancelled",
+}
+
+
+def stands(status: str) -> str:
+    """The status as a sentence says it ("experiment 1a2b3c4d has succeeded"), never "is
+    succeeded"; an unknown value as "is <value>"."""
+    return _STANDS.get(status, f"is {status}")
+
+
 def check_constraint_sql(column: str = "status") -> str:
     """The SQL condition that keeps `column` to the status values."""
     return f"{column} IN ({', '.join(repr(v) for v in STATUS_VALUES)})"

@@ -249,7 +249,8 @@ def test_a_mask_of_the_wrong_shape_is_refused_clearly(tmp_path: Path) -> None:
         pruning={"levels": 0},
     )
     del parse_conv
-    with pytest.raises(ValueError, match="does not fit conv2"):
+    # The mask file's provenance says whose it is (lth_core.storage.provenance).
+    with pytest.raises(ValueError, match=r"this is lenet_300_100's mask .*model is conv2"):
         Experiment(spec, tmp_path / "new", device="cpu", initial_mask=source.layout.mask(0)).run()
 
 

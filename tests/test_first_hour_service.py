@@ -216,7 +216,7 @@ def test_the_client_commands_a_user_types(
     assert rows[1].startswith("ticket,0,,")  # nothing trained yet: an empty train_loss
     assert any(r.startswith("random_reinit,50,") for r in rows)
 
-    code, out = _lth("delete", experiment_id[:8], "--url", url)
+    code, out = _lth("delete", experiment_id[:8], "--url", url, "--yes")
     assert code == 0 and f"deleted {experiment_id}" in out
     code, out = _lth("status", experiment_id, "--url", url)
     assert code == 1 and "HTTP 404" in out

@@ -52,13 +52,11 @@ def test_cost_time_to_ticket_and_verification_in_the_experiment(
     )
     experiment = submit(client, spec)
     body = client.get(f"/experiments/{experiment['id']}").json()
-    assert body["cost"] == {
-        "iterations": 0,
-        "seconds": 0.0,
-        "levels": 0,
-        "kinds": {},
-        "remaining_estimate": None,
-    }
+    # Before any level: an estimate from the model's size (service.cost_estimate), said so.
+    prior = body["cost"].pop("remaining_estimate")
+    assert body["cost"] == {"iterations": 0, "seconds": 0.0, "levels": 0, "kinds": {}}
+    assert (prior["runs"], prior["iterations"]) == (4, 200)  # controls at level 2 only
+    assert prior["basis"].startswith("estimated from lenet_300_100's size")
     with session_scope(settings) as session:
         assert claim_running(session, experiment["id"])
         experiments.record_level(session, experiment["id"], 0, _level(0, 0.90, 1.0, 50, 2.0))
@@ -70,7 +68,12 @@ def test_cost_time_to_ticket_and_verification_in_the_experiment(
         "seconds": 3.0,
         "levels": 2,
         "kinds": {},
-        "remaining_estimate": {"runs": 2, "iterations": 80, "seconds": 3.0},
+        "remaining_estimate": {
+            "runs": 2,
+            "iterations": 80,
+            "seconds": 3.0,
+            "basis": "measured: the mean cost per run of the finished levels, times the runs left",
+        },
     }
     assert body["ticket"] is None and body["time_to_ticket"] is None and body["verified"] is None
     assert body["levels"][1]["cost"]["iterations"] == 30

@@ -179,6 +179,11 @@ def status_of(driver: Any) -> str:
     return driver.find_element(By.CSS_SELECTOR, "#status .badge").get_attribute("data-status")
 
 
+def data_points(driver: Any, css: str) -> int:
+    """The evaluations a curve card holds (its ``data-points``)."""
+    return int(driver.find_element(By.CSS_SELECTOR, css).get_attribute("data-points") or 0)
+
+
 def points(driver: Any, figure: str) -> int:
     """Data points Vega drew into the figure's SVG (symbol marks)."""
     return driver.execute_script(
@@ -234,6 +239,12 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
         ("accuracy_curves", 20),
     ):
         wait_for(lambda n=name, k=at_least: points(browser, n) >= k, 30, f"points in {name}")
+    # Validation and loss curves of every finished level's ticket (11 evaluations each).
+    wait_for(lambda: data_points(browser, "#finished-curves") >= 22, 30, "finished curves")
+    assert browser.find_elements(By.CSS_SELECTOR, "#finished-curves svg")
+    # The cost in words, never JSON.
+    cost = text(browser, "#cost")
+    assert "so far" in cost and "over 2 levels" in cost and "{" not in cost, cost
     shot(browser, "experiment")
 
     downloads_asked = [("#download-csv", f"{first}-levels.csv")]
@@ -270,7 +281,15 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
 def test_cancel_from_the_page(server, browser) -> None:
     long = server.submit(spec("long-one", iterations=200_000))
     browser.get(f"{server.url}/#/experiments/{long}")
+    # Before anything is measured the cost is an estimate from the model's size, in words.
+    cost = wait_for(lambda: text(browser, "#cost"), 30, "the cost")
+    assert "still to go" in cost and "3 runs, 600,000 iterations" in cost, cost
+    assert "estimated from lenet_300_100's size" in cost and "{" not in cost, cost
     wait_for(lambda: status_of(browser) == "running", 90, "the long experiment to start")
+    # The level training now gets a live curve from the evaluations its progress carries.
+    wait_for(lambda: data_points(browser, "#live-curve") >= 2, 90, "a live curve")
+    assert browser.find_elements(By.CSS_SELECTOR, "#live-curve svg")
+    shot(browser, "live-curve")
     browser.find_element(By.CSS_SELECTOR, "#cancel").click()
     alert = wait_for(lambda: browser.switch_to.alert, 10, "the confirmation")
     assert "Cancel experiment long-one" in alert.text

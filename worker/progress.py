@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lth_core.results.eta import Speed, estimate, iterations_left
+from lth_core.results.eta import Estimate, SettlingEta, Speed, iterations_left
 from store import experiments as repo
 from store.db import session_scope
 from store.settings import Settings
@@ -47,7 +47,8 @@ class ProgressWriter:
         self._last_write = float("-inf")
         self._last_run: tuple[int, str] | None = None
         self._metrics: dict[str, float] | None = None
-        self._speed = Speed(clock)
+        self._speed = Speed(clock)  # the run's own speed, shown as it/s
+        self._eta = SettlingEta(clock)  # the ETA, smoothed per kind of run (no jumps)
         #: The experiment (lth_core.results.eta's plan: runs per level, stacking, runs done), set by
         #: the runner once it is built; without it no ETA is written.
         self.plan: Any = None
@@ -79,7 +80,9 @@ class ProgressWriter:
             except Exception:  # an estimate must never stop training
                 log.debug("no estimate", exc_info=True)
             else:
-                doc.update(estimate(left, rate).as_progress())
+                settled = self._eta.estimate(left)
+                shown = Estimate(rate, settled.level_eta_seconds, settled.eta_seconds)
+                doc.update(shown.as_progress())
         elif rate is not None:
             doc["iterations_per_second"] = round(rate, 3)
         return doc
@@ -90,6 +93,7 @@ class ProgressWriter:
             return  # a stack is reported once per evaluation, through its first member
         run = (event.level, event.kind)
         self._speed.observe(run, event.iteration)
+        self._eta.observe(run, "+".join(kinds), event.iteration)
         new_run = run != self._last_run
         if new_run:
             self._last_run = run

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cli.api_client import ClientError, connect
 
@@ -34,9 +35,9 @@ ApiKeyOption = Annotated[
 
 
 def fail(message: str) -> typer.Exit:
-    """Prints ``error: message`` on stderr; the caller raises what it returns, so the type
-    checker sees that the command ends there."""
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
+    """Prints ``error: message`` on stderr (as text: ``[in spec.json]`` is no markup); the
+    caller raises what it returns, so the type checker sees that the command ends there."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
     return typer.Exit(1)
 
 

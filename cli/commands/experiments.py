@@ -17,7 +17,16 @@ import httpx
 import typer
 from rich.table import Table
 
-from cli.api_client import DEFAULT_URL, ClientError, call, connect, resolve_id, submit_spec
+from cli.api_client import (
+    DEFAULT_URL,
+    ClientError,
+    SpecRejected,
+    call,
+    connect,
+    problem_lines,
+    resolve_id,
+    submit_spec,
+)
 from cli.commands.common import (
     ApiKeyOption,
     IdArgument,
@@ -26,7 +35,7 @@ from cli.commands.common import (
     fail,
     with_client,
 )
-from cli.render import cost_lines, level_table, timing_text
+from cli.render import cost_lines, level_table, plural, timing_text
 from cli.watch import wait_for
 from store.status import ACTIVE_STATUSES, Status
 
@@ -57,9 +66,17 @@ def submit(
         list[str] | None,
         typer.Option("--set", help="Override a spec field, e.g. --set training.iterations=2000."),
     ] = None,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again",
+            help="Submit even if an experiment of exactly this spec is queued, running or "
+            "succeeded (the same spec gives the same results).",
+        ),
+    ] = False,
 ) -> None:
     """Submit an experiment spec; with --wait, show progress, ETA and the final table."""
-    from cli.commands.run import apply_overrides
+    from cli.commands.run import apply_overrides, blame
 
     try:
         spec = json.loads(spec_file.read_text())
@@ -70,7 +87,7 @@ def submit(
     spec = apply_overrides(spec, set_ or [])
     try:
         with connect(url, api_key) as client:
-            experiment = submit_spec(client, spec, idempotency_key or uuid.uuid4().hex)
+            experiment = submit_spec(client, spec, idempotency_key or uuid.uuid4().hex, again=again)
             console.print(f"submitted {experiment['id']} ({experiment['status']})")
             print_notes(experiment)
             if not wait:
@@ -80,6 +97,9 @@ def submit(
             except KeyboardInterrupt:
                 console.print(f"stopped waiting; follow with `lth status {experiment['id']}`")
                 raise typer.Exit(130) from None
+    except SpecRejected as exc:
+        tag = lambda loc: blame(loc, spec_file, set_ or [])  # noqa: E731
+        raise fail(problem_lines(None, exc.problems, tag)) from None
     except ClientError as exc:
         raise fail(str(exc)) from None
     show_final(experiment)
@@ -173,16 +193,31 @@ def delete(
     experiment_id: IdArgument,
     url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")
+    ] = False,
 ) -> None:
     """Delete a succeeded, failed or cancelled experiment and its artifacts (cancel a
-    running one first)."""
+    running one first). Asks first, naming what goes, unless --yes."""
 
-    def work(client: httpx.Client) -> str:
-        full = resolve_id(client, experiment_id)
-        call(client, "DELETE", f"/experiments/{full}")
-        return full
+    def work(client: httpx.Client) -> str | None:
+        e = call(client, "GET", f"/experiments/{resolve_id(client, experiment_id)}").json()
+        if not yes:
+            done = e["progress"]["levels_finished"]
+            question = (
+                f"delete {e['id'][:8]} ({e['name']}, {e['status']}, {plural(done, 'level')} "
+                "finished) and all its files?"
+            )
+            if not typer.confirm(question, default=False):
+                return None
+        call(client, "DELETE", f"/experiments/{e['id']}")
+        return str(e["id"])
 
-    console.print(f"deleted {with_client(url, api_key, work)}")
+    deleted = with_client(url, api_key, work)
+    if deleted is None:
+        console.print("nothing deleted")
+        raise typer.Exit(1)
+    console.print(f"deleted {deleted}")
 
 
 def print_notes(experiment: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ from lth_core.pruning import Mask, StateDict
 from lth_core.registry.strategies import strategy
 from lth_core.runs import TICKET, run_id
 from lth_core.spec import ExperimentSpec, PruningSpec
+from lth_core.storage import provenance
 from lth_core.storage.files import get_tensors, put_tensors
 from lth_core.storage.layout import KEYS, Keys
 from lth_core.storage.store import ArtifactStore
@@ -35,6 +36,7 @@ class LevelMasks:
     ) -> None:
         """`kinds`: the prunable weights' kinds by name; `shapes`: their shapes."""
         self.spec, self.store, self.kinds = spec, store, kinds
+        self.spec_json = spec.model_dump(mode="json")
         self.shapes, self.initial_mask = shapes, initial_mask
         target = spec.pruning.target_weights
         self.pruning = (
@@ -57,6 +59,7 @@ class LevelMasks:
         keys = Keys.of_trial(trial)
         if self.store.exists(keys.mask(level)):
             return get_tensors(self.store, keys.mask(level))
+        source: int | None = None
         if level == 0:
             mask = self.initial()
         else:
@@ -69,7 +72,16 @@ class LevelMasks:
             mask = pruning.prune_level(
                 weights, base, self.kinds, self.pruning, rounds=level - source
             )
-        put_tensors(self.store, keys.mask(level), mask)
+        meta = provenance.stamp(
+            self.spec_json,
+            kind="mask",
+            level=level,
+            trial=trial,
+            weights_remaining=provenance.fraction_kept(mask),
+            experiment_id=self.store.experiment_id,
+            source_level=source,
+        )
+        put_tensors(self.store, keys.mask(level), mask, meta)
         return mask
 
     def initial(self) -> Mask:
@@ -79,7 +91,7 @@ class LevelMasks:
         from lth_core.preflight import fit_mask, read_mask_file
 
         where = f"mask {self.initial_mask.path}"
-        given = read_mask_file(self.initial_mask.path, where)
+        given = read_mask_file(self.initial_mask.path, where, model=self.spec.model)
         return fit_mask(given, self.shapes, self.spec.model, where)
 
     def pruned_names(self) -> list[str]:

@@ -175,6 +175,17 @@ _BOUNDS = {
 }
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _grouped(value: float) -> str:
+    """``250,000``; ``10.0``; ``1e+08`` stays readable as ``100,000,000``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
 def _message(root: type[BaseModel], err: dict[str, Any]) -> str:
     kind, value, ctx = err.get("type", ""), err.get("input"), err.get("ctx") or {}
     loc: Loc = tuple(err.get("loc", ()))
@@ -204,6 +215,10 @@ def _message(root: type[BaseModel], err: dict[str, Any]) -> str:
         return f"must be an object ({{...}}), got {_kind_of(value)} {_show(value)}"
     if kind in _BOUNDS:
         limit = next(iter(ctx.values()), None)
+        if kind == "less_than_equal" and _is_number(value) and _is_number(limit):
+            # Worded as the service's own limits are (service.spec_limits): one message
+            # whichever bound a value passes.
+            return f"is {_grouped(value)}; the limit is {_grouped(limit)}"
         return f"must be {_BOUNDS[kind]} {limit}, got {_show(value)}"
     if kind == "string_too_long":
         return f"too long: at most {ctx.get('max_length')} characters"

@@ -74,6 +74,11 @@ def _prefix(prefix: str) -> str:
 class ArtifactStore(ABC):
     """Where one experiment's (or one data directory's) artifacts live."""
 
+    #: The service's id of the experiment whose artifacts these are (set by the service's
+    #: store.artifacts.experiment_store; None for a local run's folder): written into every
+    #: mask and ticket file's provenance (lth_core.storage.provenance).
+    experiment_id: str | None = None
+
     def put(self, key: str, data: bytes) -> None:
         """Stores `data` under `key` with its sha-256, replacing what was there, atomically."""
         self._put(key, data, sha256_hex(data))
@@ -153,6 +158,7 @@ class ScopedStore(ArtifactStore):
 
     def __init__(self, parent: ArtifactStore, prefix: str) -> None:
         self.parent, self.prefix = parent, prefix
+        self.experiment_id = parent.experiment_id
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from lth_core.storage import provenance
 from lth_core.storage.files import put_tensors
 from lth_core.storage.store import ArtifactStore
 
@@ -44,9 +45,19 @@ def write_ticket(
     init: Mapping[str, torch.Tensor],
     metadata: Mapping[str, str],
 ) -> None:
+    """The ticket file, its provenance (lth_core.storage.provenance) stamped from the
+    metadata's `spec`, `level` and `trial`, the masks and the store's experiment id."""
     tensors = {f"{MASK}{n}": m for n, m in masks.items()}
     tensors.update({f"{INIT}{n}": t for n, t in init.items()})
-    put_tensors(store, key, tensors, {"format": FORMAT, **metadata})
+    stamped = provenance.stamp(
+        json.loads(metadata["spec"]),
+        kind="ticket",
+        level=int(metadata["level"]),
+        trial=int(metadata.get("trial", 0)),
+        weights_remaining=provenance.fraction_kept(masks),
+        experiment_id=store.experiment_id,
+    )
+    put_tensors(store, key, tensors, {"format": FORMAT, **stamped, **metadata})
 
 
 def init_weights_of(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -10,13 +10,12 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound, Unavailable, Unprocessable, detail
+from service.errors import Unavailable, Unprocessable, detail
 from service.text import check_storable
-from store import artifacts
 from store.db import get_engine, session_factory
 from store.settings import Settings
 
@@ -60,19 +59,6 @@ def get_read_session(settings: SettingsDep) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
-
-
-async def experiment_id(
-    experiment_id: Annotated[str, Path(description="The experiment's id (32 hex digits).")],
-) -> str:
-    """The normalized id; anything that is not an id cannot name an experiment: 404."""
-    try:
-        return artifacts.normalize_id(experiment_id)
-    except artifacts.InvalidId:
-        raise NotFound(f"no experiment with id {experiment_id[:80]!r}") from None
-
-
-ExperimentIdDep = Annotated[str, Depends(experiment_id)]
 
 
 async def json_body(request: Request) -> Any:

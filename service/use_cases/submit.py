@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from lth_core.spec import parse_spec, short_budget
 from service.consumers import CONSUMERS, check_queue, waiting_note
-from service.errors import ApiError, Unprocessable, detail, invalid_spec
+from service.cost_estimate import cost_note
+from service.errors import ApiError, Conflict, Unprocessable, detail, invalid_spec
 from service.mask_reuse import check_mask_source
 from service.presenters import experiment_out
 from service.quotas import check_active_limit, check_storage_quota
 from service.schemas import ExperimentOut
-from service.spec_limits import check_spec_limits
+from service.spec_limits import check_raw_limits, check_spec_limits
 from service.spec_size import SizeEstimate, check_size
 from store import experiments, queue
 from store.api_keys import Principal
@@ -45,16 +46,20 @@ def submit(
     *,
     idempotency_key: str | None,
     queue_name: str,
+    again: bool = False,
 ) -> Submitted:
     """Validates the spec, stores a queued experiment, then hands its id to the workers.
 
     Raises the API's errors (422 for a spec that is not one, 404/409/422 for an unusable
     mask, 422 for a spec over the limits (its size included) or the owner's storage quota,
-    429 over the active limit)."""
+    429 over the active limit, 409 ``duplicate_spec`` for a spec the owner already has queued,
+    running or succeeded unless ``again``)."""
     check_queue(session, settings, queue_name)
     spec_json, size = _validated(session, settings, principal, body, queue_name)
     owner = principal.owner
     experiments.lock_owner(session, owner)
+    if not (again or settings.allow_duplicate_specs):
+        _refuse_duplicate(session, spec_json, owner, idempotency_key)
     try:
         experiment, created = experiments.create(
             session, spec_json, owner=owner, idempotency_key=idempotency_key, queue=queue_name
@@ -80,7 +85,34 @@ def submit(
     note = waiting_note(experiment.status, experiment.queue, CONSUMERS.get(session, settings))
     out = experiment_out(experiment, note)
     out.notes = short_budget.notes(body)
+    costly = cost_note(parse_spec(experiment.spec), experiment.queue, settings.cost_note_seconds)
+    if costly is not None:
+        out.notes.append(costly)
     return Submitted(out, created)
+
+
+def _refuse_duplicate(
+    session: Session, spec: dict[str, Any], owner: str | None, idempotency_key: str | None
+) -> None:
+    """409 when the owner already has this spec queued, running or succeeded (a retry with
+    its Idempotency-Key is a replay, not a duplicate): results are deterministic, so a second
+    copy only costs. Under the owner's lock, so two identical submits at once make one."""
+    if idempotency_key is not None and experiments.find_by_idempotency_key(
+        session, owner, idempotency_key
+    ):
+        return
+    existing = experiments.find_duplicate(session, spec, owner)
+    if existing is None:
+        return
+    session.rollback()
+    raise Conflict(
+        f"experiment {existing.id[:8]} ({existing.name}, {existing.status}) already has this "
+        "exact spec, and the same spec gives the same results; follow it with "
+        f"`lth status {existing.id[:8]}`, or submit again on purpose with ?again=true "
+        "(`lth submit --again`)",
+        error_type="duplicate_spec",
+        details=[detail(["body"], f"same spec as experiment {existing.id}", "duplicate_spec")],
+    )
 
 
 def _validated(
@@ -94,6 +126,7 @@ def _validated(
             error_type="invalid_spec",
             details=[detail(["body"], "Input should be an object", "dict_type")],
         )
+    check_raw_limits(body, settings)
     try:
         spec = parse_spec(body)
     except ValidationError as exc:

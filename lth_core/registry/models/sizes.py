@@ -23,18 +23,25 @@ class ModelSize:
     parameters: int  # every parameter: weights, biases, batch-norm scales and shifts
     prunable: int  # convolution and linear weights (what masks cover)
     activations: int  # values kept per example for the backward pass
+    #: Multiply-accumulates of one example's forward pass (convolutions and linear layers):
+    #: a training step costs about 6 x macs x batch floating-point operations (forward,
+    #: two for the backward), what lth_core.registry.models.throughput's prior divides.
+    macs: int = 0
 
 
 class _Tally:
     def __init__(self) -> None:
-        self.parameters = self.prunable = self.activations = 0
+        self.parameters = self.prunable = self.activations = self.macs = 0
 
-    def weights(self, count: int, bias: int = 0) -> None:
+    def weights(self, count: int, bias: int = 0, positions: int = 1) -> None:
+        """A layer of `count` weights applied at `positions` places (a convolution's output
+        pixels; 1 for a linear layer)."""
         self.parameters += count + bias
         self.prunable += count
+        self.macs += count * positions
 
     def size(self) -> ModelSize:
-        return ModelSize(self.parameters, self.prunable, self.activations)
+        return ModelSize(self.parameters, self.prunable, self.activations, self.macs)
 
 
 def lenet(input_shape: tuple[int, int, int], num_classes: int) -> ModelSize:
@@ -57,7 +64,7 @@ def convnet(input_shape: tuple[int, int, int], num_classes: int, depth: int) -> 
     channels, height, width = input_shape
     for out in _CONV_WIDTHS[depth]:
         for _ in range(2):
-            t.weights(out * channels * 9, out)
+            t.weights(out * channels * 9, out, height * width)
             t.activations += 2 * out * height * width  # conv, relu
             channels = out
         height, width = height // 2, width // 2
@@ -87,7 +94,7 @@ def vgg19(input_shape: tuple[int, int, int], num_classes: int) -> ModelSize:
             t.activations += channels * height * width
             continue
         out = int(step)
-        t.weights(out * channels * 9)
+        t.weights(out * channels * 9, 0, height * width)
         t.parameters += 2 * out  # batch norm
         t.activations += 3 * out * height * width  # conv, batch norm, relu
         channels = out
@@ -99,7 +106,7 @@ def vgg19(input_shape: tuple[int, int, int], num_classes: int) -> ModelSize:
 def resnet20(input_shape: tuple[int, int, int], num_classes: int) -> ModelSize:
     t = _Tally()
     channels, height, width = input_shape
-    t.weights(16 * channels * 9)
+    t.weights(16 * channels * 9, 0, height * width)
     t.parameters += 32
     t.activations += 3 * 16 * height * width
     channels = 16
@@ -107,11 +114,11 @@ def resnet20(input_shape: tuple[int, int, int], num_classes: int) -> ModelSize:
         for i in range(3):
             stride = 2 if stage > 0 and i == 0 else 1
             height, width = math.ceil(height / stride), math.ceil(width / stride)
-            t.weights(out * channels * 9 + out * out * 9)
+            t.weights(out * channels * 9 + out * out * 9, 0, height * width)
             t.parameters += 4 * out
             kept = 7  # conv1, bn1, relu, conv2, bn2, sum, relu
             if stride != 1 or channels != out:
-                t.weights(out * channels)
+                t.weights(out * channels, 0, height * width)
                 t.parameters += 2 * out
                 kept += 2
             t.activations += kept * out * height * width

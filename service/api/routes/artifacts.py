@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from lth_core.storage.layout import KEYS
-from service.api.deps import ExperimentIdDep, ReadSessionDep, SettingsDep
+from service.api.deps import ReadSessionDep, SettingsDep
+from service.api.ids import ExperimentIdDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.downloads import download

@@ -10,12 +10,13 @@ from fastapi.responses import StreamingResponse
 
 from lth_core.registry.models import MODELS
 from lth_core.spec import TAG_PATTERN
-from service.api.deps import ExperimentIdDep, JsonBodyDep, SessionDep, SettingsDep
+from service.api.deps import JsonBodyDep, SessionDep, SettingsDep
+from service.api.ids import ExperimentIdDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.consumers import CONSUMERS
 from service.errors import Conflict, Unprocessable, detail, error_responses
-from service.events import event_stream
+from service.events import SSE_EVENT, event_stream
 from service.presenters import experiment_out
 from service.reads import authorized_read, experiment_response, list_response, not_found
 from service.schemas import ExperimentList, ExperimentOut, StatusName
@@ -23,6 +24,7 @@ from service.use_cases.submit import submit
 from store import artifacts, experiments
 from store.broker import DEFAULT_QUEUE
 from store.models import Status
+from store.status import stands
 
 #: A broker queue name: what Celery's ``--queues`` accepts without quoting.
 QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
@@ -92,11 +94,24 @@ def submit_experiment(
             "with the experiment: its next levels and any re-send go there too.",
         ),
     ] = DEFAULT_QUEUE,
+    again: Annotated[
+        bool,
+        Query(
+            description="Submit even if an experiment of exactly this spec is already "
+            "queued, running or succeeded (otherwise 409 duplicate_spec names it)."
+        ),
+    ] = False,
 ) -> ExperimentOut:
     """Validates the spec, stores a queued experiment, then hands its id to the workers."""
     # The logic is service.use_cases.submit's; the route says where it is and if it replayed.
     submitted = submit(
-        session, settings, principal, body, idempotency_key=idempotency_key, queue_name=queue_name
+        session,
+        settings,
+        principal,
+        body,
+        idempotency_key=idempotency_key,
+        queue_name=queue_name,
+        again=again,
     )
     if not submitted.created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -220,7 +235,7 @@ async def get_experiment(
             "description": "A text/event-stream of `status`, `level`, `progress` and `end` "
             "events (each `data` one JSON object, each `id` a cursor for Last-Event-ID), with "
             "a comment line every few seconds while nothing happens; it ends after `end`.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         },
         **error_responses(401, 404, 422, 503),
     },
@@ -261,7 +276,7 @@ def cancel_experiment(
         raise not_found(experiment_id)
     if experiment.status in (Status.SUCCEEDED, Status.FAILED):
         raise Conflict(
-            f"experiment {experiment_id} already {experiment.status}; nothing to cancel",
+            f"experiment {experiment_id} {stands(experiment.status)} already; nothing to cancel",
             error_type="already_finished",
         )
     return experiment_out(experiment)
@@ -296,7 +311,7 @@ def delete_experiment(
     if not experiments.delete_experiment(session, experiment_id):
         session.rollback()
         raise Conflict(
-            f"experiment {experiment_id} is {experiment.status}; only succeeded, failed or "
+            f"experiment {experiment_id} {stands(experiment.status)}; only succeeded, failed or "
             "cancelled experiments can be deleted (cancel it first)",
             error_type="not_finished",
         )

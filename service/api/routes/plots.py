@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from lth_core.report import figures
 from lth_core.spec import TAG_PATTERN
-from service.api.deps import ExperimentIdDep, ReadSessionDep, SettingsDep
+from service.api.deps import ReadSessionDep, SettingsDep
+from service.api.ids import ExperimentIdDep, resolve_or_404
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.errors import Conflict, NotFound, Unprocessable, detail, error_responses
 from service.figure_sources import sources_for
-from store import artifacts, experiments
+from store import experiments
 from store.models import Experiment
 from store.settings import Settings
 
@@ -60,8 +61,9 @@ LevelsQuery = Annotated[
 IdsQuery = Annotated[
     str | None,
     Query(
-        pattern=r"^[0-9A-Fa-f-]{32,36}(,[0-9A-Fa-f-]{32,36}){0,49}$",
-        description="Comma-separated experiment ids (up to 50).",
+        pattern=r"^[0-9A-Fa-f-]{8,36}(,[0-9A-Fa-f-]{8,36}){0,49}$",
+        description="Comma-separated experiment ids (up to 50), whole or a unique start of "
+        "at least 8 hex digits.",
     ),
 ]
 TagQuery = Annotated[
@@ -201,10 +203,7 @@ def _compared(
         return list(reversed(rows))  # oldest first: a stable legend order
     out = []
     for raw in dict.fromkeys(ids.split(",")):  # type: ignore[union-attr]
-        try:
-            experiment_id = artifacts.normalize_id(raw)
-        except artifacts.InvalidId:
-            raise NotFound(f"no experiment with id {raw[:40]!r}") from None
+        experiment_id = resolve_or_404(session, raw, owner, ("query", "ids"))
         out.append(_one(session, experiment_id, owner))
     return out
 

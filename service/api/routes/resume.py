@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from service.api.deps import ExperimentIdDep, SessionDep, SettingsDep
+from service.api.deps import SessionDep, SettingsDep
+from service.api.ids import ExperimentIdDep
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.errors import Conflict, TooManyRequests, detail, error_responses
@@ -22,6 +23,7 @@ from service.schemas import ExperimentOut
 from store import artifacts, experiments, queue
 from store.resume import resume
 from store.settings import Settings
+from store.status import stands
 
 router = APIRouter(
     prefix="/experiments",
@@ -50,7 +52,7 @@ def resume_experiment(
     if not resume(session, experiment_id, owner=owner):
         session.rollback()
         raise Conflict(
-            f"experiment {experiment_id} is {experiment.status}; only a cancelled or failed "
+            f"experiment {experiment_id} {stands(experiment.status)}; only a cancelled or failed "
             "experiment can be resumed",
             error_type="not_resumable",
         )

@@ -553,6 +553,7 @@ async function experimentPage(id) {
 
   let shownLevels = -1;
   let curveChoice = null; // null: the server's default levels
+  const curves = trainingCurves(id);
 
   async function drawFigures() {
     stopViews();
@@ -604,12 +605,14 @@ async function experimentPage(id) {
       owner: exp.owner || "–", attempts: exp.attempts,
     };
     fill(summaryBox, keyValues(facts),
-      exp.cost ? [el("h2", {}, "Cost"), keyValues(exp.cost)] : null,
+      exp.cost ? [el("h2", {}, "Cost"), el("div", { id: "cost" }, keyValues(costFacts(exp.cost)))] : null,
       exp.error ? el("div", { class: "error", style: "margin-top:10px" }, `${exp.error.type}: ${exp.error.message}`) : null);
+    curves.live(exp);
     if (force || exp.levels.length !== shownLevels) {
       shownLevels = exp.levels.length;
       levelsBox.replaceChildren(levelTable(exp));
       drawFigures().catch(handle);
+      curves.finished(exp).catch(handle);
     }
   }
 
@@ -621,6 +624,7 @@ async function experimentPage(id) {
     el("div", { class: "card" }, progressBox, el("div", { style: "margin-top:12px" }, summaryBox)),
     el("h2", {}, "Levels"), levelsBox,
     el("h2", {}, "Figures"), curveLevels, figures,
+    el("h2", {}, "Validation and loss curves"), curves.box,
     el("h2", {}, "Spec (defaults filled in)"), el("pre", { class: "spec", id: "spec" }, JSON.stringify(exp.spec, null, 2)));
   update(exp, true);
 
@@ -652,6 +656,121 @@ async function experimentPage(id) {
     if (generation === mine) poll(tick, 1000);
   }
   if (ACTIVE.has(exp.status)) live().catch(handle);
+}
+
+// ------------------------------------------------------------------ cost and curves in words
+
+const plural = (n, word) => `${num(n)} ${word}${n === 1 ? "" : "s"}`;
+
+// "about 3 min": an estimate is not a clock (cli/render.py and the API's notes say it alike).
+function about(seconds) {
+  if (typeof seconds !== "number" || !isFinite(seconds)) return "–";
+  if (seconds < 90) return `about ${Math.max(1, Math.round(seconds))} s`;
+  const minutes = Math.round(seconds / 60);
+  return minutes < 90 ? `about ${minutes} min` : `about ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+// The experiment's cost as sentences: what was trained, and what is left with its basis.
+function costFacts(cost) {
+  const facts = {
+    "so far": `${plural(cost.iterations || 0, "iteration")}, ${duration(cost.seconds || 0)} of training over ${plural(cost.levels || 0, "level")}`,
+  };
+  const rest = cost.remaining_estimate;
+  if (rest && rest.runs) {
+    facts["still to go"] = `${about(rest.seconds)}, ${plural(rest.runs, "run")}, ${plural(rest.iterations, "iteration")}`;
+    if (rest.basis) facts.estimate = rest.basis;
+  }
+  return facts;
+}
+
+// Validation loss, validation accuracy and train loss along training: every finished level's
+// ticket run (GET .../levels/L/metrics), and a live curve of the level training now, built from
+// the evaluations the experiment's progress carries as they arrive (stream or poll).
+function trainingCurves(id) {
+  const box = el("div", { class: "grid", id: "training-curves" });
+  const liveBox = el("div", { class: "card", id: "live-curve" });
+  const finishedBox = el("div", { class: "card", id: "finished-curves" });
+  box.append(finishedBox, liveBox);
+  let points = [];
+  let running = null; // "level/kind" of the live curve
+  let liveView = null;
+  const metricNames = { val_loss: "validation loss", val_accuracy: "validation accuracy", train_loss: "train loss" };
+
+  function chart(values, color, title) {
+    return {
+      $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+      title,
+      data: { values },
+      repeat: { column: Object.keys(metricNames) },
+      spec: {
+        width: 240, height: 160,
+        mark: { type: "line", point: values.length < 60 },
+        encoding: {
+          x: { field: "iteration", type: "quantitative" },
+          y: { field: { repeat: "column" }, type: "quantitative", scale: { zero: false } },
+          color: { field: color, type: "nominal", title: null },
+          tooltip: [{ field: color }, { field: "iteration" }, { field: "val_loss", format: ".4f" },
+            { field: "val_accuracy", format: ".4f" }, { field: "train_loss", format: ".4f" }],
+        },
+      },
+    };
+  }
+
+  async function draw(target, spec) {
+    const result = await vegaEmbed(target, spec, { actions: false, renderer: "svg" });
+    views.push(result.view);
+    return result.view;
+  }
+
+  return {
+    box,
+    async finished(exp) {
+      const levels = exp.levels.map((lv) => lv.level);
+      if (!levels.length) {
+        fill(finishedBox, el("p", { class: "muted" }, "No level has finished yet."));
+        return;
+      }
+      const values = [];
+      for (const level of levels) {
+        const body = await getJson(`/experiments/${id}/levels/${level}/metrics`);
+        const ticket = body.runs.ticket;
+        for (const p of (ticket && ticket.curve) || []) values.push({ ...p, level: `level ${level}` });
+      }
+      finishedBox.replaceChildren();
+      await draw(finishedBox, chart(values, "level", "Ticket runs of the finished levels"));
+      finishedBox.setAttribute("data-points", String(values.length));
+    },
+    live(exp) {
+      const p = exp.progress || {};
+      if (!ACTIVE.has(exp.status) || typeof p.level !== "number") {
+        liveBox.hidden = true;
+        return;
+      }
+      liveBox.hidden = false;
+      const key = `${p.level}/${p.kind}`;
+      if (key !== running) {
+        running = key;
+        points = [];
+      }
+      const m = p.metrics;
+      const at = m && typeof m.iteration === "number" ? m.iteration : p.iteration;
+      if (m && typeof at === "number" && !points.some((q) => q.iteration === at)) {
+        const row = { iteration: at, run: `level ${p.level} ${p.kind}` };
+        for (const name of Object.keys(metricNames)) if (typeof m[name] === "number") row[name] = m[name];
+        points.push(row);
+      }
+      liveBox.setAttribute("data-points", String(points.length));
+      if (!points.length) {
+        fill(liveBox, el("p", { class: "muted" }, `Level ${p.level} (${p.kind}) is training; its curve starts at its first evaluation.`));
+        return;
+      }
+      if (liveView) liveView.finalize();
+      liveBox.replaceChildren();
+      draw(liveBox, chart(points, "run", `Level ${p.level} training now (${p.kind}), live`))
+        .then((v) => { liveView = v; })
+        .catch(handle);
+    },
+  };
 }
 
 function stopViews() {
