@@ -104,22 +104,20 @@ def run_once(store: ArtifactStore, spec_data: dict[str, Any]) -> dict[str, Any]:
 
 
 def digests(store: ArtifactStore) -> dict[str, str | None]:
-    """sha-256 of every mask and weights file; of the ticket file's tensors only (its metadata
-    carries the level's summary, wall seconds included)."""
+    """sha-256 of every mask, weights and ticket file's tensors (their metadata carries
+    provenance and the level's summary, wall seconds included, which differ by run)."""
     import hashlib
 
     from safetensors.torch import load
 
     found: dict[str, str | None] = {}
     for key in store.list():
-        if key.endswith("ticket.safetensors"):
+        if key.endswith(".safetensors"):
             tensors = load(store.get(key))
             digest = hashlib.sha256()
             for name in sorted(tensors):
                 digest.update(name.encode() + tensors[name].numpy().tobytes())
             found[key] = digest.hexdigest()
-        elif key.endswith(".safetensors"):
-            found[key] = store.digest(key)
     return found
 
 

@@ -232,8 +232,10 @@ def findings(name: str, rows: list[dict[str, Any]], iterations: int) -> str:
         not_beaten = [r["method"] for r in others if (r["ticket_val_margin"] or 0) <= 0]
         lines.append(
             f"- Level {level} ({100 * ticket['weights_remaining']:.1f}% of weights): the ticket "
-            f"({100 * ticket['accuracy_mean']:.2f}% test) beats in validation accuracy "
-            f"{', '.join(beaten) or 'none'}; not: {', '.join(not_beaten) or 'none'}."
+            f"({100 * ticket['accuracy_mean']:.2f}% test) has the higher mean validation "
+            f"accuracy over trials than {', '.join(beaten) or 'none'}; not than: "
+            f"{', '.join(not_beaten) or 'none'} (a mean, not a verdict: each `beats_<method>` "
+            "verdict with its interval and test is in the experiment's results.json)."
         )
         for r in others:
             base, _, variant = r["method"].partition(".")
