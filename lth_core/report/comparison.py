@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from lth_core.report.layers import band_layer
 from lth_core.report.sources import Source
 
 
@@ -52,16 +53,7 @@ def _panel(rows: list[dict[str, Any]], y_title: str, y_format: str, ticks: list[
         "sort": None,
         "legend": {"symbolType": "stroke", "symbolStrokeWidth": 3, "symbolOpacity": 1},
     }
-    band = {
-        "mark": {"type": "area", "opacity": 0.15},
-        "encoding": {
-            "x": x,
-            "y": {"field": "lo", "type": "quantitative"},
-            "y2": {"field": "hi"},
-            "color": color,
-            "detail": {"field": "series"},
-        },
-    }
+    band = band_layer(x, color, detail="series", opacity=0.15)
     line = {
         "mark": {"type": "line", "strokeWidth": 2, "point": {"size": 24, "filled": True}},
         "encoding": {

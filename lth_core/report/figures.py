@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lth_core.report.layers import band_layer
 from lth_core.report.sources import (  # noqa: F401 (the figures' readers, used through here)
     CSV_FIELDS,
     REPEAT_KEYS,
@@ -246,18 +247,7 @@ def _layers(x: dict[str, Any], y_title: str, y_format: str, rows: list[dict[str,
     ]
     layers: list[dict[str, Any]] = []
     if any(r["n"] > 1 for r in rows):
-        layers.append(
-            {
-                "mark": {"type": "area", "opacity": 0.18},
-                "encoding": {
-                    "x": x,
-                    "y": {"field": "lo", "type": "quantitative"},
-                    "y2": {"field": "hi"},
-                    "color": color,
-                    "detail": {"field": "kind"},
-                },
-            }
-        )
+        layers.append(band_layer(x, color, detail="kind"))
     layers.append(
         {
             "mark": {"type": "line", "strokeWidth": 2, "point": {"size": 28, "filled": True}},

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lth_core.report.layers import band_layer
 from lth_core.report.sources import Source
 
 NAME = "instability"
@@ -81,13 +82,7 @@ def instability_figure(
     layers: list[dict[str, Any]] = [
         {
             "transform": [{"filter": "datum.kind === 'error barrier' && datum.n > 1"}],
-            "mark": {"type": "area", "opacity": 0.18},
-            "encoding": {
-                "x": x,
-                "y": {"field": "lo", "type": "quantitative"},
-                "y2": {"field": "hi"},
-                "color": color,
-            },
+            **band_layer(x, color),
         },
         {
             "mark": {"type": "line", "strokeWidth": 2, "point": {"size": 28, "filled": True}},
