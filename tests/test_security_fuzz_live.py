@@ -153,7 +153,12 @@ def test_stateful_authenticated_concurrent_fuzz_of_lth_serve(tmp_path: Path) -> 
     assert statuses[("POST /experiments", 201)] > 0
     assert statuses[("GET /experiments/{id}", 200)] > 0
     assert statuses[("POST /experiments/{id}/cancel", 200)] > 0
-    assert statuses[("DELETE /experiments/{id}", 204)] > 0
+    # Delete reached experiments that exist: deleted (204), or refused while a cancel was still
+    # settling (409 not_finished). Which of the two a loaded machine gives is timing, not a bug.
+    deletes = (
+        statuses[("DELETE /experiments/{id}", 204)] + statuses[("DELETE /experiments/{id}", 409)]
+    )
+    assert deletes > 0, sorted(statuses.items())
     reached = sum(n for (op, code), n in statuses.items() if "/{id}/" in op and code != 404)
     assert reached > 0, "the artifact operations never got past 404"
     assert requests > 50
