@@ -41,14 +41,16 @@ ABLATIONS = {"snip": {"ablation": ["shuffle", "invert"]}, "synflow": {"ablation"
 BUDGET = {"lenet": 1800, "conv2": 200}
 
 
-def lenet_spec(iterations: int, levels: int, controls_levels: list[int]) -> dict[str, Any]:
+def lenet_spec(
+    iterations: int, levels: int, controls_levels: list[int], eval_every: int | None = None
+) -> dict[str, Any]:
     return {
         "name": "pai-lenet-fashion",
         "model": "lenet_300_100",
         "dataset": {"name": "fashion_mnist"},
         "training": {
             "iterations": iterations,
-            "eval_every": max(1, iterations // 6),
+            "eval_every": eval_every or max(1, iterations // 6),
             "stack_runs": "never",
             "test_eval": "early_stop",
         },
@@ -282,6 +284,9 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=15)
     parser.add_argument("--conv2-levels", type=int, default=6)
     parser.add_argument("--controls-levels", default="3,7,11,15")
+    parser.add_argument(
+        "--eval-every", type=int, help="LeNet's evaluation interval (default: iterations / 6)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lth-bench-pai"))
     parser.add_argument(
@@ -301,7 +306,7 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     results: dict[str, Any] = {"settings": {"seeds": SEEDS, "threads": 1, "device": "cpu"}}
     for name, spec in (
-        ("lenet", lenet_spec(args.iterations, args.levels, controls_levels)),
+        ("lenet", lenet_spec(args.iterations, args.levels, controls_levels, args.eval_every)),
         ("conv2", conv2_spec(args.conv2_iterations, args.conv2_levels)),
     ):
         summaries, seconds = run(spec, args.work / name)
