@@ -290,6 +290,21 @@ def submit_spec(
     raise ClientError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
+def estimate_spec(client: httpx.Client, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the API would make of the spec (POST /experiments/estimate: validated, its cost
+    estimated, nothing created); None from a server too old to have the route. Refused as a
+    submit would be: SpecRejected for an invalid spec."""
+    try:
+        response = client.post("/experiments/estimate", json=spec)
+    except httpx.TransportError as exc:
+        raise unreachable(client, exc) from exc
+    if response.status_code == 405:  # only GET and DELETE /experiments/{id} there
+        return None
+    if response.is_error:
+        raise _submit_error(response)
+    return response.json()
+
+
 def _submit_error(response: httpx.Response) -> ClientError:
     """A refused submit: SpecRejected (with its problems) for an invalid spec."""
     message = error_message(response)

@@ -168,7 +168,8 @@ class Settings(LimitSettings):
         gt=0,
         description="A submitted experiment whose cost estimate (from the model's size, before "
         "anything is measured) is above this many seconds of training gets a note saying so, "
-        "with its iterations and levels, so a typo (150000 for 1500) is seen at once.",
+        "with its iterations and levels, so a typo (150000 for 1500) is seen at once; `lth "
+        "submit` asks (POST /experiments/estimate) before sending such a spec, unless --yes.",
     )
     allow_duplicate_specs: bool = Field(
         False,

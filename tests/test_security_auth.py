@@ -51,6 +51,7 @@ def endpoints(experiment_id: str) -> list[tuple[str, str, dict]]:
     return [
         ("GET", "/experiments", {}),
         ("POST", "/experiments", {"json": tiny_spec(seed=99)}),
+        ("POST", "/experiments/estimate", {"json": tiny_spec(seed=99)}),
         ("GET", f"/experiments/{experiment_id}", {}),
         ("GET", f"/experiments/{experiment_id}/levels/1/metrics", {}),
         ("GET", f"/experiments/{experiment_id}/levels/1/mask", {}),
@@ -62,6 +63,11 @@ def endpoints(experiment_id: str) -> list[tuple[str, str, dict]]:
         ("POST", f"/experiments/{experiment_id}/cancel", {}),
         ("DELETE", f"/experiments/{experiment_id}", {}),
     ]
+
+
+def experiment_id_free(path: str) -> bool:
+    """A route that names no experiment (submit, estimate): another owner has nothing there."""
+    return path in ("/experiments", "/experiments/estimate")
 
 
 @pytest.fixture
@@ -108,7 +114,7 @@ def test_another_owners_experiment_is_404_on_every_endpoint(
 ) -> None:
     unknown = "f" * 32
     for method, path, kwargs in endpoints(finished):
-        if path == "/experiments":
+        if experiment_id_free(path):
             continue
         theirs = client.request(method, path, headers=bearer(keys.bob), **kwargs)
         nobody = client.request(
@@ -126,6 +132,8 @@ def test_another_owners_experiment_is_404_on_every_endpoint(
         404,
         "mask_source_not_found",
     )
+    estimated = client.post("/experiments/estimate", json=spec, headers=bearer(keys.bob))
+    assert assert_error(estimated, 404, "mask_source_not_found") == error
     assert client.get("/experiments", headers=bearer(keys.bob)).json() == {
         "items": [],
         "total": 0,

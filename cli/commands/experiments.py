@@ -8,8 +8,9 @@ with the server's error message when a request fails.
 from __future__ import annotations
 
 import json
+import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from cli.api_client import (
     SpecRejected,
     call,
     connect,
+    estimate_spec,
     problem_lines,
     resolve_id,
     submit_spec,
@@ -74,8 +76,19 @@ def submit(
             "succeeded (the same spec gives the same results).",
         ),
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Do not ask before submitting a spec estimated above the server's "
+            "LTH_COST_NOTE_SECONDS (for scripts).",
+        ),
+    ] = False,
 ) -> None:
-    """Submit an experiment spec; with --wait, show progress, ETA and the final table."""
+    """Submit an experiment spec; with --wait, show progress, ETA and the final table.
+    A spec estimated above the server's note limit (LTH_COST_NOTE_SECONDS) is shown and
+    asked about first, unless --yes."""
     from cli.commands.run import apply_overrides, blame
 
     try:
@@ -87,9 +100,10 @@ def submit(
     spec = apply_overrides(spec, set_ or [])
     try:
         with connect(url, api_key) as client:
+            shown = [] if yes else confirm_cost(client, spec)
             experiment = submit_spec(client, spec, idempotency_key or uuid.uuid4().hex, again=again)
             console.print(f"submitted {experiment['id']} ({experiment['status']})")
-            print_notes(experiment)
+            print_notes(experiment, shown)
             if not wait:
                 return
             try:
@@ -220,11 +234,38 @@ def delete(
     console.print(f"deleted {deleted}")
 
 
-def print_notes(experiment: Mapping[str, Any]) -> None:
+def print_notes(experiment: Mapping[str, Any], shown: Sequence[str] = ()) -> None:
     """The notes the API attached to the spec (e.g. a short budget's adapted defaults), which a
-    user should see wherever the experiment is shown."""
+    user should see wherever the experiment is shown (those in ``shown`` were, just now)."""
     for note in experiment.get("notes") or []:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        if note not in shown:
+            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a question can be asked: a script's stdin (a pipe, /dev/null) is no answer."""
+    return sys.stdin.isatty()
+
+
+def confirm_cost(client: httpx.Client, spec: Mapping[str, Any]) -> list[str]:
+    """Asks the server what the spec would cost; above its note limit, shows the notes and
+    asks (default no), ending the command when not confirmed or when there is no terminal to
+    ask on. Returns the notes shown, so that the submit's answer does not repeat them."""
+    found = estimate_spec(client, spec)
+    if found is None or not found["above_note_limit"]:
+        return []
+    shown = list(found["notes"])
+    print_notes(found)
+    if not stdin_is_terminal():
+        raise fail(
+            "not submitted: its estimate is above the server's note limit "
+            f"(LTH_COST_NOTE_SECONDS={found['note_limit_seconds']:g}) and there is no terminal "
+            "to ask on; pass --yes (-y) to submit it anyway"
+        )
+    if not typer.confirm("submit it anyway?", default=False):
+        console.print("nothing submitted")
+        raise typer.Exit(1)
+    return shown
 
 
 def show_final(experiment: Mapping[str, Any]) -> None:

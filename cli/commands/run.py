@@ -91,6 +91,29 @@ def read_spec(spec_file: Path, overrides: list[str]) -> Any:
     return spec
 
 
+def print_cost_note(spec: Any, device: str) -> None:
+    """The note a submit to the service would get (lth_core.results.prior, the same limit
+    LTH_COST_NOTE_SECONDS), for the device class this run trains on: a typo of 150000 for
+    1500 iterations is seen before hours go into it."""
+    from lth_core.experiment import resolve_device
+    from lth_core.registry.models.throughput import CPU, GPU
+    from lth_core.results.prior import cost_note
+    from store.settings import get_settings
+
+    try:
+        kind = resolve_device(device).type
+    except (ValueError, RuntimeError):
+        return  # the run itself says what is wrong with --device
+    note = cost_note(
+        spec,
+        GPU if kind == "cuda" else CPU,
+        get_settings().cost_note_seconds,
+        remedy="stop it with Ctrl-C if that is not what you meant (the same command resumes)",
+    )
+    if note is not None:
+        typer.secho(f"note: {note}", fg="yellow", err=True)
+
+
 def blame(loc: tuple[str | int, ...], spec_file: Path, overrides: list[str]) -> str:
     """Which input a problem at `loc` came from: the last `--set` whose key covers it (or that
     it covers: a section's check over a value set there), else the file."""
@@ -139,6 +162,7 @@ def run(
     except preflight.InputError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
+    print_cost_note(spec, device)
     console = Console(stderr=True)
     existed = out.exists()
     with RunProgress(spec, console=console, enabled=not quiet) as bar:

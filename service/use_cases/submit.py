@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from lth_core.spec import parse_spec, short_budget
+from lth_core.spec import ExperimentSpec, parse_spec, short_budget
 from service.consumers import CONSUMERS, check_queue, waiting_note
 from service.cost_estimate import cost_note
 from service.errors import ApiError, Conflict, Unprocessable, detail, invalid_spec
@@ -55,7 +55,7 @@ def submit(
     429 over the active limit, 409 ``duplicate_spec`` for a spec the owner already has queued,
     running or succeeded unless ``again``)."""
     check_queue(session, settings, queue_name)
-    spec_json, size = _validated(session, settings, principal, body, queue_name)
+    spec_json, size = validated(session, settings, principal, body, queue_name)
     owner = principal.owner
     experiments.lock_owner(session, owner)
     if not (again or settings.allow_duplicate_specs):
@@ -84,11 +84,18 @@ def submit(
         queue.enqueue(experiment.id, settings, experiment.queue)
     note = waiting_note(experiment.status, experiment.queue, CONSUMERS.get(session, settings))
     out = experiment_out(experiment, note)
-    out.notes = short_budget.notes(body)
-    costly = cost_note(parse_spec(experiment.spec), experiment.queue, settings.cost_note_seconds)
-    if costly is not None:
-        out.notes.append(costly)
+    out.notes = submit_notes(body, parse_spec(experiment.spec), experiment.queue, settings)
     return Submitted(out, created)
+
+
+def submit_notes(body: Any, spec: ExperimentSpec, queue: str, settings: Settings) -> list[str]:
+    """The notes a submit's answer carries (and POST /experiments/estimate foretells): the
+    paper defaults adapted to a short budget, and a cost estimate above the note limit."""
+    notes = short_budget.notes(body)
+    costly = cost_note(spec, queue, settings.cost_note_seconds)
+    if costly is not None:
+        notes.append(costly)
+    return notes
 
 
 def _refuse_duplicate(
@@ -115,7 +122,7 @@ def _refuse_duplicate(
     )
 
 
-def _validated(
+def validated(
     session: Session, settings: Settings, principal: Principal, body: Any, queue: str
 ) -> tuple[dict[str, Any], SizeEstimate | None]:
     """The spec to store: parsed (defaults filled in), within the limits (its size for the

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from lth_core.registry.models import MODELS
 from lth_core.spec import TAG_PATTERN
-from service.api.deps import JsonBodyDep, SessionDep, SettingsDep
+from service.api.deps import JsonBodyDep, ReadSessionDep, SessionDep, SettingsDep
 from service.api.ids import ExperimentIdDep
 from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
@@ -20,6 +20,7 @@ from service.events import SSE_EVENT, event_stream
 from service.presenters import experiment_out
 from service.reads import authorized_read, experiment_response, list_response, not_found
 from service.schemas import ExperimentList, ExperimentOut, StatusName
+from service.use_cases.estimate import SubmitEstimate, estimate
 from service.use_cases.submit import submit
 from store import artifacts, experiments
 from store.broker import DEFAULT_QUEUE
@@ -117,6 +118,36 @@ def submit_experiment(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/experiments/{submitted.experiment.id}"
     return submitted.experiment
+
+
+@router.post(
+    "/estimate",
+    response_model=SubmitEstimate,
+    summary="Estimate a submit without submitting",
+    responses={
+        200: {"description": "What POST /experiments would make of the spec; nothing created."},
+        **error_responses(401, 404, 409, 413, 422, 503),
+    },
+    openapi_extra=_SPEC_BODY,
+)
+def estimate_experiment(
+    body: JsonBodyDep,
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    queue_name: Annotated[
+        str,
+        Query(
+            alias="queue",
+            pattern=QUEUE_PATTERN,
+            description="The queue the submit would use; its device class sets the estimate.",
+        ),
+    ] = DEFAULT_QUEUE,
+) -> SubmitEstimate:
+    """Validates the spec as a submit would and estimates its training from the model's size:
+    `lth submit` asks here first, and asks before sending a spec estimated above
+    LTH_COST_NOTE_SECONDS."""
+    return estimate(session, settings, principal, body, queue_name)
 
 
 IfNoneMatch = Annotated[
