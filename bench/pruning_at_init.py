@@ -120,6 +120,11 @@ def table(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "early_stop_std": it["std"],
                     "n": acc["n"],
                     "ticket_val_margin": (margins.get(kind) or {}).get("val_accuracy"),
+                    # Runs whose validation minimum was their last evaluation: still improving.
+                    "lower_bounds": sum(
+                        bool(r.get("early_stop_lower_bound"))
+                        for r in summary.get("runs", {}).get(kind, [])
+                    ),
                 }
             )
     return rows
@@ -214,17 +219,25 @@ def findings(name: str, rows: list[dict[str, Any]], iterations: int) -> str:
     dense = _agg(rows, 0, "ticket")
     lines = [f"#### {name}: what the numbers say", ""]
     if dense is not None:
-        last = dense["early_stop_mean"] >= iterations - iterations // 6
-        lines.append(
-            f"- Dense network: {100 * dense['accuracy_mean']:.2f} ± "
-            f"{100 * dense['accuracy_std']:.2f}% at early stop, iteration "
-            f"{dense['early_stop_mean']:.0f} of {iterations}"
-            + (
+        if "lower_bounds" in dense:  # counted per trial since the converged run
+            bounds = dense["lower_bounds"]
+            reading = (
+                f" (stopped at its last evaluation, still improving, in {bounds} of "
+                f"{dense['n']} trials: not converged there)"
+                if bounds
+                else f" (before the last evaluation in all {dense['n']} trials: converged)"
+            )
+        else:
+            last = dense["early_stop_mean"] >= iterations - iterations // 6
+            reading = (
                 " (at or next to the last evaluation: still improving, not converged)"
                 if last
                 else ""
             )
-            + "."
+        lines.append(
+            f"- Dense network: {100 * dense['accuracy_mean']:.2f} ± "
+            f"{100 * dense['accuracy_std']:.2f}% at early stop, iteration "
+            f"{dense['early_stop_mean']:.0f} of {iterations}{reading}."
         )
     levels = sorted({r["level"] for r in rows if r["method"] != "ticket"})
     for level in levels:
@@ -290,10 +303,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lth-bench-pai"))
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep --work: finished runs are read back, not retrained (the seconds then count "
+        "only this invocation)",
+    )
+    parser.add_argument(
         "--report-from", type=Path, help="only write the markdown from this results JSON"
     )
     args = parser.parse_args()
     if args.report_from is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
         write_markdown(json.loads(args.report_from.read_text()), args.out / "pruning_at_init.md")
         return
     controls_levels = [int(x) for x in args.controls_levels.split(",") if int(x) <= args.levels]
@@ -303,8 +323,11 @@ def main() -> None:
     from lth_core.report.figures import figure, render, source_from_store
     from lth_core.storage.store import LocalStore
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    results: dict[str, Any] = {"settings": {"seeds": SEEDS, "threads": 1, "device": "cpu"}}
+    if not args.resume:
+        shutil.rmtree(args.work, ignore_errors=True)
+    results: dict[str, Any] = {
+        "settings": {"seeds": SEEDS, "threads": 1, "device": "cpu", "resumed": args.resume}
+    }
     for name, spec in (
         ("lenet", lenet_spec(args.iterations, args.levels, controls_levels, args.eval_every)),
         ("conv2", conv2_spec(args.conv2_iterations, args.conv2_levels)),
