@@ -79,7 +79,7 @@ def conv2_spec(iterations: int, levels: int) -> dict[str, Any]:
         },
         "pruning": {"levels": levels},
         "controls": METHODS,
-        "controls_at": "ticket_level",
+        "controls_at": {"levels": [levels]},  # ticket_level would need verify
         "seeds": SEEDS,
     }
 
@@ -97,7 +97,7 @@ def run(spec_data: dict[str, Any], out: Path) -> tuple[list[dict[str, Any]], flo
 def table(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per level and method: weights remaining, test accuracy and early-stop iteration at early
     stop (mean, std over trials and draws), and whether the ticket beats it (validation)."""
-    from lth_core.results.summaries import level_qualifies
+    from lth_core.results.ticket_rule import level_qualifies
 
     dense = summaries[0]
     rows = []
