@@ -156,12 +156,15 @@ def test_figures_module_stays_torch_free() -> None:
 def test_lth_report_local_and_lth_run_plots(tmp_path: Path, engine_run: EngineRun) -> None:
     from typer.testing import CliRunner
 
-    from cli.commands.run import write_plots
+    from cli.commands.run import plot_names, write_plots
     from cli.main import app
 
     run_dir = tmp_path / "run"
     shutil.copytree(engine_run.out_dir, run_dir)
-    write_plots(run_dir)  # what `lth run` does when it finishes
+    write_plots(run_dir)  # what `lth run` does when it finishes (--plots paper)
+    paper = {"accuracy_curves.png", "early_stop_iteration.png", "early_stop_accuracy.png"}
+    assert {p.name for p in (run_dir / "plots").iterdir()} == paper
+    write_plots(run_dir, plot_names("all"))  # --plots all: every figure with data
     assert sorted(p.name for p in (run_dir / "plots").iterdir()) == sorted(
         f"{name}.png" for name in figures.FIGURES
     )
