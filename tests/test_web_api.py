@@ -248,3 +248,19 @@ def test_grouping_labels_and_trial_spread() -> None:
     (row,) = figures.sparsity_rows([trials], "early_stop_test_accuracy")
     assert (row["std"], row["n"]) == (0.01, 3)
     assert "bands" in figures.figure("early_stop_accuracy", [trials])["title"]["subtitle"]
+
+
+def test_lth_run_plots_option_names() -> None:
+    """--plots: paper (the default), all, none, or names; an unknown name is refused up front."""
+    import typer
+
+    from cli.commands.run import PAPER_PLOTS, plot_names
+
+    assert plot_names("paper") == PAPER_PLOTS and plot_names("none") == ()
+    assert set(plot_names("all")) == {*figures.FIGURES, "instability"}
+    assert plot_names("method_comparison, accuracy_curves") == (
+        "method_comparison",
+        "accuracy_curves",
+    )
+    with pytest.raises(typer.BadParameter, match="unknown figure 'acuracy_curves'"):
+        plot_names("acuracy_curves")
