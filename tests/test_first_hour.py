@@ -40,7 +40,7 @@ def _no_figures() -> Any:
     """`lth run`'s figures are tested elsewhere (tests/test_web_api.py); here they would only
     cost seconds per run."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("cli.commands.run.write_plots", lambda out: None)
+        patch.setattr("cli.commands.run.write_plots", lambda out, names=(): None)
         yield
 
 

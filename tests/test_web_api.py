@@ -156,12 +156,15 @@ def test_figures_module_stays_torch_free() -> None:
 def test_lth_report_local_and_lth_run_plots(tmp_path: Path, engine_run: EngineRun) -> None:
     from typer.testing import CliRunner
 
-    from cli.commands.run import write_plots
+    from cli.commands.run import plot_names, write_plots
     from cli.main import app
 
     run_dir = tmp_path / "run"
     shutil.copytree(engine_run.out_dir, run_dir)
-    write_plots(run_dir)  # what `lth run` does when it finishes
+    write_plots(run_dir)  # what `lth run` does when it finishes (--plots paper)
+    paper = {"accuracy_curves.png", "early_stop_iteration.png", "early_stop_accuracy.png"}
+    assert {p.name for p in (run_dir / "plots").iterdir()} == paper
+    write_plots(run_dir, plot_names("all"))  # --plots all: every figure with data
     assert sorted(p.name for p in (run_dir / "plots").iterdir()) == sorted(
         f"{name}.png" for name in figures.FIGURES
     )
@@ -245,3 +248,19 @@ def test_grouping_labels_and_trial_spread() -> None:
     (row,) = figures.sparsity_rows([trials], "early_stop_test_accuracy")
     assert (row["std"], row["n"]) == (0.01, 3)
     assert "bands" in figures.figure("early_stop_accuracy", [trials])["title"]["subtitle"]
+
+
+def test_lth_run_plots_option_names() -> None:
+    """--plots: paper (the default), all, none, or names; an unknown name is refused up front."""
+    import typer
+
+    from cli.commands.run import PAPER_PLOTS, plot_names
+
+    assert plot_names("paper") == PAPER_PLOTS and plot_names("none") == ()
+    assert set(plot_names("all")) == {*figures.FIGURES, "instability"}
+    assert plot_names("method_comparison, accuracy_curves") == (
+        "method_comparison",
+        "accuracy_curves",
+    )
+    with pytest.raises(typer.BadParameter, match="unknown figure 'acuracy_curves'"):
+        plot_names("acuracy_curves")

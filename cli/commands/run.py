@@ -25,7 +25,7 @@ for ResNet) or rewinding (reset.mode "rewind" with reset.rewind_iteration k > 0)
 
 Written to --out: spec.json, init.safetensors (theta_0), levels/NNN/mask.safetensors,
 levels/NNN/runs/<run>.json (metrics and curve), levels/NNN/summary.json, results.json
-(with the ticket rule's verdict per level), plots/*.png (the paper's three figures), and
+(with the ticket rule's verdict per level), plots/*.png (the paper's three figures; --plots), and
 ticket.safetensors (the sparsest level of the unbroken run of levels matching the dense
 network on validation: its masks under mask/<name> and its initial weights under
 init/<name>; trials/NNN/ holds each further trial's). Running again with the same
@@ -126,6 +126,16 @@ def blame(loc: tuple[str | int, ...], spec_file: Path, overrides: list[str]) -> 
     return f"in {spec_file}"
 
 
+PlotsOption = Annotated[
+    str,
+    typer.Option(
+        help="Figures drawn to OUT/plots after the table: paper (the paper's three, and "
+        "instability where measured), all (method_comparison too), none, or names "
+        "separated by commas. `lth report --local OUT` draws any of them later."
+    ),
+]
+
+
 def run(
     spec_file: Annotated[
         Path, typer.Argument(help="Experiment spec (JSON).", exists=True, dir_okay=False)
@@ -143,10 +153,12 @@ def run(
         typer.Option("--set", help="Override a spec field, e.g. --set training.iterations=2000."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    plots: PlotsOption = "paper",
 ) -> None:
     """`lth run` (help: RUN_HELP). A failed start or a failure before any level finished
     leaves no new --out behind; an interrupt keeps it, for the same command to resume."""
     spec = read_spec(spec_file, set_ or [])
+    figure_names = plot_names(plots)
 
     from rich.console import Console
 
@@ -199,7 +211,8 @@ def run(
             )
             raise typer.Exit(130) from None
     show_results(spec, experiment.layout.results, summaries)
-    write_plots(out)
+    if figure_names:
+        write_plots(out, figure_names)
     typer.echo(f"artifacts in {out}")
 
 
@@ -231,13 +244,39 @@ def _has_finished_levels(out: Path) -> bool:
     return bool(Layout(out).finished_levels())
 
 
-def write_plots(out: Path) -> None:
-    """OUT/plots/*.png: the paper's figures, drawn by the one figures module (a figure that
-    cannot be drawn is a warning: the run's results are already safe on disk)."""
+#: `--plots paper`: what `lth run` has always drawn (README: the paper's three figures).
+PAPER_PLOTS = ("accuracy_curves", "early_stop_iteration", "early_stop_accuracy", "instability")
+
+
+def plot_names(value: str) -> tuple[str, ...]:
+    """--plots as figure names (checked before anything is trained)."""
+    from lth_core.report.figures import FIGURES
+
+    known = (*FIGURES, "instability")
+    if value == "paper":
+        return PAPER_PLOTS
+    if value == "all":
+        return known
+    if value == "none":
+        return ()
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    for name in names:
+        if name not in known:
+            raise typer.BadParameter(
+                f"unknown figure {name!r}; paper, all, none or of {', '.join(known)}",
+                param_hint="--plots",
+            )
+    return names
+
+
+def write_plots(out: Path, names: Sequence[str] = PAPER_PLOTS) -> None:
+    """OUT/plots/*.png: the figures asked for, drawn by the one figures module after the table
+    is printed (a figure that cannot be drawn is a warning: the results are already on disk)."""
     from lth_core.report import figures
 
     try:
-        written = figures.write_figures([figures.source_from_run_dir(out)], out / "plots")
+        source = figures.source_from_run_dir(out)
+        written = figures.write_figures([source], out / "plots", names=names)
     except Exception as exc:  # e.g. vl-convert missing on this machine
         typer.secho(f"warning: figures not written: {exc}", fg="yellow", err=True)
         return

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from lth_core.nn.data.base import DatasetUnavailable, RawData
+from lth_core.nn.data.cache import cached_tensors
 from lth_core.nn.data.idx import find_idx_files, read_idx
 from lth_core.spec import DatasetSpec
 
@@ -42,7 +43,7 @@ def load_mnist_like(name: str, root: str | None, download: bool = True) -> RawDa
     for folder in candidates:
         files = find_idx_files(folder)
         if files:
-            return _from_files(files, mean, std)
+            return _from_files(name, files, mean, std)
     if download:
         try:
             import torchvision
@@ -54,19 +55,24 @@ def load_mnist_like(name: str, root: str | None, download: bool = True) -> RawDa
             raise DatasetUnavailable(_how_to_get(name, candidates, exc)) from exc
         files = find_idx_files(base / tv_class)
         if files:
-            return _from_files(files, mean, std)
+            return _from_files(name, files, mean, std)
     raise DatasetUnavailable(_how_to_get(name, candidates, None))
 
 
-def _from_files(files: dict[str, Path], mean: float, std: float) -> RawData:
+def _from_files(name: str, files: dict[str, Path], mean: float, std: float) -> RawData:
+    """The idx files decoded once, then read from the cache (lth_core.nn.data.cache)."""
+    decoded = cached_tensors(
+        default_root(), name, files, lambda: {key: read_idx(path) for key, path in files.items()}
+    )
+
     def images(key: str):
-        return read_idx(files[key]).unsqueeze(1).float().div_(255.0)
+        return decoded[key].unsqueeze(1).float().div_(255.0)
 
     return RawData(
         train_x=images("train_x"),
-        train_y=read_idx(files["train_y"]),
+        train_y=decoded["train_y"],
         test_x=images("test_x"),
-        test_y=read_idx(files["test_y"]),
+        test_y=decoded["test_y"],
         num_classes=10,
         mean=(mean,),
         std=(std,),
