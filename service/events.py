@@ -49,7 +49,11 @@ from store.models import FINISHED_STATUSES, Status
 from store.reads import ExperimentRow
 from store.settings import Settings
 
-_CURSOR = re.compile(r"(\d{1,6})-([a-z]{1,16})-([0-9a-f]{24})")
+#: ``<levels seen>-<status>-<version>``; the version is empty until a progress event was sent
+#: (the first status event's id is ``0-queued-``, and a client may resume from it).
+_CURSOR = re.compile(r"([0-9]{1,6})-([a-z]{1,16})-([0-9a-f]{24}|)")
+#: What Last-Event-ID may hold (openapi.yaml says so): a cursor, or nothing (from the start).
+LAST_EVENT_ID_PATTERN = rf"^(?:{_CURSOR.pattern})?$"
 
 
 @dataclass(frozen=True)
@@ -65,14 +69,14 @@ class Cursor:
 
     @classmethod
     def parse(cls, value: str | None) -> Cursor:
-        if value is None or not value.strip():
+        if not value:
             return cls()
-        match = _CURSOR.fullmatch(value.strip())
+        match = _CURSOR.fullmatch(value)
         if match is None:
             raise Unprocessable(
                 "Last-Event-ID is not a cursor this API sent (expected "
-                "<levels>-<status>-<24 hex digits>, the id of an event); leave it out to "
-                "start from the beginning",
+                "<levels>-<status>-<24 hex digits or none>, the id of an event); leave it out "
+                "to start from the beginning",
                 error_type="invalid_last_event_id",
                 details=[detail(["header", "Last-Event-ID"], "invalid cursor", "value_error")],
             )
@@ -95,7 +99,11 @@ def _event_kind(name: str, description: str, data: dict[str, Any]) -> dict[str, 
                 "contentMediaType": "application/json",
                 "contentSchema": data,
             },
-            "id": {"type": "string", "description": "The cursor to send back as Last-Event-ID."},
+            "id": {
+                "type": "string",
+                "pattern": f"^{_CURSOR.pattern}$",
+                "description": "The cursor to send back as Last-Event-ID.",
+            },
             "retry": {"type": "integer", "minimum": 0},
         },
     }

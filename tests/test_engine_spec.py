@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from lth_core.spec import parse_spec
+from lth_core.spec.errors import problems
+from lth_core.spec.short_budget import notes
+from lth_core.storage.provenance import spec_sha256
 
 
 def test_paper_defaults_fill_what_the_spec_leaves_out() -> None:
@@ -100,3 +104,67 @@ def test_spec_module_imports_without_torch() -> None:
         "parse_spec({'model': 'vgg19'}); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_count_written_as_a_whole_float_is_that_integer() -> None:
+    """JSON Schema's "integer" (openapi.yaml) takes 2000.0; the spec does too, and stores 2000,
+    so the normalized spec and its digest do not depend on how a count was written."""
+    as_ints = {
+        "model": "lenet_300_100",
+        "seed": 7,
+        "seeds": [1, 2],
+        "dataset": {
+            "name": "synthetic",
+            "train_subset": 900,
+            "synthetic": {"input_shape": [1, 8, 8], "train_size": 1000},
+        },
+        "training": {"iterations": 2000, "lr_milestones": [1000], "patience": 3},
+        "pruning": {"levels": 2, "early_bird": {"window": 4}},
+        "controls_at": {"levels": [1, 2]},
+        "analysis": {"instability": {"iterations": [0, 100]}},
+    }
+    as_floats = json.loads(
+        json.dumps(as_ints),
+        parse_int=lambda digits: float(digits),  # every count written 2000.0
+    )
+    assert as_floats["training"]["iterations"] == 2000.0
+    assert isinstance(as_floats["training"]["iterations"], float)
+    spec = parse_spec(as_floats)
+    dumped = spec.model_dump(mode="json")
+    assert dumped == parse_spec(as_ints).model_dump(mode="json")
+    assert spec_sha256(dumped) == spec_sha256(parse_spec(as_ints).model_dump(mode="json"))
+    assert type(spec.training.iterations) is int and spec.training.iterations == 2000
+    assert spec.dataset.synthetic is not None
+    assert all(type(d) is int for d in spec.dataset.synthetic.input_shape)
+    assert [type(m) for m in spec.training.lr_milestones] == [int]
+    # The round trip: the stored spec parses to itself.
+    assert parse_spec(json.loads(json.dumps(dumped))).model_dump(mode="json") == dumped
+    # Budget-dependent defaults adapt alike (eval_every, milestones scaled to the budget).
+    short = {"model": "lenet_300_100", "training": {"iterations": 50.0}}
+    assert parse_spec(short).training.eval_every == 50
+    assert notes(short) == notes({"model": "lenet_300_100", "training": {"iterations": 50}})
+
+
+@pytest.mark.parametrize(
+    ("changes", "loc", "message"),
+    [
+        ({"training": {"iterations": 2000.5}}, "training.iterations", "got a number 2000.5"),
+        ({"training": {"iterations": True}}, "training.iterations", "got a boolean true"),
+        ({"training": {"iterations": "2000"}}, "training.iterations", "got a string '2000'"),
+        ({"seed": float("inf")}, "seed", "got a number inf"),
+        (
+            {"dataset": {"name": "synthetic", "synthetic": {"input_shape": [1, 28.5, 28]}}},
+            "dataset.synthetic.input_shape[1]",
+            "got a number 28.5",
+        ),
+        ({"training": {"lr_milestones": [10.25]}}, "training.lr_milestones[0]", "number 10.25"),
+    ],
+)
+def test_a_count_with_a_fraction_is_refused_naming_the_field(
+    changes: dict, loc: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_spec({"model": "lenet_300_100", **changes})
+    lines = [p.line for p in problems(info.value)]
+    assert any(line.startswith(f"{loc}: must be a whole number, ") for line in lines), lines
+    assert any(message in line for line in lines), lines

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from test_service_support import assert_error, submit, tiny_spec
 
 from lth_core.spec import ExperimentSpec
+from store.settings import Settings
 
 pytest_plugins = ("test_service_support",)
 
@@ -97,3 +98,43 @@ def test_validation_that_leaves_no_training_data_is_refused() -> None:
         ExperimentSpec.model_validate(
             {"model": "lenet_300_100", "dataset": {"name": "mnist", "validation_size": 60_000}}
         )
+
+
+def test_a_count_written_2000_0_is_accepted_as_2000_and_2000_5_is_refused(
+    settings: Settings,
+) -> None:
+    """openapi.yaml says "integer", which JSON Schema takes to include 2000.0 (what a JavaScript
+    or numpy client may send): the API accepts it and stores the whole number, so the same spec
+    written with 2000 is its duplicate. A fraction is refused, naming the field."""
+    from service.consumers import CONSUMERS
+    from service.main import create_app
+
+    CONSUMERS.clear()
+    strict = settings.model_copy(update={"allow_duplicate_specs": False})  # the default rule
+    with TestClient(create_app(strict)) as client:
+        _whole_counts(client)
+
+
+def _whole_counts(client: TestClient) -> None:
+    body = tiny_spec()
+    body["training"] = {"iterations": 2000.0, "eval_every": 25.0, "lr_milestones": [1000.0]}
+    body["dataset"]["synthetic"]["input_shape"] = [1.0, 28.0, 28.0]
+    raw = json.dumps(body)
+    assert '"iterations": 2000.0' in raw
+    created = _post_raw(client, raw)
+    assert created.status_code == 201, created.text
+    spec = created.json()["spec"]
+    assert spec["training"]["iterations"] == 2000
+    assert '"iterations":2000,' in created.text  # an integer in the echoed spec, not 2000.0
+    assert spec["dataset"]["synthetic"]["input_shape"] == [1, 28, 28]
+    # The normalized spec is what duplicates are found by: 2000 is the same spec.
+    same = tiny_spec()
+    same["training"] = {"iterations": 2000, "eval_every": 25, "lr_milestones": [1000]}
+    same["dataset"]["synthetic"]["input_shape"] = [1, 28, 28]
+    error = assert_error(client.post("/experiments", json=same), 409, "duplicate_spec")
+    assert created.json()["id"] in error["details"][0]["msg"]
+
+    body["training"]["iterations"] = 2000.5
+    error = assert_error(_post_raw(client, json.dumps(body)), 422, "invalid_spec")
+    assert [d["loc"] for d in error["details"]] == [["body", "training", "iterations"]]
+    assert error["details"][0]["msg"] == "must be a whole number, got a number 2000.5"

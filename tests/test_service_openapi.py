@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import yaml
 from typer.testing import CliRunner
 
 from cli.main import app as lth
+from lth_core.registry.models import MODELS
 from service import openapi
 from service.main import create_app
+from store.broker import ALL_QUEUES
 
 
 def test_openapi_yaml_is_in_sync_with_the_app() -> None:
@@ -47,3 +52,11 @@ def test_minimal_spec_from_the_document_is_accepted() -> None:
     from lth_core.spec import parse_spec
 
     assert parse_spec({"model": "conv2"}).training.optimizer == "adam"
+
+
+def test_the_live_fuzz_config_names_this_servers_queues_and_models() -> None:
+    """tests/fuzz/schemathesis.toml lists what the contract leaves open (the queues a server
+    knows, its models); the lists are the broker's and the registry's, not a stale copy."""
+    config = tomllib.loads((Path(__file__).parent / "fuzz" / "schemathesis.toml").read_text())
+    assert config["dictionaries"]["queues"]["values"] == list(ALL_QUEUES)
+    assert config["dictionaries"]["models"]["values"] == list(MODELS.builtin_names())

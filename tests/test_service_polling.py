@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -148,6 +149,10 @@ def test_event_stream_follows_a_real_experiment_to_its_end(
             assert [d["level"] for n, _, d in later if n == "level"] == [1]
             assert [d["status"] for n, _, d in later if n == "status"] == ["succeeded"]
             assert later[-1][0] == "end"
+            # Every id is a cursor the API takes back, the first (no version yet) included.
+            first = client.get(path, headers={**bearer(alice), "Last-Event-ID": events[0][1]})
+            assert first.status_code == 200 and events[0][1].endswith("-")
+            assert [n for n, _, _ in parse_events(first.text)][-1] == "end"
 
             # The CLI follows the same stream (`lth submit --wait`) and stops at its end.
             from cli.api_client import follow_events
@@ -259,3 +264,58 @@ def test_two_api_processes_keep_keys_and_the_open_mode_rule(tmp_path: Path) -> N
         except subprocess.TimeoutExpired:
             server.kill()
         dispose_engines()
+
+
+def test_an_event_id_is_a_cursor_and_openapi_states_which_last_event_ids_are_taken() -> None:
+    from service.errors import ApiError
+    from service.events import LAST_EVENT_ID_PATTERN, Cursor
+
+    for cursor in (Cursor(0, "queued", ""), Cursor(3, "running", "ab" * 12)):
+        assert Cursor.parse(str(cursor)) == cursor
+        assert re.search(LAST_EVENT_ID_PATTERN, str(cursor))
+    assert Cursor.parse("") == Cursor() == Cursor.parse(None)
+    assert re.search(LAST_EVENT_ID_PATTERN, "")
+    for bad in ("x", " 0-queued-", "0-queued-abc", "\u0661-queued-", "1234567-running-"):
+        assert not re.search(LAST_EVENT_ID_PATTERN, bad), bad
+        with pytest.raises(ApiError):
+            Cursor.parse(bad)
+
+
+def test_schemathesis_checks_every_event_against_the_event_schema(settings: Settings) -> None:
+    """openapi.yaml declares the stream as one schema per event (OpenAPI 3.1), each event's
+    `data` by its JSON schema: schemathesis (the fuzz tests) checks every event it reads.
+    Proved by breaking the declaration: then the first event fails the check."""
+    import schemathesis
+    import yaml
+    from schemathesis.checks import response_schema_conformance
+    from schemathesis.core.failures import FailureGroup
+
+    from service.consumers import CONSUMERS
+    from service.main import create_app
+    from service.openapi import OPENAPI_PATH
+
+    CONSUMERS.clear()
+    quick = settings.model_copy(update={"api_events_max_seconds": 0.3})  # queued: ends soon
+    app = create_app(quick)
+    with TestClient(app) as client:
+        experiment_id = submit(client, tiny_spec())["id"]
+    document = yaml.safe_load(OPENAPI_PATH.read_text())
+
+    def check(doc: dict[str, Any]) -> None:
+        schema = schemathesis.openapi.from_dict(doc)
+        schema.app = app
+        operation = schema["/experiments/{experiment_id}/events"]["GET"]
+        case = operation.Case(path_parameters={"experiment_id": experiment_id})
+        response = case.call()
+        assert response.status_code == 200 and "event: status" in response.text
+        case.validate_response(response, checks=[response_schema_conformance])
+
+    check(document)
+    events = document["paths"]["/experiments/{experiment_id}/events"]["get"]["responses"]
+    kinds = events["200"]["content"]["text/event-stream"]["schema"]["oneOf"]
+    status = next(k for k in kinds if k["properties"]["event"]["const"] == "status")
+    status["properties"]["data"]["contentSchema"]["properties"]["status"]["enum"] = ["running"]
+    with pytest.raises(FailureGroup) as info:
+        check(document)
+    (failure,) = info.value.exceptions
+    assert "Event #0" in str(failure) and "SSE event violates schema" in str(failure)

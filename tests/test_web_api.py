@@ -123,8 +123,15 @@ def test_compare_groups_seeds_and_names_the_difference(
     assert seeds and all(r["n"] == 2 and r["std"] == 0.0 for r in seeds)  # same artifacts
     png = client.get(f"/compare/plots/accuracy_curves.png?ids={ids[0]},{ids[2]}")
     assert png.status_code == 200 and png.content.startswith(PNG)
-    assert_error(client.get("/compare/plots/early_stop_accuracy.png"), 422)
-    assert_error(client.get(f"/compare?ids={ids[0]}&tag=cmp"), 422)
+    # ids and tag are both optional (as openapi.yaml says): ids, then the tagged ones; neither
+    # is the caller's latest experiments.
+    untagged = submit(client, tiny_spec(name="untagged"))["id"]
+    both = client.get(f"/compare?ids={untagged},{ids[1]}&tag=cmp").json()["experiments"]
+    assert [e["id"] for e in both] == [untagged, ids[1], ids[0], ids[2]]
+    latest = client.get("/compare").json()["experiments"]
+    assert [e["id"] for e in latest] == [*ids, untagged]
+    plot = client.get("/compare/plots/early_stop_accuracy.png")  # a queued one draws nothing
+    assert plot.status_code == 200 and plot.content.startswith(PNG)
     assert_error(client.get(f"/compare?ids={ids[0]},{'f' * 32}"), 404)
     assert_error(client.get("/compare?tag=nothing"), 404)
 

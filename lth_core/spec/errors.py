@@ -183,6 +183,9 @@ def _grouped(value: float) -> str:
     """``250,000``; ``10.0``; ``1e+08`` stays readable as ``100,000,000``."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
         value = int(value)
+    if isinstance(value, int) and abs(value) >= 10**18:  # 1e300 as a count: not 301 digits
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[0]}e{len(digits) - 1}"
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 

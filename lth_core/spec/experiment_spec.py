@@ -15,6 +15,7 @@ from lth_core.runs import TICKET, run_id
 from lth_core.spec import control_options, short_budget
 from lth_core.spec.control_options import validate as _validate_control_options
 from lth_core.spec.names import ControlName, ModelName, plugin_packages
+from lth_core.spec.numbers import SpecInt
 from lth_core.spec.paper_defaults import merge, paper_defaults_of
 from lth_core.spec.sections import (
     MAX_TAGS,
@@ -53,7 +54,7 @@ class ExperimentSpec(_Strict):
     pruning: PruningSpec
     reset: ResetSpec = Field(default_factory=ResetSpec)
     controls: list[ControlName] = Field(default_factory=lambda: ["random_reinit"])
-    seed: int = Field(0, ge=0, le=2**62)
+    seed: SpecInt = Field(0, ge=0, le=2**62)
     ticket_tolerance: float = Field(
         0.0, ge=0.0, le=1.0, description="Accuracy (0-1) a ticket may lose against the dense net."
     )
@@ -77,7 +78,7 @@ class ExperimentSpec(_Strict):
     )
     # --- science (issue 11). Each new field is left out of dumps at its default, so a
     # spec.json written before it existed still matches on resume.
-    trials: int = Field(
+    trials: SpecInt = Field(
         1,
         ge=1,
         le=MAX_TRIALS,
@@ -85,14 +86,14 @@ class ExperimentSpec(_Strict):
         description="Independent IMP runs (own init and data order each); results give mean, "
         "std, min and max over them. Trial 0 uses `seed`, trial t a seed derived from it.",
     )
-    seeds: list[int] | None = Field(
+    seeds: list[SpecInt] | None = Field(
         None,
         min_length=1,
         max_length=MAX_TRIALS,
         exclude_if=lambda v: v is None,
         description="The seed of each trial, instead of `trials` (then `seed` is not used).",
     )
-    control_repeats: int = Field(
+    control_repeats: SpecInt = Field(
         1,
         ge=1,
         le=MAX_CONTROL_REPEATS,

@@ -14,13 +14,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictInt,
     field_validator,
     model_validator,
 )
 
 from lth_core.registry.datasets import DATASETS
 from lth_core.spec.names import DatasetName, StrategyName
+from lth_core.spec.numbers import SpecInt, bounded
 
 # The allowed names come from the registries, plugins included (lth_core.spec.names).
 LayerKind = Literal["conv", "fc", "output", "shortcut"]
@@ -35,12 +35,16 @@ MAX_TAGS = 20
 MAX_VERIFY_REPEATS = 20
 MAX_INSTABILITY_ITERATIONS = 20
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,39}$"
+# Optional counts: their bounds inside the union (lth_core.spec.numbers.bounded says why).
+AtLeastOne = bounded(ge=1)
+FinetuneIterations = bounded(ge=1, le=MAX_ITERATIONS)
 
 
 class _Strict(BaseModel):
     """Every section of the spec: unknown keys are refused, and values are never coerced
     (``"0.01"`` is not a number, ``true`` is not a count, ``1`` is not a boolean), so what a
-    user wrote is what runs. A field added to any section inherits both rules; errors are
+    user wrote is what runs. A count written ``2000.0`` is the whole number 2000, as JSON
+    Schema's ``integer`` says (every count is a lth_core.spec.numbers.SpecInt). A field added to any section inherits both rules; errors are
     worded for people by lth_core.spec.errors."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -50,11 +54,11 @@ class SyntheticSpec(_Strict):
     """A generated, learnable classification problem for tests and quick checks."""
 
     # A JSON array is a tuple here (strict mode alone would want a Python tuple); its
-    # entries stay strict integers.
-    input_shape: tuple[StrictInt, StrictInt, StrictInt] = Field((1, 28, 28), strict=False)
-    num_classes: int = Field(10, ge=2, le=1000)
-    train_size: int = Field(2000, ge=2, le=1_000_000)
-    test_size: int = Field(500, ge=1, le=1_000_000)
+    # entries stay the spec's whole numbers (lth_core.spec.numbers).
+    input_shape: tuple[SpecInt, SpecInt, SpecInt] = Field((1, 28, 28), strict=False)
+    num_classes: SpecInt = Field(10, ge=2, le=1000)
+    train_size: SpecInt = Field(2000, ge=2, le=1_000_000)
+    test_size: SpecInt = Field(500, ge=1, le=1_000_000)
     noise: float = Field(1.0, ge=0.0, le=100.0)
 
     @field_validator("input_shape")
@@ -67,11 +71,11 @@ class SyntheticSpec(_Strict):
 
 class DatasetSpec(_Strict):
     name: DatasetName
-    validation_size: int = Field(
+    validation_size: SpecInt = Field(
         5000, ge=1, description="Examples held out of the training set for early stopping."
     )
-    train_subset: int | None = Field(
-        None, ge=1, description="Cap on training examples (after the validation split)."
+    train_subset: AtLeastOne | None = Field(
+        None, description="Cap on training examples (after the validation split)."
     )
     augment: bool = Field(False, description="Random flips and 4-pixel pad-and-crop (CIFAR).")
     root: str | None = Field(
@@ -128,17 +132,19 @@ class TrainingSpec(_Strict):
     learning_rate: float = Field(gt=0.0, le=10.0)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)
-    iterations: int = Field(ge=1, le=MAX_ITERATIONS)
-    warmup_iterations: int = Field(0, ge=0, description="Linear learning-rate warmup from 0.")
-    lr_milestones: list[int] = Field(
+    batch_size: SpecInt = Field(ge=1, le=MAX_BATCH_SIZE)
+    iterations: SpecInt = Field(ge=1, le=MAX_ITERATIONS)
+    warmup_iterations: SpecInt = Field(0, ge=0, description="Linear learning-rate warmup from 0.")
+    lr_milestones: list[SpecInt] = Field(
         default_factory=list, description="Iterations at which the learning rate is multiplied."
     )
     lr_gamma: float = Field(0.1, gt=0.0, le=1.0)
-    eval_every: int = Field(100, ge=1, description="Evaluate on validation and test this often.")
+    eval_every: SpecInt = Field(
+        100, ge=1, description="Evaluate on validation and test this often."
+    )
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before each hidden fc layer.")
     # --- science (issue 11): accuracy recorded at fixed iterations (the deep networks)
-    report_iterations: list[int] = Field(
+    report_iterations: list[SpecInt] = Field(
         default_factory=list,
         exclude_if=lambda v: not v,
         description="Iterations at which to report validation and test accuracy (VGG-19 at "
@@ -156,17 +162,15 @@ class TrainingSpec(_Strict):
             "same device and thread count. never: one run at a time, controls spread over workers."
         ),
     )
-    patience: int | None = Field(
+    patience: AtLeastOne | None = Field(
         None,
-        ge=1,
         exclude_if=lambda v: v is None,
         description="Stop a run this many evaluations after its last validation-loss "
         "improvement (off by default: the paper trains the full budget). The early-stop "
         "iteration is still the argmin over the evaluations made.",
     )
-    checkpoint_every: int | None = Field(
+    checkpoint_every: AtLeastOne | None = Field(
         None,
-        ge=1,
         exclude_if=lambda v: v is None,
         description="Checkpoint a run in training every this many iterations (a multiple of "
         "eval_every: checkpoints are taken at evaluations), besides every "
@@ -240,13 +244,13 @@ class EarlyBirdSpec(_Strict):
     distance: float = Field(
         0.1, gt=0.0, le=1.0, description="Normalized Hamming distance below which masks agree."
     )
-    window: int = Field(
+    window: SpecInt = Field(
         5, ge=1, le=1000, description="Consecutive evaluations the distance must stay below."
     )
 
 
 class PruningSpec(_Strict):
-    levels: int = Field(
+    levels: SpecInt = Field(
         20, ge=0, le=MAX_LEVELS, description="Pruning rounds after the dense level 0."
     )
     strategy: StrategyName
@@ -296,11 +300,9 @@ class ResetSpec(_Strict):
         "finetune_iterations (the classic pruning baseline). lr_rewind and finetune start a "
         "one-shot level from the dense trained network.",
     )
-    rewind_iteration: int = Field(0, ge=0)
-    finetune_iterations: int | None = Field(
+    rewind_iteration: SpecInt = Field(0, ge=0)
+    finetune_iterations: FinetuneIterations | None = Field(
         None,
-        ge=1,
-        le=MAX_ITERATIONS,
         exclude_if=lambda v: v is None,
         description="mode finetune: iterations of fine-tuning per pruned level "
         "(default: training.iterations).",
@@ -318,7 +320,7 @@ class ResetSpec(_Strict):
 class ControlsAt(_Strict):
     """Which pruned levels run the controls (given explicitly)."""
 
-    levels: list[int] = Field(max_length=MAX_LEVELS + 1)
+    levels: list[SpecInt] = Field(max_length=MAX_LEVELS + 1)
 
     @field_validator("levels")
     @classmethod
@@ -332,13 +334,12 @@ class VerifySpec(_Strict):
     """How the verification level (and the dense reference) train: patience, or the budget,
     each `repeats` times with its own data order, so the verdict has error bars."""
 
-    patience: int | None = Field(
+    patience: AtLeastOne | None = Field(
         None,
-        ge=1,
         description="Evaluations without improvement before stopping; null: full budget. At "
         "least training.patience (the reference is never cut shorter than the cheap levels).",
     )
-    repeats: int = Field(
+    repeats: SpecInt = Field(
         3,
         ge=1,
         le=MAX_VERIFY_REPEATS,
@@ -354,7 +355,7 @@ class MaskSource(_Strict):
     """Train from a mask found by an earlier experiment (ticket transfer)."""
 
     experiment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    level: int = Field(ge=0, le=MAX_LEVELS)
+    level: SpecInt = Field(ge=0, le=MAX_LEVELS)
     with_init: bool = Field(
         False,
         exclude_if=lambda v: not v,
@@ -371,14 +372,14 @@ class InstabilitySpec(_Strict):
     copies of the *dense* run's weights at k under the level's mask, trained to the end with
     different data orders; the error barrier on the straight line between them."""
 
-    iterations: list[StrictInt] = Field(
+    iterations: list[SpecInt] = Field(
         default_factory=lambda: [0],
         min_length=1,
         max_length=MAX_INSTABILITY_ITERATIONS,
         description="The rewinding iterations k to sweep (e.g. [0, 100, 500, 1000, 2000]); "
         "level 0 keeps its weights at each.",
     )
-    points: int = Field(30, ge=3, le=101, description="Evenly spaced points on the path.")
+    points: SpecInt = Field(30, ge=3, le=101, description="Evenly spaced points on the path.")
     threshold: float = Field(
         0.02,
         gt=0.0,

@@ -20,6 +20,7 @@ import copy
 from typing import Any
 
 from lth_core.registry.datasets import DATASETS
+from lth_core.spec.numbers import whole_number
 from lth_core.spec.paper_defaults import merge, paper_defaults_of
 from lth_core.spec.sections import DatasetSpec, SyntheticSpec, TrainingSpec
 
@@ -40,7 +41,9 @@ def _given(data: Any, section: str, key: str) -> bool:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A count as the spec reads it (``2000.0`` is 2000), so that the defaults adapt alike
+    however the budget was written."""
+    return whole_number(value)
 
 
 def _plan(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import WithJsonSchema
 
 from lth_core.registry.models import MODELS
 from lth_core.spec import TAG_PATTERN
@@ -16,7 +17,7 @@ from service.api.strict_query import INTEGER_DIGITS, reject_unknown_query
 from service.auth import CredentialsDep, OwnerDep, PrincipalDep, get_principal
 from service.consumers import CONSUMERS
 from service.errors import Conflict, Unprocessable, detail, error_responses
-from service.events import SSE_EVENT, event_stream
+from service.events import LAST_EVENT_ID_PATTERN, SSE_EVENT, event_stream
 from service.presenters import experiment_out
 from service.reads import authorized_read, experiment_response, list_response, not_found
 from service.schemas import ExperimentList, ExperimentOut, StatusName
@@ -278,6 +279,10 @@ async def experiment_events(
     credentials: CredentialsDep,
     last_event_id: Annotated[
         str | None,
+        # A header is a string or absent (the `null` of `str | None` would be sent as the text
+        # "null"); service.events checks the pattern with its own error, stated here for the
+        # contract.
+        WithJsonSchema({"type": "string", "maxLength": 100, "pattern": LAST_EVENT_ID_PATTERN}),
         Header(
             alias="Last-Event-ID",
             max_length=100,

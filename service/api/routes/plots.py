@@ -20,7 +20,7 @@ from service.api.deps import ReadSessionDep, SettingsDep
 from service.api.ids import ExperimentIdDep, resolve_or_404
 from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
-from service.errors import Conflict, NotFound, Unprocessable, detail, error_responses
+from service.errors import Conflict, NotFound, error_responses
 from service.figure_sources import sources_for
 from store import experiments
 from store.models import Experiment
@@ -63,11 +63,16 @@ IdsQuery = Annotated[
     Query(
         pattern=r"^[0-9A-Fa-f-]{8,36}(,[0-9A-Fa-f-]{8,36}){0,49}$",
         description="Comma-separated experiment ids (up to 50), whole or a unique start of "
-        "at least 8 hex digits.",
+        "at least 8 hex digits. With tag: these, then the tagged ones (50 in all); with "
+        "neither: your latest 50.",
     ),
 ]
 TagQuery = Annotated[
-    str | None, Query(pattern=TAG_PATTERN, description="Every experiment with this tag.")
+    str | None,
+    Query(
+        pattern=TAG_PATTERN,
+        description="Every experiment with this tag (the latest 50), after any given by ids.",
+    ),
 ]
 
 _IMAGE = {
@@ -188,24 +193,25 @@ class CompareOut(BaseModel):
 def _compared(
     session: Session, owner: str | None, ids: str | None, tag: str | None
 ) -> list[Experiment]:
-    if (ids is None) == (tag is None):
-        raise Unprocessable(
-            "give either ids (comma-separated experiment ids) or tag",
-            error_type="invalid_request",
-            details=[detail(["query", "ids"], "give ids or tag, not both or neither", "missing")],
-        )
-    if tag is not None:
+    """The experiments ``ids`` names (in its order), then those with ``tag`` (oldest first), at
+    most MAX_COMPARED; neither given: the caller's latest MAX_COMPARED. Both are optional, as
+    openapi.yaml says, so every combination is a comparison rather than a 422."""
+    out: dict[str, Experiment] = {}
+    for raw in dict.fromkeys(ids.split(",")) if ids is not None else ():
+        experiment_id = resolve_or_404(session, raw, owner, ("query", "ids"))
+        out.setdefault(experiment_id, _one(session, experiment_id, owner))
+    if ids is None or tag is not None:
         rows, _total = experiments.list_experiments(
             session, owner=owner, tag=tag, limit=MAX_COMPARED
         )
         if not rows:
-            raise NotFound(f"no experiment has tag {tag!r}")
-        return list(reversed(rows))  # oldest first: a stable legend order
-    out = []
-    for raw in dict.fromkeys(ids.split(",")):  # type: ignore[union-attr]
-        experiment_id = resolve_or_404(session, raw, owner, ("query", "ids"))
-        out.append(_one(session, experiment_id, owner))
-    return out
+            raise NotFound(
+                f"no experiment has tag {tag!r}" if tag is not None else "no experiments yet"
+            )
+        for row in reversed(rows):  # oldest first: a stable legend order
+            if len(out) < MAX_COMPARED:
+                out.setdefault(row.id, row)
+    return list(out.values())
 
 
 @router.get(
