@@ -223,6 +223,42 @@ def test_lth_report_from_the_api(
     assert missing.exit_code == 1 and "404" in missing.output
 
 
+def test_compare_members_carry_their_own_ticket_and_the_group_what_they_share(
+    client: TestClient, settings: Settings, engine_run
+) -> None:
+    ids = []
+    for seed in (0, 1):
+        ids.append(submit(client, {**tiny_spec(), "name": f"nw-seed{seed}", "seed": seed})["id"])
+        finish_like_worker(settings, ids[-1], engine_run)
+    body = client.get(f"/compare?ids={','.join(ids)}").json()
+    # One group of differently named seeds: named by what they share, never one member.
+    assert [g["label"] for g in body["groups"]] == ["nw · seeds 0, 1 (n=2)"]
+    for member in body["experiments"]:
+        own = client.get(f"/experiments/{member['id']}").json()
+        assert member["created_at"] == own["created_at"]
+        assert member["ticket"] == own["ticket"]  # the experiment page's presenter, unchanged
+        if own["ticket"] is None:
+            assert member["no_ticket"].startswith("no winning ticket")
+            assert member["no_ticket"].endswith(own["ticket_decision"]["reason"])
+            assert member["no_ticket"].count("no winning ticket") == 1
+        else:
+            assert member["no_ticket"] is None
+            assert member["ticket"]["verdict"] in ("yes", "inconclusive")
+
+
+def test_group_label_falls_back_to_model_and_dataset() -> None:
+    spec = {"model": "lenet_300_100", "dataset": {"name": "mnist"}}
+    sources = [
+        figures.Source(n, {**spec, "name": n, "seed": s}, []) for n, s in (("a", 0), ("b", 3))
+    ]
+    assert [label for label, _ in figures.group_sources(sources)] == [
+        "lenet_300_100 · mnist · seeds 0, 3 (n=2)"
+    ]
+    same = [figures.Source("x", {**spec, "name": "x", "seed": s}, []) for s in (0, 1, 2)]
+    assert figures.group_sources(same)[0][0] == "x · seeds 0, 1, 2 (n=3)"
+    assert figures.group_sources(same[:1])[0][0] == "x"
+
+
 def _summary(level: int, remaining: float, acc: float, **extra) -> dict:
     return {
         "level": level,

@@ -233,6 +233,26 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
     verdict = text(browser, '#levels tr[data-level="1"] td.verdict')
     assert verdict.split(" ")[0] == body["ticket_decision"]["levels"][1]["verdict"]
     assert ("no winning ticket" in text(browser, "#summary")) == (not has_ticket)
+    # "Why this level", visible below the table: the decision's reason, or "no winning ticket"
+    # and why, then each pruned level's verdict, interval and first reason (issue 25).
+    decision = body["ticket_decision"]
+    why = wait_for(lambda: text(browser, "#why"), 10, "the why section")
+    lead = text(browser, '#why [data-role="why-lead"]')
+    assert decision["reason"].removeprefix("no winning ticket: ") in lead
+    assert lead.lower().count("no winning ticket") <= 1, lead
+    assert (
+        lead.startswith(f"Level {body['ticket']['level']} (")
+        if has_ticket
+        else (lead.startswith("No winning ticket: "))
+    )
+    level1 = decision["levels"][1]
+    line = text(browser, '#why li[data-level="1"]')
+    assert line.startswith("level 1 (") and f": {level1['verdict']}" in line, line
+    interval = (level1["comparisons"].get("matches_dense_accuracy") or {}).get("interval")
+    assert ("pts" in line) == bool(interval and None not in interval), line
+    deciding = [r for r in level1["reasons"] if r.startswith(f"{level1['verdict']}:")]
+    assert (deciding or level1["reasons"])[0] in line, line
+    assert "{" not in why
     for name, at_least in (
         ("early_stop_iteration", 3),
         ("early_stop_accuracy", 3),
@@ -272,7 +292,21 @@ def test_list_then_live_progress_figures_and_downloads(server, browser, download
     wait_for(lambda: "succeeded" in text(browser, f'tr[data-id="{second}"]'))
     shot(browser, "list")
     browser.get(f"{server.url}/#/compare?tag=seeds")
-    wait_for(lambda: "(n=2)" in text(browser, "#compare-groups"))
+    wait_for(lambda: "tiny · seeds 0, 1 (n=2)" in text(browser, "#compare-groups"))
+    # Each member's own ticket (or "no winning ticket"), so seeds that disagree are seen.
+    for member in (first, second):
+        own = server.get(member)
+        row = text(browser, f'#compare-members tr[data-id="{member}"]')
+        assert member[:8] in row, row
+        if own["ticket"] is None:
+            assert "no winning ticket" in row, row
+        else:
+            t = own["ticket"]
+            assert f"{100 * t['early_stop_val_accuracy']:.2f}%" in row, row
+            assert f"{100 * t['early_stop_test_accuracy']:.2f}%" in row and t["verdict"] in row
+        # The picker tells same-named rows apart: short id and creation time.
+        pick = text(browser, f'#compare-pick tr:has(input[value="{member}"])')
+        assert member[:8] in pick and own["created_at"][:4] in pick, pick
     wait_for(lambda: points(browser, "early_stop_accuracy") >= 3, 30, "compare figure")
     assert "bands: mean ± std" in text(browser, "#fig-early_stop_accuracy")
     shot(browser, "compare")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,11 +143,36 @@ def _short(key: str, keys: Sequence[str]) -> str:
     return leaf if sum(k.rsplit(".", 1)[-1] == leaf for k in keys) == 1 else key
 
 
+def _seeds(group: Sequence[Source]) -> str:
+    seeds = sorted({s.spec.get("seed") for s in group if isinstance(s.spec.get("seed"), int)})
+    return f" · seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds else ""
+
+
+def _shared_name(group: Sequence[Source]) -> str:
+    """What a group's members share: their one name, else the names' common start where it
+    says something (``nw-seed0``, ``nw-seed1`` -> ``nw``), else model · dataset; never one
+    member's name, which would pass the group off as that member."""
+    names = [str(s.spec.get("name") or s.label) for s in group]
+    if len(set(names)) == 1:
+        return names[0]
+    shortest = min(map(len, names))
+    same = next((i for i in range(shortest) if len({n[i] for n in names}) > 1), shortest)
+    prefix = names[0][:same].rstrip(" -_.·")
+    prefix = re.sub(r"[-_. ]*seed\d*$", "", prefix, flags=re.IGNORECASE).rstrip(" -_.·")
+    if len(prefix) >= 2:
+        return prefix
+    spec = group[0].spec
+    dataset = spec.get("dataset")
+    dataset = dataset.get("name") if isinstance(dataset, Mapping) else dataset
+    return " · ".join(str(x) for x in (spec.get("model"), dataset) if x) or names[0]
+
+
 def group_sources(sources: Sequence[Source]) -> list[tuple[str, list[Source]]]:
     """Repeats (same spec but for the seed) together, each group labelled by what sets it apart.
 
-    One group is labelled by its experiment's name; several by the differing spec values
-    (``learning_rate 0.1`` vs ``learning_rate 0.01``), or by name where nothing differs.
+    One experiment is labelled by itself; one group of several by what its members share and
+    their seeds (``nw · seeds 0, 1 (n=2)``); several groups by the differing spec values
+    (``learning_rate 0.1`` vs ``learning_rate 0.01``), or by what they share where nothing differs.
     """
     groups: dict[str, list[Source]] = {}
     for source in sources:
@@ -154,14 +180,14 @@ def group_sources(sources: Sequence[Source]) -> list[tuple[str, list[Source]]]:
     members = list(groups.values())
     if len(members) == 1:
         only = members[0]
-        name = str(only[0].spec.get("name") or only[0].label)
-        label = only[0].label if len(only) == 1 else f"{name} (n={len(only)})"
-        return [(label, only)]
+        if len(only) == 1:
+            return [(only[0].label, only)]
+        return [(f"{_shared_name(only)}{_seeds(only)} (n={len(only)})", only)]
     keys = spec_differences([g[0].spec for g in members])[:3]
     out = []
     for group in members:
         flat = _flatten(group[0].spec)
         label = ", ".join(f"{_short(k, keys)} {_fmt(flat.get(k))}" for k in keys)
-        label = label or group[0].label
+        label = label or (group[0].label if len(group) == 1 else _shared_name(group))
         out.append((f"{label} (n={len(group)})" if len(group) > 1 else label, group))
     return out

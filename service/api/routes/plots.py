@@ -7,6 +7,7 @@ someone else is a 404 here as everywhere.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -22,6 +23,8 @@ from service.api.strict_query import reject_unknown_query
 from service.auth import OwnerDep, get_principal
 from service.errors import Conflict, NotFound, error_responses
 from service.figure_sources import sources_for
+from service.presenters import experiment_out
+from service.schemas import Ticket
 from store import experiments
 from store.models import Experiment
 from store.settings import Settings
@@ -179,6 +182,41 @@ class CompareMember(BaseModel):
     status: str
     seed: int | None = None
     tags: list[str] = Field(default_factory=list)
+    created_at: datetime
+    ticket: Ticket | None = Field(
+        None, description="This member's own ticket (as GET /experiments/{id} gives it)."
+    )
+    no_ticket: str | None = Field(
+        None,
+        description="Where ticket is null: why, e.g. `no winning ticket: level 1 ...` (the "
+        "ticket decision's reason), or that no pruned level has finished yet.",
+    )
+
+
+def _member(experiment: Experiment) -> CompareMember:
+    """One compared experiment with its own ticket: the experiment page's presenter decides it,
+    so a member that disagrees with its group (a seed without a ticket) shows here as there."""
+    out = experiment_out(experiment)
+    no_ticket = None
+    if out.ticket is None:
+        decision = out.ticket_decision
+        if decision is not None and len(decision.levels) > 1:
+            reason = decision.reason or ""
+            names = decision.names or "winning ticket"
+            no_ticket = reason if reason.lower().startswith("no ") else f"no {names}: {reason}"
+        else:
+            no_ticket = "no pruned level has finished yet"
+    spec = experiment.spec if isinstance(experiment.spec, dict) else {}
+    return CompareMember(
+        id=experiment.id,
+        name=experiment.name,
+        status=experiment.status,
+        seed=spec.get("seed"),
+        tags=list(spec.get("tags") or []),
+        created_at=experiment.created_at,
+        ticket=out.ticket,
+        no_ticket=no_ticket,
+    )
 
 
 class CompareOut(BaseModel):
@@ -236,16 +274,7 @@ def compare(
         for label, members in figures.group_sources(sources)
     ]
     return CompareOut(
-        experiments=[
-            CompareMember(
-                id=e.id,
-                name=e.name,
-                status=e.status,
-                seed=e.spec.get("seed") if isinstance(e.spec, dict) else None,
-                tags=list(e.spec.get("tags") or []) if isinstance(e.spec, dict) else [],
-            )
-            for e in chosen
-        ],
+        experiments=[_member(e) for e in chosen],
         groups=groups,
         differences=figures.spec_differences([e.spec for e in chosen]),
     )

@@ -469,15 +469,44 @@ function figureCard(name, title, base, query) {
 
 // A level's verdict from the ticket rule (ticket_decision.levels): yes / no / inconclusive, with
 // the interval of its accuracy against the dense network (validation, percentage points).
+function intervalText(rec) {
+  const acc = (rec.comparisons || {}).matches_dense_accuracy;
+  return acc && acc.interval && acc.interval[0] !== null && acc.interval[1] !== null
+    ? ` [${(100 * acc.interval[0]).toFixed(2)}, ${(100 * acc.interval[1]).toFixed(2)}] pts` : "";
+}
+
 function verdictCell(exp, level) {
   if (level === 0) return el("td", { class: "verdict muted" }, "dense (reference)");
   const rec = ((exp.ticket_decision || {}).levels || []).find((r) => r.level === level);
   if (!rec || !rec.verdict) return el("td", { class: "verdict" }, "–");
-  const acc = (rec.comparisons || {}).matches_dense_accuracy;
-  const iv = acc && acc.interval && acc.interval[0] !== null && acc.interval[1] !== null
-    ? ` [${(100 * acc.interval[0]).toFixed(2)}, ${(100 * acc.interval[1]).toFixed(2)}] pts` : "";
   return el("td", { class: `verdict verdict-${rec.verdict}`, title: (rec.reasons || []).join("\n") },
-    `${rec.verdict}${iv}`);
+    `${rec.verdict}${intervalText(rec)}`);
+}
+
+// "Why this level": the ticket decision in words where people look (not only in a tooltip):
+// the decision's reason (or "no winning ticket" and why), then each pruned level's verdict,
+// its accuracy-minus-dense interval and its first reason (validation data throughout).
+// The reason that decided a level's verdict (the first one with that verdict), else the first.
+function mainReason(rec) {
+  const reasons = rec.reasons || [];
+  return reasons.find((x) => x.startsWith(`${rec.verdict}:`)) || reasons[0] || "";
+}
+
+function whySection(exp) {
+  const decision = exp.ticket_decision || {};
+  const names = decision.names || "winning ticket";
+  const pruned = (decision.levels || []).filter((r) => r.level > 0);
+  const weights = new Map(exp.levels.map((lv) => [lv.level, lv.weights_remaining]));
+  const t = exp.ticket;
+  const lead = t ? el("p", { "data-role": "why-lead" }, el("strong", {}, `Level ${t.level} (${pct(t.weights_remaining)} of weights): `), decision.reason || "–")
+    : pruned.length ? el("p", { "data-role": "why-lead" }, el("strong", {}, `No ${names}: `),
+      (decision.reason || "–").replace(new RegExp(`^no ${names}:\\s*`, "i"), ""))
+      : el("p", { class: "muted", "data-role": "why-lead" }, "No pruned level has finished yet.");
+  return el("div", { class: "card why", id: "why" }, lead,
+    pruned.length ? el("ul", {}, pruned.map((r) => el("li", { "data-level": r.level },
+      el("span", { class: `verdict-${r.verdict}` }, `level ${r.level} (${pct(weights.get(r.level))}): ${r.verdict || "–"}`),
+      `${intervalText(r) ? ` · accuracy − dense${intervalText(r)}` : ""}${mainReason(r) ? ` · ${mainReason(r)}` : ""}`))) : null,
+    el("p", { class: "legendnote" }, "Validation data; the interval: accuracy minus the dense network's, 95%."));
 }
 
 function levelTable(exp) {
@@ -529,6 +558,7 @@ async function experimentPage(id) {
   const base = `/experiments/${id}/plots`;
   const figures = el("div", { class: "grid", id: "figures" });
   const levelsBox = el("div", { id: "levels-box" });
+  const whyBox = el("div", { id: "why-box" });
   const curveLevels = el("div", { class: "levels", id: "curve-levels" });
   const statusBox = el("span", { id: "status" });
   const progressBox = el("div", { id: "progress" });
@@ -607,6 +637,7 @@ async function experimentPage(id) {
     fill(summaryBox, keyValues(facts),
       exp.cost ? [el("h2", {}, "Cost"), el("div", { id: "cost" }, keyValues(costFacts(exp.cost)))] : null,
       exp.error ? el("div", { class: "error", style: "margin-top:10px" }, `${exp.error.type}: ${exp.error.message}`) : null);
+    whyBox.replaceChildren(whySection(exp));
     curves.live(exp);
     if (force || exp.levels.length !== shownLevels) {
       shownLevels = exp.levels.length;
@@ -623,6 +654,7 @@ async function experimentPage(id) {
     el("div", { class: "toolbar" }, ticket, csv, json, el("span", { class: "spacer" }), cancel, remove),
     el("div", { class: "card" }, progressBox, el("div", { style: "margin-top:12px" }, summaryBox)),
     el("h2", {}, "Levels"), levelsBox,
+    el("h2", {}, "Why this level"), whyBox,
     el("h2", {}, "Figures"), curveLevels, figures,
     el("h2", {}, "Validation and loss curves"), curves.box,
     el("h2", {}, "Spec (defaults filled in)"), el("pre", { class: "spec", id: "spec" }, JSON.stringify(exp.spec, null, 2)));
@@ -780,6 +812,24 @@ function stopViews() {
 
 // ------------------------------------------------------------------ compare
 
+// Each compared experiment's own ticket, so members that disagree (one seed's 41% ticket, the
+// other's none) are seen, not averaged into a band.
+function memberTickets(members) {
+  const head = el("tr", {}, ["experiment", "seed", "ticket level", "weights", "val accuracy", "test accuracy", "early stop", "verdict"]
+    .map((h, i) => el("th", { class: i > 1 && i < 7 ? "num" : null }, h)));
+  return [el("h3", {}, "Each member's ticket"),
+    el("table", { id: "compare-members" }, el("thead", {}, head), el("tbody", {}, members.map((m) => {
+      const t = m.ticket;
+      const who = [el("td", {}, el("a", { href: `#/experiments/${m.id}` }, m.name), " ", el("span", { class: "muted mono" }, m.id.slice(0, 8))),
+        el("td", { class: "muted" }, m.seed ?? "–")];
+      return el("tr", { "data-id": m.id }, who, t ? [
+        el("td", { class: "num" }, t.level), el("td", { class: "num" }, pct(t.weights_remaining)),
+        el("td", { class: "num" }, pct(t.early_stop_val_accuracy, 2)), el("td", { class: "num" }, pct(t.early_stop_test_accuracy, 2)),
+        el("td", { class: "num" }, num(t.early_stop_iteration)), el("td", { class: `verdict-${t.verdict}` }, t.verdict || "–"),
+      ] : el("td", { colspan: 6, class: "muted", style: "text-align:left", "data-role": "no-ticket" }, m.no_ticket || "no winning ticket"));
+    })))];
+}
+
 async function comparePage(params) {
   const ids = params.get("ids");
   const tag = params.get("tag");
@@ -788,7 +838,9 @@ async function comparePage(params) {
   const picker = el("table", { class: "pick", id: "compare-pick" }, el("tbody", {},
     list.items.map((exp) => el("tr", {},
       el("td", {}, el("input", { type: "checkbox", value: exp.id, checked: chosen.has(exp.id), "aria-label": `compare ${exp.name}` })),
-      el("td", {}, exp.name), el("td", {}, badge(exp.status)), el("td", { class: "muted" }, `seed ${exp.spec.seed}`),
+      el("td", {}, exp.name), el("td", { class: "muted mono", "data-role": "short-id", title: exp.id }, exp.id.slice(0, 8)),
+      el("td", {}, badge(exp.status)), el("td", { class: "muted" }, `seed ${exp.spec.seed}`),
+      el("td", { class: "muted", "data-role": "created" }, when(exp.created_at)),
       el("td", {}, tagChips(exp.spec.tags, (t) => (location.hash = `#/compare?tag=${encodeURIComponent(t)}`)))))));
   const go = el("button", { class: "primary", id: "compare-go" }, "Compare");
   go.addEventListener("click", () => {
@@ -807,12 +859,13 @@ async function comparePage(params) {
   if (!ids && !tag) return;
   const query = ids ? `ids=${ids}` : `tag=${encodeURIComponent(tag)}`;
   const groups = await getJson(`/compare?${query}`);
-  const names = new Map(groups.experiments.map((e) => [e.id, `${e.name} (seed ${e.seed})`]));
+  const names = new Map(groups.experiments.map((e) => [e.id, `${e.name} ${e.id.slice(0, 8)} (seed ${e.seed})`]));
   result.append(el("div", { class: "card" },
     el("h2", { style: "margin-top:0" }, "Groups"),
     el("p", { class: "legendnote" }, groups.differences.length ? `Spec fields that differ: ${groups.differences.join(", ")}` : "The specs differ only in seed, name or tags."),
     el("table", { id: "compare-groups" }, el("tbody", {}, groups.groups.map((g) => el("tr", {},
-      el("td", {}, g.label), el("td", { class: "muted" }, g.experiment_ids.map((i) => names.get(i)).join(", ")))))))); 
+      el("td", {}, g.label), el("td", { class: "muted" }, g.experiment_ids.map((i) => names.get(i)).join(", ")))))),
+    memberTickets(groups.experiments)));
   const grid = el("div", { class: "grid", id: "figures" });
   result.append(grid);
   const cards = FIGURES.map(([name, title]) => [name, grid.appendChild(figureCard(name, title, "/compare/plots", query))]);
