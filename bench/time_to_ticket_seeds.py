@@ -152,6 +152,20 @@ def _iv(c: dict[str, Any] | None, scale: float, unit: str) -> str:
     return f"{c['verdict']} [{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}] {unit}"
 
 
+def _tests_used(s: dict[str, Any]) -> str:
+    """The tests the rule used, read from the seeds' comparisons: with verify.repeats the units
+    are the repeats (paired t), with one unit the shared validation examples (McNemar)."""
+    used = sorted(
+        {
+            f"{c['test']} (n = {c['n']})" if c.get("n") else str(c["test"])
+            for seed in s["seeds"]
+            for c in (seed.get("comparisons") or {}).values()
+            if c.get("test")
+        }
+    )
+    return "by " + "; ".join(used) if used else "no test recorded"
+
+
 def markdown(s: dict[str, Any]) -> list[str]:
     st = s["settings"]
     lines = [
@@ -164,8 +178,7 @@ def markdown(s: dict[str, Any]) -> list[str]:
         "dense network; the protocol's cost is its recorded "
         f"{st['protocol_iterations'] or 0:,} iterations at "
         f"{1000 * (st['protocol_seconds_per_iteration'] or 0):.2f} ms each (measured once, "
-        "above). Verdicts on validation, 95% intervals, one unit per seed: accuracy by "
-        "McNemar's exact test over the shared validation examples. The seed-0 result above "
+        f"above). Verdicts on validation, 95% intervals, {_tests_used(s)}. The seed-0 result above "
         "was decided by the rule before issue 27 (one trial, zero tolerance, no interval); "
         "the verdicts below are the current rule's.",
         "",
