@@ -251,8 +251,9 @@ PAPER_PLOTS = ("accuracy_curves", "early_stop_iteration", "early_stop_accuracy",
 def plot_names(value: str) -> tuple[str, ...]:
     """--plots as figure names (checked before anything is trained)."""
     from lth_core.report.figures import FIGURES
+    from lth_core.report.instability import NAME
 
-    known = (*FIGURES, "instability")
+    known = (*FIGURES, NAME)
     if value == "paper":
         return PAPER_PLOTS
     if value == "all":

@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from lth_core.spec import parse_spec
-from service.consumers import check_queue
 from service.cost_estimate import prior
 from service.schemas import CostEstimate, SpecJson
 from service.use_cases.submit import submit_notes, validated
@@ -54,7 +53,6 @@ def estimate(
     """The spec validated as a submit validates it, its cost estimate and the notes a submit
     would get. Raises the submit's errors for a spec it would refuse (422, 404/409 for an
     unusable mask)."""
-    check_queue(session, settings, queue_name)
     spec_json, _ = validated(session, settings, principal, body, queue_name)
     spec = parse_spec(spec_json)
     found = prior(spec, queue_name)

@@ -54,7 +54,6 @@ def submit(
     mask, 422 for a spec over the limits (its size included) or the owner's storage quota,
     429 over the active limit, 409 ``duplicate_spec`` for a spec the owner already has queued,
     running or succeeded unless ``again``)."""
-    check_queue(session, settings, queue_name)
     spec_json, size = validated(session, settings, principal, body, queue_name)
     owner = principal.owner
     experiments.lock_owner(session, owner)
@@ -125,8 +124,10 @@ def _refuse_duplicate(
 def validated(
     session: Session, settings: Settings, principal: Principal, body: Any, queue: str
 ) -> tuple[dict[str, Any], SizeEstimate | None]:
-    """The spec to store: parsed (defaults filled in), within the limits (its size for the
-    queue's device class included), its mask source checked and normalized; and its size."""
+    """The spec to store for ``queue`` (which must exist): parsed (defaults filled in), within
+    the limits (its size for the queue's device class included), its mask source checked and
+    normalized; and its size."""
+    check_queue(session, settings, queue)
     if not isinstance(body, dict):
         raise Unprocessable(
             "the body must be a JSON object (the experiment spec)",
